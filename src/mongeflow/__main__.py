@@ -1,0 +1,5 @@
+import sys
+
+from mongeflow.cli import main
+
+sys.exit(main())

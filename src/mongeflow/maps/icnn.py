@@ -1,0 +1,157 @@
+"""Input-convex neural network potentials (Amos, Xu & Kolter 2017)."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from mongeflow.maps.base import Array, Potential
+
+NonNegativity = Literal["clamp", "softplus"]
+
+
+def _uniform(key, shape, fan_in, dtype):
+    bound = 1.0 / jnp.sqrt(fan_in)
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def _inverse_softplus(w):
+    w = jnp.maximum(w, 1e-4)
+    return w + jnp.log(-jnp.expm1(-w))
+
+
+class ICNN(Potential):
+    """φ(x) = w_outᵀ z_L + b_out [+ aᵀx] [+ ½ xᵀ Q x] + (α/2)|x|², an input-convex network.
+
+    z_1 = σ(W_0 x + b_0),  z_{k+1} = σ(W^z_k z_k + W^x_k x + b_k), σ = softplus.
+    Convexity in x needs W^z_k ≥ 0 and w_out ≥ 0 (σ is convex and non-decreasing); the input
+    weights W_0, W^x_k are free. Q = diag(softplus(q)) + L Lᵀ is positive semi-definite (as in
+    OTT-JAX's ICNN) and lets the network represent affine maps exactly.
+
+    The default (``widths=(20, 20)``, no quadratic, no linear skip) is the 541-parameter
+    network of Dumont, Lacombe & Vialard (2026), initialised as in their example: PyTorch's
+    default uniform initialisation, non-negative weights drawn from N(0, 0.1²) then clamped.
+
+    Args:
+        dim: input dimension d.
+        key: PRNG key for the initialisation.
+        widths: hidden widths (depth = ``len(widths)``).
+        nonnegativity: ``"clamp"`` (weights projected onto ≥ 0 after each update, as in the
+            paper) or ``"softplus"`` (reparametrisation W = softplus(W_raw), always feasible).
+        quadratic_rank: rank r of L in the quadratic term; ``None`` for no quadratic term.
+        linear_skip: add a free linear term aᵀx to the output.
+        strong_convexity: α ≥ 0; adds (α/2)|x|² so ∇²φ ⪰ α I.
+        identity_init: start at T = id exactly (quadratic term = I, w_out = 0; implies a
+            quadratic term).
+
+    Example:
+        >>> import jax
+        >>> phi = ICNN(2, jax.random.key(0))
+        >>> from mongeflow.maps import parameter_count
+        >>> parameter_count(phi)
+        541
+    """
+
+    input_weight: Array
+    input_bias: Array
+    z_weights: tuple[Array, ...]
+    x_weights: tuple[Array, ...]
+    biases: tuple[Array, ...]
+    out_weight: Array
+    out_bias: Array
+    linear: Array | None
+    quad_diag: Array | None
+    quad_factor: Array | None
+    nonnegativity: str = eqx.field(static=True)
+    strong_convexity: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        dim: int,
+        key: Array,
+        widths: tuple[int, ...] = (20, 20),
+        *,
+        nonnegativity: NonNegativity = "clamp",
+        quadratic_rank: int | None = None,
+        linear_skip: bool = False,
+        strong_convexity: float = 0.0,
+        identity_init: bool = False,
+        dtype=None,
+    ):
+        if nonnegativity not in ("clamp", "softplus"):
+            raise ValueError(f"nonnegativity must be 'clamp' or 'softplus', got {nonnegativity!r}")
+        widths = tuple(int(w) for w in widths)
+        if len(widths) == 0 or min(widths) < 1:
+            raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
+        if strong_convexity < 0:
+            raise ValueError(f"strong_convexity must be ≥ 0, got {strong_convexity}")
+        if identity_init and quadratic_rank is None:
+            quadratic_rank = min(dim, 2)
+        dtype = dtype or jnp.zeros(()).dtype
+        keys = iter(jax.random.split(key, 4 * len(widths) + 6))
+        self.nonnegativity = nonnegativity
+        self.strong_convexity = float(strong_convexity)
+
+        self.input_weight = _uniform(next(keys), (widths[0], dim), dim, dtype)
+        self.input_bias = _uniform(next(keys), (widths[0],), dim, dtype)
+        z_w, x_w, bs = [], [], []
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            z_w.append(self._raw(0.1 * jax.random.normal(next(keys), (w_out, w_in), dtype)))
+            x_w.append(_uniform(next(keys), (w_out, dim), dim, dtype))
+            bs.append(_uniform(next(keys), (w_out,), w_in, dtype))
+        self.z_weights, self.x_weights, self.biases = tuple(z_w), tuple(x_w), tuple(bs)
+        out = 0.1 * jax.random.normal(next(keys), (widths[-1],), dtype)
+        if identity_init:
+            out = jnp.zeros_like(out)
+        self.out_weight = self._raw(out)
+        self.out_bias = _uniform(next(keys), (), widths[-1], dtype)
+        self.linear = jnp.zeros((dim,), dtype) if linear_skip else None
+        if quadratic_rank is None:
+            self.quad_diag, self.quad_factor = None, None
+        else:
+            self.quad_diag = jnp.full((dim,), _inverse_softplus(jnp.asarray(1.0)), dtype)
+            self.quad_factor = 1e-2 * jax.random.normal(next(keys), (dim, quadratic_rank), dtype)
+
+    def _raw(self, w: Array) -> Array:
+        """Stored value for a non-negative weight initialised at max(w, 0)."""
+        w = jnp.maximum(w, 0.0)
+        return _inverse_softplus(w) if self.nonnegativity == "softplus" else w
+
+    def _nonneg(self, w: Array) -> Array:
+        # With "clamp", feasibility is restored by `project` after each update; the forward
+        # pass uses the weights as stored (the paper's projected scheme).
+        return jax.nn.softplus(w) if self.nonnegativity == "softplus" else w
+
+    def __call__(self, x: Array) -> Array:
+        z = jax.nn.softplus(self.input_weight @ x + self.input_bias)
+        for wz, wx, b in zip(self.z_weights, self.x_weights, self.biases, strict=True):
+            z = jax.nn.softplus(self._nonneg(wz) @ z + wx @ x + b)
+        out = self._nonneg(self.out_weight) @ z + self.out_bias
+        if self.linear is not None:
+            out = out + self.linear @ x
+        if self.quad_diag is not None:
+            Lx = self.quad_factor.T @ x
+            out = out + 0.5 * (jnp.sum(jax.nn.softplus(self.quad_diag) * x**2) + Lx @ Lx)
+        if self.strong_convexity:
+            out = out + 0.5 * self.strong_convexity * jnp.sum(x**2)
+        return out
+
+    def _constrained(self) -> list[Array]:
+        return [*self.z_weights, self.out_weight]
+
+    def project(self) -> Self:
+        if self.nonnegativity == "softplus":
+            return self
+        return eqx.tree_at(
+            lambda m: (m.z_weights, m.out_weight),
+            self,
+            (tuple(jnp.maximum(w, 0.0) for w in self.z_weights), jnp.maximum(self.out_weight, 0)),
+        )
+
+    def is_feasible(self) -> Array:
+        if self.nonnegativity == "softplus":
+            return jnp.asarray(True)
+        return jnp.all(jnp.stack([jnp.all(w >= 0) for w in self._constrained()]))

@@ -1,0 +1,57 @@
+"""Problems: sources, targets and the registry of built-in problems (keys are CLI names)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mongeflow.problems.base import (
+    EmpiricalSource,
+    Gaussian,
+    GaussianMixture,
+    PotentialTarget,
+    Problem,
+    SamplerSource,
+    Source,
+    Target,
+)
+from mongeflow.problems.builtin import KnownPotentialSource, gaussian, known_potential, paper_gmm
+from mongeflow.problems.gaussian import affine_flow, bures_map, gaussian_kl
+
+PROBLEMS: dict[str, Callable[..., Problem]] = {
+    "paper-gmm": paper_gmm,
+    "gaussian": gaussian,
+    "known-potential": known_potential,
+}
+
+
+def get_problem(name: str, dim: int | None = None, **kwargs) -> Problem:
+    """Build a registered problem by its CLI name.
+
+    Example:
+        >>> get_problem("gaussian", dim=3).dim
+        3
+    """
+    if name not in PROBLEMS:
+        raise ValueError(f"unknown problem {name!r}; valid problems: {', '.join(PROBLEMS)}")
+    return PROBLEMS[name](dim=dim, **kwargs)
+
+
+__all__ = [
+    "PROBLEMS",
+    "EmpiricalSource",
+    "Gaussian",
+    "GaussianMixture",
+    "KnownPotentialSource",
+    "PotentialTarget",
+    "Problem",
+    "SamplerSource",
+    "Source",
+    "Target",
+    "affine_flow",
+    "bures_map",
+    "gaussian",
+    "gaussian_kl",
+    "get_problem",
+    "known_potential",
+    "paper_gmm",
+]

@@ -1,0 +1,306 @@
+"""Sources, targets and problems.
+
+A *source* μ0 is known through samples (a sampler or a data array), sometimes also through
+its log-density. A *target* γ ∝ exp(−V) is given by its potential ``V: [d] -> scalar``
+written in JAX (SPEC §1). A :class:`Problem` pairs them, with the true Monge map when it is
+known.
+
+Every callable here acts on **one** sample (shape ``[d]``); callers ``vmap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+class Source(eqx.Module):
+    """A source distribution μ0 on R^d.
+
+    Subclasses implement :meth:`sample`; those that know their density also implement
+    :meth:`log_prob` and set ``has_log_prob = True``.
+    """
+
+    dim: eqx.AbstractVar[int]
+
+    def sample(self, key: Array, n: int) -> Array:
+        """Draw ``n`` samples, shape ``[n, d]``."""
+        raise NotImplementedError
+
+    @property
+    def has_log_prob(self) -> bool:
+        return False
+
+    def log_prob(self, x: Array) -> Array:
+        """log ρ0(x) for one sample ``x: [d]``."""
+        raise ValueError(f"{type(self).__name__} has no known log-density")
+
+    def score(self, x: Array) -> Array:
+        """∇ log ρ0(x) for one sample ``x: [d]`` (autodiff of :meth:`log_prob`)."""
+        return jax.grad(self.log_prob)(x)
+
+
+class Target(eqx.Module):
+    """A log-concave target γ ∝ exp(−V) on R^d."""
+
+    dim: eqx.AbstractVar[int]
+
+    def potential(self, y: Array) -> Array:
+        """V(y) for one sample ``y: [d]``."""
+        raise NotImplementedError
+
+    @property
+    def can_sample(self) -> bool:
+        return False
+
+    def sample(self, key: Array, n: int) -> Array:
+        raise ValueError(f"{type(self).__name__} cannot be sampled")
+
+    @property
+    def log_normaliser(self) -> Array | None:
+        """log Z with γ = exp(−V) / Z, or ``None`` when unknown."""
+        return None
+
+    @property
+    def convexity(self) -> float | None:
+        """λ such that ∇²V ⪰ λ I, when known."""
+        return None
+
+    def log_prob(self, y: Array) -> Array:
+        log_z = self.log_normaliser
+        if log_z is None:
+            raise ValueError("the target's normalising constant is unknown")
+        return -self.potential(y) - log_z
+
+
+class SamplerSource(Source):
+    """A source given by a sampler ``(key, n) -> [n, d]``, optionally with its log-density.
+
+    Example:
+        >>> import jax
+        >>> src = SamplerSource(lambda key, n: jax.random.normal(key, (n, 3)), dim=3)
+        >>> src.sample(jax.random.key(0), 5).shape
+        (5, 3)
+    """
+
+    sampler: Callable[[Array, int], Array] = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+    log_density: Callable[[Array], Array] | None = eqx.field(static=True)
+
+    def __init__(self, sampler, dim: int, log_density=None):
+        self.sampler, self.dim, self.log_density = sampler, int(dim), log_density
+
+    def sample(self, key: Array, n: int) -> Array:
+        return self.sampler(key, n)
+
+    @property
+    def has_log_prob(self) -> bool:
+        return self.log_density is not None
+
+    def log_prob(self, x: Array) -> Array:
+        if self.log_density is None:
+            return super().log_prob(x)
+        return self.log_density(x)
+
+
+class EmpiricalSource(Source):
+    """A source known by a data array ``[N, d]``; mini-batches are drawn with replacement."""
+
+    data: Array
+    dim: int = eqx.field(static=True)
+
+    def __init__(self, data):
+        data = jnp.asarray(data)
+        if data.ndim != 2:
+            raise ValueError(f"data must have shape [N, d], got shape {data.shape}")
+        if data.shape[0] == 0:
+            raise ValueError("data is empty")
+        self.data = data
+        self.dim = int(data.shape[1])
+
+    def sample(self, key: Array, n: int) -> Array:
+        idx = jax.random.randint(key, (n,), 0, self.data.shape[0])
+        return self.data[idx]
+
+
+def _as_cov(cov, dim: int) -> Array:
+    cov = jnp.asarray(cov)
+    if cov.ndim == 0:
+        return cov * jnp.eye(dim)
+    if cov.ndim == 1:
+        return jnp.diag(cov)
+    return cov
+
+
+class Gaussian(Source, Target):
+    """N(mean, cov): usable both as a source and as a target.
+
+    As a target, V(y) = ½ (y − m)ᵀ Σ⁻¹ (y − m) and log Z = ½ (d log 2π + log det Σ).
+    """
+
+    mean: Array
+    cov: Array
+    dim: int = eqx.field(static=True)
+
+    def __init__(self, mean, cov=1.0):
+        self.mean = jnp.atleast_1d(jnp.asarray(mean, dtype=float))
+        self.dim = int(self.mean.shape[0])
+        cov = _as_cov(jnp.asarray(cov, dtype=float), self.dim)
+        if cov.shape != (self.dim, self.dim):
+            raise ValueError(
+                f"covariance must have shape ({self.dim}, {self.dim}), got {cov.shape}"
+            )
+        self.cov = cov
+
+    @classmethod
+    def standard(cls, dim: int) -> Gaussian:
+        return cls(jnp.zeros(dim), jnp.eye(dim))
+
+    @property
+    def _chol(self) -> Array:
+        return jnp.linalg.cholesky(self.cov)
+
+    @property
+    def precision(self) -> Array:
+        return jnp.linalg.inv(self.cov)
+
+    def sample(self, key: Array, n: int) -> Array:
+        z = jax.random.normal(key, (n, self.dim), dtype=self.mean.dtype)
+        return self.mean[None, :] + z @ self._chol.T
+
+    @property
+    def can_sample(self) -> bool:
+        return True
+
+    @property
+    def has_log_prob(self) -> bool:
+        return True
+
+    def potential(self, y: Array) -> Array:
+        r = y - self.mean
+        return 0.5 * r @ jnp.linalg.solve(self.cov, r)
+
+    @property
+    def log_normaliser(self) -> Array:
+        _, logdet = jnp.linalg.slogdet(self.cov)
+        return 0.5 * (self.dim * jnp.log(2 * jnp.pi) + logdet)
+
+    def log_prob(self, x: Array) -> Array:
+        return -self.potential(x) - self.log_normaliser
+
+    @property
+    def convexity(self) -> float:
+        return float(1.0 / np.max(np.linalg.eigvalsh(np.asarray(self.cov))))
+
+
+class GaussianMixture(Source):
+    """Mixture Σ_k w_k N(m_k, Σ_k), with its log-density."""
+
+    weights: Array
+    means: Array
+    covs: Array
+    dim: int = eqx.field(static=True)
+
+    def __init__(self, weights, means, covs):
+        self.weights = jnp.asarray(weights, dtype=float) / jnp.sum(jnp.asarray(weights))
+        self.means = jnp.asarray(means, dtype=float)
+        self.covs = jnp.asarray(covs, dtype=float)
+        k, d = self.means.shape
+        if self.covs.shape != (k, d, d) or self.weights.shape != (k,):
+            raise ValueError("weights [k], means [k, d] and covs [k, d, d] do not agree")
+        self.dim = int(d)
+
+    @property
+    def has_log_prob(self) -> bool:
+        return True
+
+    def sample(self, key: Array, n: int) -> Array:
+        k_comp, k_noise = jax.random.split(key)
+        comp = jax.random.categorical(k_comp, jnp.log(self.weights), shape=(n,))
+        chol = jnp.linalg.cholesky(self.covs)
+        z = jax.random.normal(k_noise, (n, self.dim), dtype=self.means.dtype)
+        return self.means[comp] + jnp.einsum("nij,nj->ni", chol[comp], z)
+
+    def log_prob(self, x: Array) -> Array:
+        def one(m, c):
+            r = x - m
+            _, logdet = jnp.linalg.slogdet(c)
+            return -0.5 * (r @ jnp.linalg.solve(c, r) + logdet + self.dim * jnp.log(2 * jnp.pi))
+
+        comps = jax.vmap(one)(self.means, self.covs)
+        return jax.scipy.special.logsumexp(comps + jnp.log(self.weights))
+
+
+class PotentialTarget(Target):
+    """γ ∝ exp(−V) for a user potential ``V: [d] -> scalar`` (V convex).
+
+    Args:
+        potential_fn: V, written in JAX, acting on one sample.
+        dim: the dimension d.
+        log_normaliser: log Z when known (enables true KL values and densities).
+        sampler: optional ``(key, n) -> [n, d]`` sampler of γ (enables energy distances).
+        convexity: optional λ with ∇²V ⪰ λ I.
+    """
+
+    potential_fn: Callable[[Array], Array] = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+    log_z: float | None = eqx.field(static=True)
+    sampler: Callable[[Array, int], Array] | None = eqx.field(static=True)
+    lam: float | None = eqx.field(static=True)
+
+    def __init__(self, potential_fn, dim: int, log_normaliser=None, sampler=None, convexity=None):
+        self.potential_fn, self.dim = potential_fn, int(dim)
+        self.log_z, self.sampler, self.lam = log_normaliser, sampler, convexity
+
+    def potential(self, y: Array) -> Array:
+        return self.potential_fn(y)
+
+    @property
+    def can_sample(self) -> bool:
+        return self.sampler is not None
+
+    def sample(self, key: Array, n: int) -> Array:
+        if self.sampler is None:
+            return super().sample(key, n)
+        return self.sampler(key, n)
+
+    @property
+    def log_normaliser(self):
+        return self.log_z
+
+    @property
+    def convexity(self):
+        return self.lam
+
+
+class Problem(eqx.Module):
+    """What is solved: a source, a target and, when known, the true Monge map.
+
+    Attributes:
+        name: a short label.
+        source: the source μ0.
+        target: the target γ.
+        true_map: T*: [d] -> [d] for one sample, or ``None``.
+    """
+
+    name: str = eqx.field(static=True)
+    source: Source
+    target: Target
+    true_map: Callable[[Array], Array] | None = None
+
+    def __check_init__(self):
+        if self.source.dim != self.target.dim:
+            raise ValueError(
+                f"source dimension {self.source.dim} differs from target dimension "
+                f"{self.target.dim}"
+            )
+
+    @property
+    def dim(self) -> int:
+        return self.source.dim

@@ -1,0 +1,25 @@
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)
+
+
+def exact_moment_sample(mean, cov, n, seed=0):
+    """n points whose empirical mean and covariance (1/n) are exactly ``mean`` and ``cov``.
+
+    For affine maps and quadratic V, the log-det loss, its gradient and the Gram matrix
+    depend only on these two moments, so this sample makes them exact.
+    """
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, len(mean)))
+    z -= z.mean(0)
+    w, Q = np.linalg.eigh(z.T @ z / n)
+    z = z @ Q @ np.diag(w**-0.5) @ Q.T
+    w, Q = np.linalg.eigh(np.asarray(cov))
+    return np.asarray(mean) + z @ (Q * np.sqrt(w)) @ Q.T

@@ -1,0 +1,179 @@
+"""Schemes: feasibility after every step, agreement with Euclidean GD, the exact affine flow."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mongeflow as mf
+from mongeflow.divergences import KL
+from mongeflow.maps import ICNN, AffinePotential
+from mongeflow.problems import SamplerSource, affine_flow, bures_map, get_problem
+from mongeflow.schemes import SCHEMES, Task
+from tests.conftest import exact_moment_sample
+
+SMALL = {
+    "euclidean": dict(learning_rate=0.05),
+    "adam": dict(learning_rate=0.05),
+    "explicit": dict(inner_steps=3),
+    "implicit": dict(inner_steps=3),
+    "natural": dict(),
+}
+
+
+def test_every_registered_scheme_is_tested():
+    assert set(SMALL) == set(SCHEMES)
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+@pytest.mark.parametrize("gradient", ["logdet", "entropic"])
+def test_constrained_weights_stay_nonnegative(name, gradient, key):
+    """After every step of every scheme, the ICNN's constrained weights are ≥ 0."""
+    problem = get_problem("paper-gmm")
+    kl = KL(problem.target, problem.source, gradient=gradient)
+    task = Task(kl, lambda k: problem.source.sample(k, 64))
+    scheme = SCHEMES[name](**SMALL[name])
+    phi = ICNN(2, key)
+    state = scheme.init(phi)
+    step = eqx.filter_jit(scheme.step)
+    for i in range(4):
+        phi, state, loss = step(phi, state, task, jax.random.fold_in(key, i))
+        assert bool(jnp.isfinite(loss))
+        assert bool(phi.is_feasible()), f"{name}: negative constrained weight after step {i}"
+        assert min(float(jnp.min(w)) for w in [*phi.z_weights, phi.out_weight]) >= 0.0
+
+
+def test_lbfgs_implicit_keeps_feasibility(key):
+    problem = get_problem("paper-gmm")
+    task = Task(KL(problem.target), lambda k: problem.source.sample(k, 64))
+    scheme = mf.Implicit(solver="lbfgs", inner_steps=5)
+    phi = ICNN(2, key)
+    state = scheme.init(phi)
+    for i in range(2):
+        phi, state, loss = eqx.filter_jit(scheme.step)(phi, state, task, jax.random.key(i))
+        assert bool(jnp.isfinite(loss)) and bool(phi.is_feasible())
+
+
+def test_natural_with_identity_metric_is_euclidean(key):
+    problem = get_problem("gaussian", dim=2)
+    task = Task(KL(problem.target), lambda k: problem.source.sample(k, 128))
+    natural = mf.Natural(tau=0.01, damping=0.0, metric="identity")
+    euclid = mf.Euclidean(learning_rate=0.01)
+    phi_n = phi_e = ICNN(2, key, quadratic_rank=2)
+    s_n, s_e = natural.init(phi_n), euclid.init(phi_e)
+    for i in range(5):
+        k = jax.random.fold_in(key, i)
+        phi_n, s_n, loss_n = eqx.filter_jit(natural.step)(phi_n, s_n, task, k)
+        phi_e, s_e, loss_e = eqx.filter_jit(euclid.step)(phi_e, s_e, task, k)
+        assert float(loss_n) == pytest.approx(float(loss_e), rel=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(phi_n), jax.tree_util.tree_leaves(phi_e), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def _affine_flow_run(tau, times, damping=1e-10):
+    """Natural gradient of the affine map on an exact-moment sample of a Gaussian source."""
+    rng = np.random.default_rng(5)
+    d = 3
+    m0 = rng.standard_normal(d)
+    M = rng.standard_normal((d, d))
+    cov0 = M @ M.T / d + 0.3 * np.eye(d)
+    m1 = 0.5 * rng.standard_normal(d)
+    N = rng.standard_normal((d, d))
+    cov1 = N @ N.T / d + 0.5 * np.eye(d)
+    x = jnp.asarray(exact_moment_sample(m0, cov0, 40, seed=2))
+    source = SamplerSource(lambda key, n: x, dim=d)
+    problem = mf.Problem("affine", source, mf.Gaussian(m1, cov1))
+    task = Task(KL(problem.target), lambda k: x)
+    scheme = mf.Natural(tau=tau, damping=damping, solver="dense")
+    phi = AffinePotential(d, dtype=jnp.float64)  # T_0 = id
+    step = eqx.filter_jit(scheme.step)
+    out = {}
+    k = 0
+    state = None
+    for t in times:
+        while k * tau < t - 1e-9:
+            phi, state, _ = step(phi, state, task, jax.random.key(k))
+            k += 1
+        out[t] = (np.asarray(phi.A), np.asarray(phi.A @ jnp.asarray(m0) + phi.b))
+    ref_A, ref_m = affine_flow(m0, cov0, m1, cov1, times)
+    lam = 1.0 / np.max(np.linalg.eigvalsh(cov1))
+    return dict(out=out, ref_A=ref_A, ref_m=ref_m, m0=m0, cov0=cov0, m1=m1, cov1=cov1, lam=lam)
+
+
+def _l2_map_distance(A1, m1, A2, m2, cov0):
+    """‖T1 − T2‖²_{L²(μ0)} for T_i(x) = A_i (x − m0) + m_i, x ~ N(m0, Σ0)."""
+    D = A1 - A2
+    return float(np.trace(D @ cov0 @ D.T) + np.sum((m1 - m2) ** 2))
+
+
+def test_natural_affine_follows_exact_flow():
+    """Affine map + natural gradient with small τ follows the ODE of SPEC §6 (rel. err ≤ 1e-2
+    at t = 1, 2, 4), then ends at the Bures map with ‖T_t − T*‖² ≤ e^{−2λt} ‖T_0 − T*‖²."""
+    times = [1.0, 2.0, 4.0]
+    with jax.enable_x64(True):
+        r = _affine_flow_run(tau=0.005, times=times)
+    for i, t in enumerate(times):
+        A, m = r["out"][t]
+        err = _l2_map_distance(A, m, r["ref_A"][i], r["ref_m"][i], r["cov0"]) ** 0.5
+        scale = _l2_map_distance(r["ref_A"][i], r["ref_m"][i], 0 * A, 0 * m, r["cov0"]) ** 0.5
+        assert err / scale <= 1e-2, f"t={t}: relative error {err / scale:.3g}"
+
+
+def test_natural_affine_converges_to_bures_at_rate():
+    times = [0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 10.0, 30.0]
+    with jax.enable_x64(True):
+        r = _affine_flow_run(tau=0.01, times=times)
+    A_star = bures_map(r["cov0"], r["cov1"])
+    d = len(r["m0"])
+    e0 = _l2_map_distance(np.eye(d), r["m0"], A_star, r["m1"], r["cov0"])
+    errs = []
+    for t in times:
+        A, m = r["out"][t]
+        errs.append(_l2_map_distance(A, m, A_star, r["m1"], r["cov0"]))
+        # SPEC §2 theorem: ‖T_t − T*‖² ≤ C e^{−2λt}; for the exact Hilbert gradient flow C = 1.
+        assert errs[-1] <= 1.02 * np.exp(-2 * r["lam"] * t) * e0, f"t={t}"
+    # ends at the Bures map
+    A, m = r["out"][times[-1]]
+    np.testing.assert_allclose(A, A_star, atol=1e-4)
+    np.testing.assert_allclose(m, r["m1"], atol=1e-4)
+    # fitted rate of log error against t is at least 2λ
+    slope = np.polyfit(times[2:-1], np.log(errs[2:-1]), 1)[0]
+    assert slope <= -2 * r["lam"]
+
+
+def test_explicit_and_implicit_affine_time_step_order():
+    """Explicit (linearised) and implicit (L-BFGS) steps on the affine Gaussian problem: the
+    error against the exact flow at t = 1 shrinks like τ (first order), fitted on log-log."""
+    rng = np.random.default_rng(8)
+    d = 2
+    m0 = rng.standard_normal(d)
+    cov0 = np.array([[1.0, 0.3], [0.3, 0.5]])
+    cov1 = np.array([[0.8, -0.2], [-0.2, 1.5]])
+    m1 = np.zeros(d)
+    ref_A, ref_m = affine_flow(m0, cov0, m1, cov1, [1.0])
+    with jax.enable_x64(True):
+        x = jnp.asarray(exact_moment_sample(m0, cov0, 30, seed=4))
+        target = mf.Gaussian(m1, cov1)
+        source = mf.Gaussian(m0, cov0)
+        kl = KL(target, source, velocity_estimator="exact")
+        task = Task(kl, lambda k: x)
+        for scheme_fn in (
+            lambda tau: mf.Explicit(tau=tau, solver="linearised", damping=1e-10),
+            lambda tau: mf.Implicit(tau=tau, solver="lbfgs", inner_steps=60,
+                                    lbfgs_batch_factor=1),
+        ):
+            errs = []
+            taus = [0.25, 0.125, 0.0625]
+            for tau in taus:
+                scheme = scheme_fn(tau)
+                phi = AffinePotential(d, dtype=jnp.float64)
+                state = scheme.init(phi)
+                step = eqx.filter_jit(scheme.step)
+                for k in range(int(round(1.0 / tau))):
+                    phi, state, _ = step(phi, state, task, jax.random.key(k))
+                A = np.asarray(phi.A)
+                m = np.asarray(phi.A @ jnp.asarray(m0) + phi.b)
+                errs.append(_l2_map_distance(A, m, ref_A[0], ref_m[0], cov0) ** 0.5)
+            order = np.polyfit(np.log(taus), np.log(errs), 1)[0]
+            assert 0.8 <= order <= 1.3, f"{type(scheme).__name__}: order {order:.2f}, {errs}"

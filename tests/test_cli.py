@@ -1,0 +1,51 @@
+"""The command line, run for real in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "mongeflow", *args], capture_output=True, text=True, cwd=cwd,
+        timeout=600,
+    )
+
+
+def test_help_works():
+    r = run("--help")
+    assert r.returncode == 0 and "fit" in r.stdout
+    r = run("fit", "--help")
+    assert r.returncode == 0 and "--problem" in r.stdout and "--scheme" in r.stdout
+
+
+def test_fit_writes_metrics_and_figures(tmp_path):
+    out = tmp_path / "run"
+    r = run("fit", "--problem", "gaussian", "--dim", "2", "--scheme", "natural",
+            "--steps", "60", "--quiet", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    for k in ("energy_distance", "l2_uvp", "kl", "wall_time_s"):
+        assert k in metrics
+    assert metrics["l2_uvp"] < 5.0
+    assert (out / "pushforward.png").stat().st_size > 10_000
+    assert (out / "history.csv").read_text().startswith("step,seed,loss")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scheme", "sgd"], "unknown scheme 'sgd'; valid schemes: euclidean"),
+        (["--problem", "banana"], "unknown problem 'banana'; valid problems: paper-gmm"),
+        (["--scheme", "adam", "--tau", "0.1"], "--tau does not apply to scheme 'adam'"),
+        (["--steps", "0"], "--steps must be ≥ 1"),
+        (["--problem", "paper-gmm", "--dim", "3"], "paper-gmm is 2-dimensional"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(tmp_path, args, message):
+    r = run("fit", *args, "--out", str(tmp_path / "x"), "--quiet")
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
