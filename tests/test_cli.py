@@ -9,7 +9,10 @@ import pytest
 
 def run(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "mongeflow", *args], capture_output=True, text=True, cwd=cwd,
+        [sys.executable, "-m", "mongeflow", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
         timeout=600,
     )
 
@@ -23,8 +26,20 @@ def test_help_works():
 
 def test_fit_writes_metrics_and_figures(tmp_path):
     out = tmp_path / "run"
-    r = run("fit", "--problem", "gaussian", "--dim", "2", "--scheme", "natural",
-            "--steps", "60", "--quiet", "--out", str(out))
+    r = run(
+        "fit",
+        "--problem",
+        "gaussian",
+        "--dim",
+        "2",
+        "--scheme",
+        "natural",
+        "--steps",
+        "60",
+        "--quiet",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     for k in ("energy_distance", "l2_uvp", "kl", "wall_time_s"):

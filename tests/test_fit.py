@@ -26,8 +26,9 @@ def test_every_scheme_has_a_budget():
 @pytest.mark.parametrize("name", list(SCHEME_BUDGETS))
 def test_scheme_reaches_stated_l2_uvp_on_gaussian(name):
     scheme, steps, bound = SCHEME_BUDGETS[name]
-    res = mf.fit("gaussian", scheme, dim=2, steps=steps, seed=[0, 1], progress=False,
-                 final_eval_size=5000)
+    res = mf.fit(
+        "gaussian", scheme, dim=2, steps=steps, seed=[0, 1], progress=False, final_eval_size=5000
+    )
     assert res.metrics["l2_uvp"].shape == (2,)
     assert np.all(res.stopped_at == -1)
     assert float(np.mean(res.metrics["l2_uvp"])) <= bound, res.metrics["l2_uvp"]
@@ -37,10 +38,24 @@ def test_scheme_reaches_stated_l2_uvp_on_gaussian(name):
 
 
 def test_seeds_are_independent_and_reproducible():
-    a = mf.fit("gaussian", mf.Adam(learning_rate=0.01), dim=2, steps=30, seed=[3, 4],
-               progress=False, final_eval_size=500)
-    b = mf.fit("gaussian", mf.Adam(learning_rate=0.01), dim=2, steps=30, seed=[4],
-               progress=False, final_eval_size=500)
+    a = mf.fit(
+        "gaussian",
+        mf.Adam(learning_rate=0.01),
+        dim=2,
+        steps=30,
+        seed=[3, 4],
+        progress=False,
+        final_eval_size=500,
+    )
+    b = mf.fit(
+        "gaussian",
+        mf.Adam(learning_rate=0.01),
+        dim=2,
+        steps=30,
+        seed=[4],
+        progress=False,
+        final_eval_size=500,
+    )
     x = jnp.ones((3, 2))
     np.testing.assert_allclose(a.transport(x, 1), b.transport(x, 0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(a.transport(x, 0), a.transport(x, 1))
@@ -48,8 +63,14 @@ def test_seeds_are_independent_and_reproducible():
 
 def test_non_finite_steps_stop_cleanly_keeping_last_finite_map():
     # A huge learning rate makes plain gradient descent blow up.
-    res = mf.fit("gaussian", mf.Euclidean(learning_rate=1e6), dim=2, steps=20,
-                 progress=False, final_eval_size=500)
+    res = mf.fit(
+        "gaussian",
+        mf.Euclidean(learning_rate=1e6),
+        dim=2,
+        steps=20,
+        progress=False,
+        final_eval_size=500,
+    )
     assert res.stopped_at[0] >= 0
     leaves = jax.tree_util.tree_leaves(res.potentials)
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves if hasattr(leaf, "dtype"))

@@ -57,10 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--inner-steps", type=int, help="inner solver steps (explicit, implicit)")
     f.add_argument("--inner-learning-rate", type=float, help="inner Adam rate (explicit, implicit)")
     f.add_argument("--damping", type=float, help="Gram damping λ (natural, explicit linearised)")
-    f.add_argument("--solver", help="inner solver: explicit adam|linearised, implicit adam|lbfgs, "
-                   "natural auto|dense|cg")
-    f.add_argument("--widths", type=int, nargs="+", default=None,
-                   help="ICNN hidden widths (default: the library's default map)")
+    f.add_argument(
+        "--solver",
+        help="inner solver: explicit adam|linearised, implicit adam|lbfgs, natural auto|dense|cg",
+    )
+    f.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="ICNN hidden widths (default: the library's default map)",
+    )
     f.add_argument("--strong-convexity", type=float, default=0.0, help="α of (α/2)|x|²")
     f.add_argument("--float64", action="store_true", help="compute in float64")
     f.add_argument("--out", required=True, help="run directory to write")
@@ -98,7 +105,11 @@ def _potential(args, dim):
     if min(widths) < 1:
         raise CLIError(f"--widths must be positive, got {widths}")
     return lambda key: ICNN(
-        dim, key, widths=widths, quadratic_rank=min(dim, 64), identity_init=True,
+        dim,
+        key,
+        widths=widths,
+        quadratic_rank=min(dim, 64),
+        identity_init=True,
         strong_convexity=args.strong_convexity,
     )
 

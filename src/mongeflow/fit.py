@@ -65,9 +65,7 @@ class FitResult:
 
     def select(self, i: int = 0) -> Potential:
         """The potential trained with ``seeds[i]``."""
-        return jax.tree_util.tree_map(
-            lambda a: a[i] if eqx.is_array(a) else a, self.potentials
-        )
+        return jax.tree_util.tree_map(lambda a: a[i] if eqx.is_array(a) else a, self.potentials)
 
     @property
     def potential(self) -> Potential:
@@ -229,8 +227,11 @@ def fit(
                 stopped_at[s] = done + (int(bad[0]) if bad.size else 0)
             done += length
             history["step"].append(done)
-            with np.errstate(all="ignore"):
-                history["loss"].append(np.nanmean(np.where(np.isfinite(losses), losses, np.nan), 1))
+            finite = np.isfinite(losses)
+            history["loss"].append(
+                np.where(finite.any(1), np.where(finite, losses, 0).sum(1), np.nan)
+                / np.maximum(finite.sum(1), 1)
+            )
             for k, v in eval_chunk(potentials).items():
                 history.setdefault(k, []).append(np.asarray(v))
             bar.advance(length, history)

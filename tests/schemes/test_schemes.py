@@ -67,7 +67,9 @@ def test_natural_with_identity_metric_is_euclidean(key):
         phi_n, s_n, loss_n = eqx.filter_jit(natural.step)(phi_n, s_n, task, k)
         phi_e, s_e, loss_e = eqx.filter_jit(euclid.step)(phi_e, s_e, task, k)
         assert float(loss_n) == pytest.approx(float(loss_e), rel=1e-6)
-    for a, b in zip(jax.tree_util.tree_leaves(phi_n), jax.tree_util.tree_leaves(phi_e), strict=True):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(phi_n), jax.tree_util.tree_leaves(phi_e), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
@@ -160,8 +162,7 @@ def test_explicit_and_implicit_affine_time_step_order():
         task = Task(kl, lambda k: x)
         for scheme_fn in (
             lambda tau: mf.Explicit(tau=tau, solver="linearised", damping=1e-10),
-            lambda tau: mf.Implicit(tau=tau, solver="lbfgs", inner_steps=60,
-                                    lbfgs_batch_factor=1),
+            lambda tau: mf.Implicit(tau=tau, solver="lbfgs", inner_steps=60, lbfgs_batch_factor=1),
         ):
             errs = []
             taus = [0.25, 0.125, 0.0625]

@@ -57,5 +57,3 @@ class AffinePotential(Potential):
     def __call__(self, x: Array) -> Array:
         Lx = self.L.T @ x
         return 0.5 * Lx @ Lx + self.b @ x
-
-

@@ -70,9 +70,7 @@ class Explicit(Scheme):
             return (phi, opt_state), loss
 
         carry = (potential, optimizer.init(params_of(potential)))
-        (potential, _), losses = jax.lax.scan(
-            inner, carry, jax.random.split(key, self.inner_steps)
-        )
+        (potential, _), losses = jax.lax.scan(inner, carry, jax.random.split(key, self.inner_steps))
         return potential, state + 1, losses[-1]
 
     def _linearised(self, potential, state, task, key):

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 from mongeflow.schemes.base import Scheme, Task, gram_solve, loss_and_grad
 
@@ -24,6 +25,9 @@ class Natural(Scheme):
         metric: ``"gram"``, or ``"identity"`` (G replaced by I: plain gradient descent,
             scaled by 1/(1 + λ)).
         cg_maxiter: conjugate-gradient iterations.
+        backoff: step-size backoff: the step taken is the largest of τ, τ/2, …, τ/2^backoff
+            that decreases F on the batch (the smallest if none does). Applies only when the
+            divergence's loss is its value (log-det KL); 0 disables it.
     """
 
     tau: float = 0.1
@@ -31,6 +35,7 @@ class Natural(Scheme):
     solver: str = eqx.field(static=True, default="auto")
     metric: str = eqx.field(static=True, default="gram")
     cg_maxiter: int = eqx.field(static=True, default=100)
+    backoff: int = eqx.field(static=True, default=3)
     default_steps: ClassVar[int] = 100
 
     def __check_init__(self):
@@ -52,5 +57,15 @@ class Natural(Scheme):
             direction = jax.tree_util.tree_map(lambda g: g / (1.0 + self.damping), grads)
         else:
             direction = gram_solve(potential, x, grads, self.damping, self.solver, self.cg_maxiter)
-        update = jax.tree_util.tree_map(lambda d: -self.tau * d, direction)
-        return eqx.apply_updates(potential, update).project(), state, loss
+        candidate = lambda scale: eqx.apply_updates(
+            potential, jax.tree_util.tree_map(lambda d: -scale * self.tau * d, direction)
+        ).project()
+        if self.backoff == 0 or not task.divergence.differentiable:
+            return candidate(1.0), state, loss
+        scales = [0.5**i for i in range(self.backoff + 1)]
+        new_losses = jnp.stack([task.divergence.loss(candidate(s), x, k_loss) for s in scales])
+        decreases = jnp.isfinite(new_losses) & (new_losses < loss)
+        # first (largest) decreasing scale, else the smallest
+        chosen = jnp.where(jnp.any(decreases), jnp.argmax(decreases), len(scales) - 1)
+        scale = jnp.asarray(scales)[chosen]
+        return candidate(scale), state, loss
