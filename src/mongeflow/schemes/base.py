@@ -8,9 +8,10 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import optax
 from jax.flatten_util import ravel_pytree
 
-from mongeflow.maps.base import Array, Potential, transport
+from mongeflow.maps.base import Array, IdentityOr, Potential, transport
 
 
 class Task(NamedTuple):
@@ -117,3 +118,27 @@ def frozen(potential: Potential) -> Potential:
     return jax.tree_util.tree_map(
         lambda a: jax.lax.stop_gradient(a) if eqx.is_inexact_array(a) else a, potential
     )
+
+
+def previous_map(potential: Potential, step: Array, identity_start: bool) -> Potential:
+    """The frozen T_k of an outer step: T_0 = id when ``identity_start`` and ``step == 0``."""
+    return IdentityOr(frozen(potential), jnp.logical_and(identity_start, step == 0))
+
+
+def adam_inner_loop(potential: Potential, objective, learning_rate: float, steps: int, key):
+    """K' Adam steps on ``objective(phi, key)``, a fresh key (so a fresh batch) each step, a
+    fresh Adam state, projection after each update (the paper's inner solver).
+
+    Returns the potential and the last inner loss.
+    """
+    optimizer = optax.adam(learning_rate)
+
+    def inner(carry, key):
+        phi, opt_state = carry
+        loss, grads = eqx.filter_value_and_grad(objective)(phi, key)
+        phi, opt_state = apply_optax(optimizer, phi, grads, opt_state)
+        return (phi, opt_state), loss
+
+    carry = (potential, optimizer.init(params_of(potential)))
+    (potential, _), losses = jax.lax.scan(inner, carry, jax.random.split(key, steps))
+    return potential, losses[-1]

@@ -7,10 +7,16 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import optax
 
-from mongeflow.maps.base import IdentityOr, transport
-from mongeflow.schemes.base import Scheme, Task, apply_optax, frozen, gram_solve, params_of
+from mongeflow.maps.base import transport
+from mongeflow.schemes.base import (
+    Scheme,
+    Task,
+    adam_inner_loop,
+    gram_solve,
+    params_of,
+    previous_map,
+)
 
 
 class Explicit(Scheme):
@@ -53,25 +59,20 @@ class Explicit(Scheme):
     def step(self, potential, state, task: Task, key):
         if self.solver == "linearised":
             return self._linearised(potential, state, task, key)
-        use_identity = jnp.logical_and(self.identity_start, state == 0)
-        previous = IdentityOr(frozen(potential), use_identity)
-        optimizer = optax.adam(self.inner_learning_rate)
+        previous = previous_map(potential, state, self.identity_start)
 
-        def inner(carry, key):
-            phi, opt_state = carry
+        def regression(phi, key):
             k_batch, k_vel = jax.random.split(key)
             x = task.sample(k_batch)
             goal = jax.lax.stop_gradient(
                 transport(previous, x) + self.tau * task.divergence.velocity(previous, x, k_vel)
             )
-            loss_fn = lambda p: jnp.mean(jnp.sum((transport(p, x) - goal) ** 2, axis=-1))
-            loss, grads = eqx.filter_value_and_grad(loss_fn)(phi)
-            phi, opt_state = apply_optax(optimizer, phi, grads, opt_state)
-            return (phi, opt_state), loss
+            return jnp.mean(jnp.sum((transport(phi, x) - goal) ** 2, axis=-1))
 
-        carry = (potential, optimizer.init(params_of(potential)))
-        (potential, _), losses = jax.lax.scan(inner, carry, jax.random.split(key, self.inner_steps))
-        return potential, state + 1, losses[-1]
+        potential, loss = adam_inner_loop(
+            potential, regression, self.inner_learning_rate, self.inner_steps, key
+        )
+        return potential, state + 1, loss
 
     def _linearised(self, potential, state, task, key):
         k_batch, k_vel = jax.random.split(key)

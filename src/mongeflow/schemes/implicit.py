@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mongeflow.maps.base import IdentityOr, transport
-from mongeflow.schemes.base import Scheme, Task, apply_optax, frozen, params_of
+from mongeflow.maps.base import transport
+from mongeflow.schemes.base import Scheme, Task, adam_inner_loop, params_of, previous_map
 
 
 class Implicit(Scheme):
@@ -55,25 +55,18 @@ class Implicit(Scheme):
         return task.divergence.loss(p, x, key) + proximal / (2.0 * self.tau)
 
     def step(self, potential, state, task: Task, key):
-        use_identity = jnp.logical_and(self.identity_start, state == 0)
-        previous = IdentityOr(frozen(potential), use_identity)
+        previous = previous_map(potential, state, self.identity_start)
         if self.solver == "lbfgs":
             return self._lbfgs(potential, previous, state, task, key)
-        optimizer = optax.adam(self.inner_learning_rate)
 
-        def inner(carry, key):
-            phi, opt_state = carry
+        def proximal(phi, key):
             k_batch, k_loss = jax.random.split(key)
-            x = task.sample(k_batch)
-            loss, grads = eqx.filter_value_and_grad(
-                lambda p: self._objective(task, previous, p, x, k_loss)
-            )(phi)
-            phi, opt_state = apply_optax(optimizer, phi, grads, opt_state)
-            return (phi, opt_state), loss
+            return self._objective(task, previous, phi, task.sample(k_batch), k_loss)
 
-        carry = (potential, optimizer.init(params_of(potential)))
-        (potential, _), losses = jax.lax.scan(inner, carry, jax.random.split(key, self.inner_steps))
-        return potential, state + 1, losses[-1]
+        potential, loss = adam_inner_loop(
+            potential, proximal, self.inner_learning_rate, self.inner_steps, key
+        )
+        return potential, state + 1, loss
 
     def _lbfgs(self, potential, previous, state, task, key):
         if not task.divergence.differentiable:
