@@ -83,3 +83,25 @@ def test_bad_arguments_raise_clear_errors():
         mf.fit("gaussian", "nope")
     with pytest.raises(ValueError, match="steps"):
         mf.fit("gaussian", "natural", steps=0)
+
+
+def test_many_seeds_with_dense_gram_solve_does_not_hang():
+    """Regression: at d = 8 two vmapped seeds of ``natural`` (dense Gram solve) used to
+    deadlock XLA's 2-thread CPU pool (two batched LAPACK calls waiting on each other).
+    Run in a subprocess so that a hang fails the test instead of stalling the suite."""
+    import subprocess
+    import sys
+
+    code = (
+        "import mongeflow as mf;"
+        "r = mf.fit('gaussian', mf.Natural(solver='dense'), dim=8, seed=[0, 1], steps=2,"
+        " progress=False, eval_size=100, final_eval_size=200);"
+        "print(r.metrics['l2_uvp'])"
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=240
+        )
+    except subprocess.TimeoutExpired:
+        raise AssertionError("two-seed natural fit at d = 8 hung (> 240 s)") from None
+    assert out.returncode == 0, out.stderr[-2000:]

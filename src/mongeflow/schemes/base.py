@@ -62,6 +62,20 @@ def apply_optax(optimizer, potential, grads, opt_state):
 GramSolver = Literal["auto", "dense", "cg"]
 
 
+def _after(a: Array, b: Array) -> Array:
+    """``a``, made to depend on ``b`` so that XLA computes ``b`` first.
+
+    Under ``vmap`` over seeds, the Cholesky factorisation below is a batched LAPACK call that
+    splits its batch over XLA's CPU thread pool and waits for the pieces. If it runs at the
+    same time as another such call (the LU of the log-det in the loss) and the pool has two
+    threads, each waits for the other for ever (jaxlib 0.10, 2-core machine). An optimisation
+    barrier does not survive to the CPU runtime's scheduler; a data dependency does. The added
+    term is ``min(|Σb|, 0) = 0`` (NaN when ``b`` is not finite, which the caller's finiteness
+    guard reports anyway).
+    """
+    return a + jnp.minimum(jnp.abs(jnp.sum(b)), 0.0).astype(a.dtype)
+
+
 def gram_solve(
     potential: Potential,
     x: Array,
@@ -93,6 +107,7 @@ def gram_solve(
         solver = "dense" if min(p, m) <= 2048 else "cg"
     if solver == "dense":
         J = jax.jacrev(outputs)(flat) if m <= p else jax.jacfwd(outputs)(flat)
+        J = _after(J, rhs_flat)
         if p <= m:
             G = J.T @ J / n + damping * jnp.eye(p, dtype=flat.dtype)
             delta = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(G), rhs_flat)
