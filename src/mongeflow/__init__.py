@@ -7,6 +7,8 @@ discretising the gradient flow of D(T#μ0 | γ) constrained to the cone of Breni
 
 from mongeflow.divergences import KL, entropic_score
 from mongeflow.fit import FitResult, default_potential, fit
+from mongeflow.io import InputError, load_array
+from mongeflow.mapping import MongeMap, load
 from mongeflow.maps import ICNN, AffinePotential, Potential, transport
 from mongeflow.metrics import energy_distance, evaluate, l2_uvp
 from mongeflow.problems import (
@@ -37,6 +39,8 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "Implicit",
+    "InputError",
+    "MongeMap",
     "Natural",
     "Potential",
     "PotentialTarget",
@@ -50,5 +54,7 @@ __all__ = [
     "get_problem",
     "get_scheme",
     "l2_uvp",
+    "load",
+    "load_array",
     "transport",
 ]

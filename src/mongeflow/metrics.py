@@ -26,6 +26,11 @@ def _mean_pairwise_distance(a: Array, b: Array, block: int) -> Array:
     return jnp.sum(totals) / (n * b.shape[0])
 
 
+def mean_distance(a: Array, b: Array, block: int = 1000) -> Array:
+    """mean_ij |a_i − b_j| over all pairs (chunked; one term of the energy distance)."""
+    return _mean_pairwise_distance(a, b, min(block, a.shape[0], b.shape[0]))
+
+
 def energy_distance(x: Array, y: Array, block: int = 1000) -> Array:
     """ED = 2 E|X − Y| − E|X − X'| − E|Y − Y'| (V-statistic, not square-rooted; SPEC §5).
 

@@ -8,6 +8,7 @@ import pytest
 from mongeflow.divergences import KL, entropic_score, pushforward_score
 from mongeflow.maps import AffinePotential, transport
 from mongeflow.problems import Gaussian, gaussian_kl
+from mongeflow.problems.builtin import paper_gmm
 from tests.conftest import exact_moment_sample
 
 
@@ -100,6 +101,38 @@ def test_entropic_score_close_to_gaussian_score(n, tol):
         s = entropic_score(y)
         errs.append(float(jnp.linalg.norm(s + y) / jnp.linalg.norm(y)))
     assert np.mean(errs) <= tol
+
+
+def test_symmetric_sinkhorn_matches_ott():
+    """The specialised symmetric solver against OTT-JAX's general Sinkhorn (run with 2ε,
+    since OTT's cost has no ½), both to a tight tolerance, on a non-Gaussian cloud."""
+    from ott.geometry import pointcloud
+    from ott.problems.linear import linear_problem
+    from ott.solvers.linear import sinkhorn
+
+    from mongeflow.divergences.score import median_epsilon, self_transport
+
+    y = paper_gmm().source.sample(jax.random.key(3), 120)
+    eps = median_epsilon(y)
+    K, a = self_transport(y, eps, tolerance=1e-6)
+    plan = a[:, None] * K * a[None, :] / y.shape[0] ** 2
+    with jax.numpy_rank_promotion("allow"):
+        geom = pointcloud.PointCloud(y, y, epsilon=2.0 * eps)
+        out = sinkhorn.Sinkhorn(threshold=1e-7, max_iterations=20_000)(
+            linear_problem.LinearProblem(geom)
+        )
+    np.testing.assert_allclose(plan, out.matrix, atol=1e-6)
+    np.testing.assert_allclose(plan.sum(1), np.full(120, 1 / 120), rtol=1e-5)
+    ott_score = (2.0 / eps) * (out.matrix @ y / out.matrix.sum(1, keepdims=True) - y)
+    np.testing.assert_allclose(entropic_score(y, tolerance=1e-6), ott_score, rtol=1e-3, atol=1e-3)
+
+
+def test_median_epsilon_matches_the_lower_median():
+    from mongeflow.divergences.score import median_epsilon
+
+    y = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
+    # the 9 squared distances: 0, 0, 0, 1, 1, 9, 9, 10, 10 → median 1
+    assert float(median_epsilon(y, 1.0)) == 1.0
 
 
 def test_entropic_score_improves_with_samples():

@@ -4,17 +4,105 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from ott.geometry import pointcloud
-from ott.problems.linear import linear_problem
-from ott.solvers.linear import sinkhorn
 
 from mongeflow.maps.base import Array, Potential, hessian, log_det_hessian
 
 
+def _squared_distances(y: Array) -> Array:
+    """|y_i − y_j|² for ``y: [n, d]``, coordinate by coordinate.
+
+    Differences of the coordinate rows (a [d, n, n] array summed over d) are exact (no
+    cancellation, exact zeros on the diagonal) and, on CPU, about 10× faster than
+    broadcasting over a trailing axis of size d.
+    """
+    yt = y.T
+    return jnp.sum((yt[:, :, None] - yt[:, None, :]) ** 2, axis=0)
+
+
+def _kth_smallest(values: Array, k: int, iterations: int = 20) -> Array:
+    """The ``k``-th smallest (0-based) of ``values``, by bisection on the value.
+
+    Counting instead of sorting: under ``vmap`` on CPU this is about 30× faster than a sort
+    of the 10⁴ pairwise distances of a batch of 100. After ``iterations`` halvings the
+    bracket (lo, hi] is 2⁻²⁰ of the range wide and the largest value in it is returned: the
+    exact order statistic unless two values lie that close, then one of them.
+    """
+    values = values.reshape(-1)
+
+    def body(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        enough = jnp.sum(values <= mid) >= k + 1
+        return jnp.where(enough, lo, mid), jnp.where(enough, mid, hi)
+
+    lo0 = jnp.min(values) - 1.0
+    _, hi = jax.lax.fori_loop(0, iterations, body, (lo0, jnp.max(values)))
+    return jnp.max(jnp.where(values <= hi, values, -jnp.inf))
+
+
+def _median_of_squared_distances(sq: Array) -> Array:
+    # the lower median of the n² values, as torch.median (the authors' code) takes it
+    return _kth_smallest(sq, (sq.size - 1) // 2)
+
+
 def median_epsilon(y: Array, scale: float = 0.05) -> Array:
-    """ε = scale · median_ij |y_i − y_j|² over all pairs (diagonal included), as in the paper."""
-    sq = jnp.sum((y[:, None, :] - y[None, :, :]) ** 2, axis=-1)
-    return scale * jnp.median(sq)
+    """ε = scale · median_ij |y_i − y_j|² over all n² pairs, diagonal included (the paper's rule).
+
+    For an even count the lower middle value is taken, as ``torch.median`` does.
+    """
+    return scale * _median_of_squared_distances(_squared_distances(y))
+
+
+def self_transport(
+    y: Array,
+    epsilon: Array | float,
+    *,
+    tolerance: float = 1e-2,
+    max_iterations: int = 5000,
+    check_every: int = 5,
+    squared_distances: Array | None = None,
+) -> tuple[Array, Array]:
+    """Symmetric entropic OT of the empirical measure of ``y: [n, d]`` with itself.
+
+    Cost ½|y − y'|², regularisation ε, uniform weights. The plan is
+    π_ij = a_i K_ij a_j / n² with K_ij = exp(−|y_i − y_j|²/(2ε)), and a solves the
+    symmetric Sinkhorn fixed point a = n / (K a). It is found by the averaged iteration
+    a ← (a · n / (K a))^{1/2} (in log form f ← f/2 + T(f)/2, f = ε log a), which converges
+    in a few tens of iterations. K has ones on its diagonal, so K a ≥ a > 0 and a ≤ √n:
+    the kernel form cannot divide by zero or overflow, and far pairs may underflow to 0.
+
+    Stops when the RMS relative error of the plan's marginal, (mean_i (n Σ_j π_ij − 1)²)^½,
+    is at most ``tolerance`` (checked every ``check_every`` iterations) or after
+    ``max_iterations``. The default 1e-2 is the stopping rule of the authors' example at
+    n = 100 (mean squared marginal error ≤ 1e-8).
+
+    Returns:
+        (K, a), from which the plan or its barycentric projection follow.
+    """
+    y = jax.lax.stop_gradient(y)
+    n = y.shape[0]
+    sq = _squared_distances(y) if squared_distances is None else squared_distances
+    K = jnp.exp(-sq / (2.0 * epsilon))
+
+    def error(a):
+        return jnp.sqrt(jnp.mean((a * (K @ a) / n - 1.0) ** 2))
+
+    def body(state):
+        a, it, _ = state
+
+        def one(_, a):
+            return jnp.sqrt(a * n / (K @ a))
+
+        a = jax.lax.fori_loop(0, check_every, one, a)
+        return a, it + check_every, error(a)
+
+    def cond(state):
+        _, it, err = state
+        return (err > tolerance) & (it < max_iterations)
+
+    a0 = jnp.ones(n, y.dtype)
+    a, _, _ = jax.lax.while_loop(cond, body, (a0, jnp.asarray(0), error(a0)))
+    return K, a
 
 
 def entropic_score(
@@ -22,14 +110,14 @@ def entropic_score(
     epsilon: Array | float | None = None,
     *,
     epsilon_scale: float = 0.05,
-    threshold: float = 1e-3,
-    max_iterations: int = 2000,
+    tolerance: float = 1e-2,
+    max_iterations: int = 5000,
 ) -> Array:
     """Self-entropic-OT score estimate at the points of the cloud ``y: [n, d]`` → ``[n, d]``.
 
-    Solves the symmetric entropic OT problem of the empirical measure with itself, cost
-    ½|y − y'|² and regularisation ε, then (Dumont, Lacombe & Vialard 2026, following the
-    self-entropic score of Mordant et al.)
+    Solves the symmetric entropic OT problem of the empirical measure with itself
+    (:func:`self_transport`, cost ½|y − y'|², regularisation ε), then (Dumont, Lacombe &
+    Vialard 2026, following the self-entropic score of Mordant et al.)
 
         ∇ log ρ(y_i) ≈ (2/ε) (Σ_j w_ij y_j − y_i),  w_ij = n π_ij (the plan's rows).
 
@@ -37,20 +125,22 @@ def entropic_score(
         y: the cloud ``[n, d]``.
         epsilon: ε for the cost ½|·|²; default ``epsilon_scale · median |y_i − y_j|²``.
         epsilon_scale: the median-heuristic factor (paper: 0.05).
-        threshold, max_iterations: Sinkhorn's stopping rule (OTT-JAX).
+        tolerance, max_iterations: the Sinkhorn stopping rule (see :func:`self_transport`).
 
     Notes:
-        OTT-JAX's point-cloud cost is |y − y'|² without the ½, so it is run with 2ε.
+        The symmetric solver is specialised to this one problem and vectorises well over
+        seeds; it agrees with OTT-JAX's general Sinkhorn solver (run with 2ε, since OTT's
+        point-cloud cost has no ½) to the solvers' tolerance, which the tests check.
     """
     y = jax.lax.stop_gradient(y)
+    sq = _squared_distances(y)
     if epsilon is None:
-        epsilon = median_epsilon(y, epsilon_scale)
-    # OTT-JAX relies on implicit rank promotion internally; allow it inside this call.
-    with jax.numpy_rank_promotion("allow"):
-        geom = pointcloud.PointCloud(y, y, epsilon=2.0 * epsilon)
-        solver = sinkhorn.Sinkhorn(threshold=threshold, max_iterations=max_iterations)
-        plan = solver(linear_problem.LinearProblem(geom)).matrix
-    barycentre = (plan @ y) / jnp.sum(plan, axis=1, keepdims=True)
+        epsilon = epsilon_scale * _median_of_squared_distances(sq)
+    K, a = self_transport(
+        y, epsilon, tolerance=tolerance, max_iterations=max_iterations, squared_distances=sq
+    )
+    w = K * a[None, :]
+    barycentre = (w @ y) / jnp.sum(w, axis=1, keepdims=True)
     return (2.0 / epsilon) * (barycentre - y)
 
 

@@ -146,6 +146,8 @@ class Gaussian(Source, Target):
 
     mean: Array
     cov: Array
+    chol: Array
+    precision: Array
     dim: int = eqx.field(static=True)
 
     def __init__(self, mean, cov=1.0):
@@ -157,6 +159,9 @@ class Gaussian(Source, Target):
                 f"covariance must have shape ({self.dim}, {self.dim}), got {cov.shape}"
             )
         self.cov = cov
+        # factorised once here, not at every evaluation inside a training step
+        self.chol = jnp.linalg.cholesky(cov)
+        self.precision = jnp.linalg.inv(cov)
 
     @classmethod
     def standard(cls, dim: int) -> Gaussian:
@@ -164,11 +169,7 @@ class Gaussian(Source, Target):
 
     @property
     def _chol(self) -> Array:
-        return jnp.linalg.cholesky(self.cov)
-
-    @property
-    def precision(self) -> Array:
-        return jnp.linalg.inv(self.cov)
+        return self.chol
 
     def sample(self, key: Array, n: int) -> Array:
         z = jax.random.normal(key, (n, self.dim), dtype=self.mean.dtype)
@@ -184,11 +185,11 @@ class Gaussian(Source, Target):
 
     def potential(self, y: Array) -> Array:
         r = y - self.mean
-        return 0.5 * r @ jnp.linalg.solve(self.cov, r)
+        return 0.5 * r @ (self.precision @ r)
 
     @property
     def log_normaliser(self) -> Array:
-        _, logdet = jnp.linalg.slogdet(self.cov)
+        logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(self.chol)))
         return 0.5 * (self.dim * jnp.log(2 * jnp.pi) + logdet)
 
     def log_prob(self, x: Array) -> Array:

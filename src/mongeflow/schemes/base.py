@@ -140,13 +140,17 @@ def previous_map(potential: Potential, step: Array, identity_start: bool) -> Pot
     return IdentityOr(frozen(potential), jnp.logical_and(identity_start, step == 0))
 
 
-def adam_inner_loop(potential: Potential, objective, learning_rate: float, steps: int, key):
+def adam_inner_loop(
+    potential: Potential, objective, learning_rate: float, steps: int, key, decay: bool = False
+):
     """K' Adam steps on ``objective(phi, key)``, a fresh key (so a fresh batch) each step, a
-    fresh Adam state, projection after each update (the paper's inner solver).
+    fresh Adam state, projection after each update (the paper's inner solver). With
+    ``decay`` the rate follows a cosine from ``learning_rate`` to 0 within the inner loop.
 
     Returns the potential and the last inner loss.
     """
-    optimizer = optax.adam(learning_rate)
+    rate = optax.cosine_decay_schedule(learning_rate, steps) if decay else learning_rate
+    optimizer = optax.adam(rate)
 
     def inner(carry, key):
         phi, opt_state = carry

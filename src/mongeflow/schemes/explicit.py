@@ -29,6 +29,8 @@ class Explicit(Scheme):
         tau: time step τ.
         inner_steps: K', Adam steps per outer step, each on a fresh batch with a fresh
             velocity estimate (``solver="adam"``).
+        inner_decay: cosine decay of the inner Adam rate to 0 within each outer step
+            (paper: no); removes most of the mini-batch noise of the inner solution.
         inner_learning_rate: the inner Adam learning rate (paper: 0.1); a fresh Adam state
             at every outer step, parameters warm-started.
         solver: ``"adam"`` (the paper's) or ``"linearised"``: the exact solve of the
@@ -41,6 +43,7 @@ class Explicit(Scheme):
     inner_steps: int = eqx.field(static=True, default=100)
     inner_learning_rate: float = 0.1
     solver: str = eqx.field(static=True, default="adam")
+    inner_decay: bool = eqx.field(static=True, default=False)
     identity_start: bool = eqx.field(static=True, default=True)
     damping: float = 0.1
     default_steps: ClassVar[int] = 10
@@ -70,7 +73,7 @@ class Explicit(Scheme):
             return jnp.mean(jnp.sum((transport(phi, x) - goal) ** 2, axis=-1))
 
         potential, loss = adam_inner_loop(
-            potential, regression, self.inner_learning_rate, self.inner_steps, key
+            potential, regression, self.inner_learning_rate, self.inner_steps, key, self.inner_decay
         )
         return potential, state + 1, loss
 

@@ -22,6 +22,8 @@ class Implicit(Scheme):
     Args:
         tau: time step τ.
         inner_steps: iterations of the inner solver per outer step.
+        inner_decay: cosine decay of the inner Adam rate to 0 within each outer step
+            (paper: no); removes most of the mini-batch noise of the inner solution.
         inner_learning_rate: Adam's learning rate (paper: 0.1).
         solver: ``"adam"`` (the paper's: a fresh batch at every inner step, fresh Adam state
             at every outer step) or ``"lbfgs"`` (L-BFGS with line search on one batch per
@@ -35,6 +37,7 @@ class Implicit(Scheme):
     inner_steps: int = eqx.field(static=True, default=100)
     inner_learning_rate: float = 0.1
     solver: str = eqx.field(static=True, default="adam")
+    inner_decay: bool = eqx.field(static=True, default=False)
     identity_start: bool = eqx.field(static=True, default=False)
     lbfgs_batch_factor: int = eqx.field(static=True, default=4)
     default_steps: ClassVar[int] = 10
@@ -64,7 +67,7 @@ class Implicit(Scheme):
             return self._objective(task, previous, phi, task.sample(k_batch), k_loss)
 
         potential, loss = adam_inner_loop(
-            potential, proximal, self.inner_learning_rate, self.inner_steps, key
+            potential, proximal, self.inner_learning_rate, self.inner_steps, key, self.inner_decay
         )
         return potential, state + 1, loss
 

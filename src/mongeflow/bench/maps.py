@@ -1,0 +1,300 @@
+"""Problems with a known Monge map: every scheme against wall time, and two outside baselines.
+
+``mongeflow bench maps --out DIR`` runs ``gaussian`` and ``known-potential`` at
+d ∈ {2, 8, 32, 64} and writes ``DIR/results.json``, ``DIR/table.md`` and
+``DIR/l2_uvp_vs_time.png``.
+
+Each scheme trains the library's default map (ICNN (20, 20) + quadratic term, T0 = id) on the
+log-det KL, batch 256, one seed, and is scored every tenth of its run on 2000 held-out pairs
+(x, T*(x)): L2-UVP = 100 E|T − T*|² / Var(γ) and the energy distance to 2000 samples of γ.
+The baselines see the same kind of data, 2000 samples of each side:
+
+- ``entropic-map``: OTT-JAX's entropic map estimator (Pooladian & Niles-Weed 2021) from a
+  Sinkhorn solve between the samples, with OTT's default ε and with ε tuned on the true map
+  over a grid (an oracle choice, so an optimistic baseline).
+- ``ou-flow``: the unconstrained Langevin / Ornstein–Uhlenbeck flow map of SPEC §2, particles
+  moved by v = −∇V − ∇log ρ_t (score by the self-entropic estimator) with explicit Euler
+  steps up to t = 5: it pushes μ0 to γ but is not the Monge map in general.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from mongeflow.bench.paper import machine
+from mongeflow.problems import get_problem
+from mongeflow.schemes import Adam, Euclidean, Explicit, Implicit, Natural, Scheme
+
+PROBLEMS = ("gaussian", "known-potential")
+DIMS = (2, 8, 32, 64)
+N_EVAL = 2000
+BATCH = 256
+EPSILON_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    scheme: Scheme
+    steps: int
+    settings: dict[str, Any]
+
+
+def methods(scale: float = 1.0) -> list[Method]:
+    """Every scheme, with settings that work across the problems (same for every d)."""
+    s = lambda n: max(1, round(n * scale))
+    return [
+        Method("natural", Natural(tau=0.1), s(100), {"tau": 0.1, "damping": 0.1}),
+        Method(
+            "adam",
+            Adam(learning_rate=0.01, decay_steps=s(500)),
+            s(500),
+            {"lr": "0.01, cosine decay"},
+        ),
+        Method("euclidean", Euclidean(learning_rate=0.05), s(1000), {"lr": 0.05}),
+        Method(
+            "explicit",
+            Explicit(tau=0.4, inner_steps=s(50), inner_learning_rate=0.05, inner_decay=True),
+            10,
+            {"tau": 0.4, "inner": f"{s(50)} Adam steps, lr 0.05 cosine", "velocity": "exact"},
+        ),
+        Method(
+            "implicit",
+            Implicit(
+                tau=0.4,
+                inner_steps=s(50),
+                inner_learning_rate=0.05,
+                inner_decay=True,
+                identity_start=True,
+            ),
+            10,
+            {"tau": 0.4, "inner": f"{s(50)} Adam steps, lr 0.05 cosine", "T0": "identity"},
+        ),
+    ]
+
+
+def _time_to(times, values, level: float = 1.0):
+    for t, v in zip(times, values, strict=True):
+        if np.isfinite(v) and v <= level:
+            return float(t)
+    return None
+
+
+def _scheme_run(problem, method: Method, seed: int, n: int, progress: bool) -> dict:
+    from mongeflow.fit import fit
+
+    scheme = method.scheme
+    start = time.perf_counter()
+    res = fit(
+        problem,
+        scheme,
+        steps=method.steps,
+        batch_size=BATCH,
+        seed=seed,
+        log_every=max(1, method.steps // 10),
+        eval_size=n,
+        final_eval_size=n,
+        progress=progress,
+    )
+    wall = time.perf_counter() - start
+    times = [float(t) for t in res.history["time_s"][:, 0]]
+    l2 = [float(v) for v in res.history["l2_uvp"][:, 0]]
+    return {
+        "settings": {**method.settings, "steps": method.steps, "batch_size": BATCH},
+        "l2_uvp": float(res.metrics["l2_uvp"][0]),
+        "energy_distance": float(res.metrics["energy_distance"][0]),
+        "wall_time_s": wall,
+        "time_to_1pct_s": _time_to(times, l2),
+        "curve": {"time_s": times, "l2_uvp": l2},
+        "stopped_at": int(res.stopped_at[0]),
+    }
+
+
+def _entropic_map(problem, x, y, x_test, true_test, variance, epsilon=None):
+    from ott.geometry import pointcloud
+    from ott.problems.linear import linear_problem
+    from ott.solvers.linear import sinkhorn
+
+    with jax.numpy_rank_promotion("allow"):
+        geom = pointcloud.PointCloud(x, y, epsilon=epsilon)
+        out = sinkhorn.Sinkhorn(max_iterations=5000)(linear_problem.LinearProblem(geom))
+        mapped = out.to_dual_potentials().transport(x_test)
+    return mapped, float(geom.epsilon)
+
+
+def _baselines(problem, key, variance, n: int, grid=EPSILON_GRID) -> dict:
+    from mongeflow.divergences.score import entropic_score
+    from mongeflow.metrics import energy_distance, l2_uvp, source_with_map
+
+    k_train, k_y, k_test, k_ty = jax.random.split(key, 4)
+    x, _ = source_with_map(problem, k_train, n)
+    y = problem.target.sample(k_y, n)
+    x_test, true_test = source_with_map(problem, k_test, n)
+    y_test = problem.target.sample(k_ty, n)
+    out = {}
+
+    # OTT-JAX entropic map, default ε, then ε tuned on the true map (oracle)
+    start = time.perf_counter()
+    mapped, eps0 = _entropic_map(problem, x, y, x_test, true_test, variance)
+    out["entropic-map (OTT default ε)"] = {
+        "settings": {"epsilon": eps0, "n": n},
+        "l2_uvp": float(l2_uvp(mapped, true_test, variance)),
+        "energy_distance": float(energy_distance(mapped, y_test)),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    start = time.perf_counter()
+    best = None
+    for factor in grid:
+        mapped, eps = _entropic_map(problem, x, y, x_test, true_test, variance, factor * eps0)
+        err = float(l2_uvp(mapped, true_test, variance))
+        if np.isfinite(err) and (best is None or err < best[0]):
+            best = (err, eps, mapped)
+    err, eps, mapped = best
+    out["entropic-map (ε tuned on T*)"] = {
+        "settings": {"epsilon": eps, "grid": f"OTT default ε × {list(grid)}", "n": n},
+        "l2_uvp": err,
+        "energy_distance": float(energy_distance(mapped, y_test)),
+        "wall_time_s": time.perf_counter() - start,
+    }
+
+    # unconstrained OU / Langevin flow map of the held-out particles
+    start = time.perf_counter()
+    grad_v = jax.vmap(jax.grad(problem.target.potential))
+    dt, t_end = 0.05, 5.0
+
+    @jax.jit
+    def flow(z):
+        def step(z, _):
+            return z + dt * (-grad_v(z) - entropic_score(z)), None
+
+        return jax.lax.scan(step, z, None, length=round(t_end / dt))[0]
+
+    moved = flow(x_test)
+    out["ou-flow (unconstrained)"] = {
+        "settings": {"dt": dt, "t_end": t_end, "score": "self-entropic", "n": n},
+        "l2_uvp": float(l2_uvp(moved, true_test, variance)),
+        "energy_distance": float(energy_distance(moved, y_test)),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    return out
+
+
+def run_maps(
+    out: str | Path | None = None,
+    *,
+    dims=DIMS,
+    problems=PROBLEMS,
+    quick: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Run the known-map benchmark; write ``results.json``, ``table.md`` and a figure.
+
+    ``quick`` runs d = 2 only, with 1/20 of the steps, 300 evaluation samples and a
+    two-point ε grid (to test the code path, not to measure anything).
+    """
+    from mongeflow.metrics import target_variance
+
+    scale, n, grid = (0.05, 300, (0.3, 1.0)) if quick else (1.0, N_EVAL, EPSILON_GRID)
+    if quick:
+        dims = (2,)
+    for name in problems:
+        get_problem(name, dim=2)  # unknown names fail here, before any work
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "quick": quick,
+        "seed": seed,
+        "n_eval": n,
+        "runs": [],
+    }
+    total = time.perf_counter()
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+    for name in problems:
+        for d in dims:
+            problem = get_problem(name, dim=d)
+            variance = target_variance(problem, jax.random.key(0))
+            entry = {"problem": name, "dim": d, "methods": {}}
+            for method in methods(scale):
+                entry["methods"][method.name] = _scheme_run(problem, method, seed, n, progress)
+            entry["methods"].update(
+                _baselines(problem, jax.random.key(seed + 1000), variance, n, grid)
+            )
+            results["runs"].append(entry)
+            results["total_wall_time_s"] = time.perf_counter() - total
+            if progress:
+                line = ", ".join(f"{k} {v['l2_uvp']:.3g}%" for k, v in entry["methods"].items())
+                print(f"{name} d={d}: L2-UVP {line}", flush=True)
+            if out is not None:  # written after every problem and d: a long run keeps its part
+                (out / "results.json").write_text(json.dumps(results, indent=1))
+                (out / "table.md").write_text(maps_table(results))
+                maps_figure(results, out / "l2_uvp_vs_time.png")
+    return results
+
+
+def _f(v, digits=3):
+    return "—" if v is None or not np.isfinite(v) else f"{v:.{digits}g}"
+
+
+def maps_table(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        "# Known maps: L2-UVP (%) and energy distance, one seed",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}; jax {m['jax']}; {m['date']}. "
+        f"Metrics on {results['n_eval']} held-out samples. Total "
+        f"{results['total_wall_time_s']:.0f} s.",
+        "",
+        "| problem | d | method | L2-UVP % | energy distance | wall time (s) | "
+        "time to L2-UVP ≤ 1 % (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        for name, r in run["methods"].items():
+            lines.append(
+                f"| {run['problem']} | {run['dim']} | {name} | {_f(r['l2_uvp'])} | "
+                f"{_f(r['energy_distance'])} | {r['wall_time_s']:.1f} | "
+                f"{_f(r.get('time_to_1pct_s'))} |"
+            )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def maps_figure(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    problems = sorted({r["problem"] for r in runs})
+    dims = sorted({r["dim"] for r in runs})
+    fig, axes = plt.subplots(
+        len(problems), len(dims), figsize=(3.3 * len(dims), 3 * len(problems)), squeeze=False
+    )
+    for run in runs:
+        ax = axes[problems.index(run["problem"]), dims.index(run["dim"])]
+        for name, r in run["methods"].items():
+            if "curve" in r:
+                ax.plot(r["curve"]["time_s"], r["curve"]["l2_uvp"], marker=".", label=name)
+            else:
+                ax.scatter([r["wall_time_s"]], [r["l2_uvp"]], marker="x", label=name)
+        ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{run['problem']}, d = {run['dim']}", fontsize=9)
+        ax.set_xlabel("wall time (s)", fontsize=8)
+        ax.set_ylabel("L2-UVP %", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

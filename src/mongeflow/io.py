@@ -1,0 +1,271 @@
+"""Reading user data and target specifications, with clear errors for bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mongeflow.problems.base import Gaussian, PotentialTarget, Target
+
+
+class InputError(ValueError):
+    """Bad user input (a file, a target specification): the message says what and why."""
+
+
+def load_array(path: str | Path, what: str = "data") -> np.ndarray:
+    """Read ``[n, d]`` samples from ``.npy``, ``.npz`` (its only array, or ``data``/``x``) or
+    ``.csv`` (comma-separated, with or without a header line).
+
+    Raises:
+        InputError: missing or unreadable file, unknown format, empty data, non-numeric
+            entries, NaN/inf, or a shape that is not ``[n, d]``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} file {str(p)!r} does not exist")
+    if not p.is_file():
+        raise InputError(f"{what} path {str(p)!r} is not a file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                names = list(z.keys())
+                pick = next((k for k in ("data", "x") if k in names), None)
+                if pick is None and len(names) == 1:
+                    pick = names[0]
+                if pick is None:
+                    raise InputError(
+                        f"{what} file {str(p)!r} holds arrays {names}; expected one array, "
+                        "or one named 'data' or 'x'"
+                    )
+                arr = z[pick]
+        elif suffix == ".csv":
+            arr = _read_csv(p, what)
+        else:
+            raise InputError(
+                f"{what} file {str(p)!r}: unknown format {suffix or '(none)'!r}; "
+                "expected .npy, .npz or .csv"
+            )
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError) as err:
+        raise InputError(f"cannot read {what} file {str(p)!r}: {err}") from None
+    return check_samples(arr, f"{what} file {str(p)!r}")
+
+
+def _read_csv(p: Path, what: str) -> np.ndarray:
+    lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise InputError(f"{what} file {str(p)!r} is empty")
+
+    def numbers(line):
+        return [float(v) for v in line.split(",")]
+
+    try:
+        numbers(lines[0])
+        start = 0
+    except ValueError:
+        start = 1  # a header line
+    rows = []
+    for i, line in enumerate(lines[start:], start=start + 1):
+        try:
+            rows.append(numbers(line))
+        except ValueError:
+            raise InputError(
+                f"{what} file {str(p)!r}, line {i}: non-numeric entry in {line.strip()[:60]!r}"
+            ) from None
+    if not rows:
+        raise InputError(f"{what} file {str(p)!r} has a header but no data rows")
+    widths = {len(r) for r in rows}
+    if len(widths) > 1:
+        raise InputError(f"{what} file {str(p)!r}: rows have different lengths {sorted(widths)}")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def check_samples(arr, where: str = "data") -> np.ndarray:
+    """Validate an ``[n, d]`` array of samples (see :func:`load_array`)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"{where}: expected numbers, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise InputError(f"{where}: no data (shape {arr.shape})")
+    if arr.ndim == 1:
+        raise InputError(
+            f"{where}: got a 1-D array of {arr.shape[0]} values; expected [n, d] samples. "
+            f"For n = {arr.shape[0]} one-dimensional samples save it as a column ([n, 1]); "
+            "for one d-dimensional sample, give at least 2 samples"
+        )
+    if arr.ndim != 2:
+        raise InputError(f"{where}: expected a 2-D array [n, d], got shape {arr.shape}")
+    n, d = arr.shape
+    if n == 1 and d > 1:
+        raise InputError(
+            f"{where}: one row of {d} values; expected [n, d] samples with n ≥ 2 — "
+            "if these are n one-dimensional samples, save them as a column ([n, 1])"
+        )
+    if n < 2:
+        raise InputError(f"{where}: need at least 2 samples, got {n}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(
+            f"{where}: {int(bad.sum())} NaN/inf value(s), the first at row {r}, column {c}"
+        )
+    return arr.astype(np.float64)
+
+
+def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> tuple[Target, dict]:
+    """A target from a specification, checked against the data's dimension.
+
+    ``gaussian`` (standard normal), ``gaussian:MEAN.npy,COV.npy``, or ``FILE.py:NAME`` with
+    NAME a JAX function V: [d] → scalar (γ ∝ exp(−V), V convex).
+
+    Returns:
+        (target, record): ``record`` is a JSON-able description from which
+        :func:`target_from_record` rebuilds the target (saved with a map).
+    """
+    if spec == "gaussian":
+        return Gaussian.standard(dim), {"kind": "gaussian", "dim": dim}
+    if spec.startswith("gaussian:"):
+        parts = spec[len("gaussian:") :].split(",")
+        if len(parts) != 2:
+            raise InputError(f"target {spec!r}: expected gaussian:MEAN.npy,COV.npy")
+        mean = _load_plain(parts[0], "target mean")
+        cov = _load_plain(parts[1], "target covariance")
+        if mean.shape != (dim,) or cov.shape != (dim, dim):
+            raise InputError(
+                f"target {spec!r}: mean {mean.shape} and covariance {cov.shape} must have "
+                f"shapes ({dim},) and ({dim}, {dim}) to match the data's dimension {dim}"
+            )
+        if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
+            raise InputError(f"target {spec!r}: the covariance must be symmetric positive definite")
+        record = {"kind": "gaussian", "dim": dim, "mean": mean.tolist(), "cov": cov.tolist()}
+        return Gaussian(mean, cov), record
+    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+        file, name = spec.rsplit(":", 1)
+        fn = _load_function(file, name)
+        record = {"kind": "python", "dim": dim, "file": str(Path(file).resolve()), "name": name}
+        target = PotentialTarget(fn, dim)
+        check_potential(target, dim, data, spec)
+        return target, record
+    raise InputError(
+        f"unknown target {spec!r}; expected 'gaussian', 'gaussian:MEAN.npy,COV.npy' or "
+        "'FILE.py:NAME' (NAME a JAX function V: [d] -> scalar, target ∝ exp(-V))"
+    )
+
+
+def target_from_record(record: dict) -> Target:
+    """Rebuild a target saved by :func:`parse_target`."""
+    dim = int(record["dim"])
+    if record["kind"] == "gaussian":
+        if "mean" in record:
+            return Gaussian(np.asarray(record["mean"]), np.asarray(record["cov"]))
+        return Gaussian.standard(dim)
+    if record["kind"] == "python":
+        return PotentialTarget(_load_function(record["file"], record["name"]), dim)
+    raise InputError(f"unknown target record {json.dumps(record)[:100]}")
+
+
+def _load_plain(path: str, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} file {path!r} does not exist")
+    try:
+        arr = np.load(p, allow_pickle=False) if p.suffix == ".npy" else np.loadtxt(p, ndmin=1)
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read {what} file {path!r}: {err}") from None
+    arr = np.asarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{what} file {path!r} contains NaN/inf")
+    return arr
+
+
+def _load_function(file: str, name: str):
+    p = Path(file)
+    if not p.is_file():
+        raise InputError(f"target file {file!r} does not exist")
+    spec = importlib.util.spec_from_file_location(f"mongeflow_user_{p.stem}", p)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: any error it raises is theirs to see
+        raise InputError(
+            f"importing target file {file!r} failed: {type(err).__name__}: {err}"
+        ) from None
+    fn = getattr(module, name, None)
+    if fn is None or not callable(fn):
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+        raise InputError(f"{file!r} has no function {name!r}; functions found: {found}")
+    return fn
+
+
+def check_potential(target: Target, dim: int, data: np.ndarray | None, spec: str) -> float | None:
+    """Check a user's V at the data: it accepts [d], returns a finite scalar, is convex.
+
+    Returns the smallest Hessian eigenvalue found (or None without data). Raises
+    :class:`InputError` when V fails, or when it is clearly not convex (eigenvalue below
+    −1e-3 · the largest); warns when it is only slightly negative.
+    """
+    import warnings
+
+    points = np.zeros((1, dim)) if data is None else data[: min(len(data), 256)]
+    try:
+        out = jax.eval_shape(target.potential, jnp.zeros(dim))
+    except Exception as err:
+        raise InputError(
+            f"target {spec!r}: V fails on a point of dimension {dim} (the data's): "
+            f"{type(err).__name__}: {str(err)[:200]}"
+        ) from None
+    if out.shape != ():
+        raise InputError(f"target {spec!r}: V must return a scalar, got shape {out.shape}")
+    # JAX clamps out-of-range indices silently: a V written for another dimension would run
+    from jax.experimental import checkify
+
+    err, _ = checkify.checkify(target.potential, errors=checkify.index_checks)(
+        jnp.asarray(points[0], dtype=jnp.zeros(()).dtype)
+    )
+    if err.get() is not None:
+        raise InputError(
+            f"target {spec!r}: V indexes beyond a point of dimension {dim} (the data's): "
+            f"{err.get().splitlines()[0][:160]}"
+        )
+    values = np.asarray(jax.vmap(target.potential)(jnp.asarray(points)))
+    if not np.all(np.isfinite(values)):
+        i = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise InputError(f"target {spec!r}: V is not finite at data row {i} (V = {values[i]})")
+    if data is None:
+        return None
+    hess = jax.vmap(jax.hessian(target.potential))(jnp.asarray(points))
+    eig = np.linalg.eigvalsh(np.asarray(hess, dtype=np.float64))
+    low, high = float(eig.min()), float(np.abs(eig).max())
+    if low < -1e-3 * max(high, 1e-12):
+        raise InputError(
+            f"target {spec!r}: V is not convex at the data: smallest Hessian eigenvalue "
+            f"{low:.3g} (largest |eigenvalue| {high:.3g}); the method needs a log-concave target"
+        )
+    if low < 0:
+        warnings.warn(
+            f"target {spec!r}: smallest Hessian eigenvalue of V at the data is {low:.3g} "
+            "(slightly negative, treated as round-off)",
+            stacklevel=2,
+        )
+    return low
+
+
+def target_record_of(target: Target) -> dict | None:
+    """A JSON-able record of a Gaussian target (``None`` for other targets)."""
+    if isinstance(target, Gaussian):
+        return {
+            "kind": "gaussian",
+            "dim": target.dim,
+            "mean": np.asarray(target.mean).tolist(),
+            "cov": np.asarray(target.cov).tolist(),
+        }
+    return None

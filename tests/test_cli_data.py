@@ -1,0 +1,141 @@
+"""The command line on a user's data: fit, apply, inverse, sample, density, resume, and one
+clear line (exit 2, no traceback) for each kind of bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_cli import run
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(800, 2)) * [2.0, 0.5] + [3.0, -1.0]
+    np.save(d / "x.npy", x)
+    np.savetxt(d / "x.csv", x, delimiter=",", header="a,b", comments="")
+    (d / "bad.csv").write_text("a,b\n1,2\n3,foo\n")
+    (d / "empty.csv").write_text("")
+    np.save(d / "nan.npy", np.array([[1.0, 2.0], [np.nan, 1.0]]))
+    np.save(d / "flat.npy", np.arange(5.0))
+    (d / "v.py").write_text(
+        "import jax.numpy as jnp\n"
+        "def V(y):\n    return 0.5 * jnp.sum(y**2)\n"
+        "def concave(y):\n    return -jnp.sum(y**2)\n"
+        "def vector(y):\n    return y\n"
+        "def three(y):\n    return 0.5 * (y[0]**2 + y[1]**2 + y[2]**2)\n"
+        "def nonfinite(y):\n    return jnp.log(y[0])\n"
+    )
+    return d
+
+
+def test_fit_apply_inverse_sample_density(files, tmp_path):
+    out = tmp_path / "run"
+    r = run(
+        "fit",
+        "--source",
+        str(files / "x.csv"),
+        "--standardize",
+        "--scheme",
+        "adam",
+        "--steps",
+        "200",
+        "--checkpoint-every",
+        "50",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    for f in (
+        "map.json",
+        "map.eqx",
+        "metrics.json",
+        "history.csv",
+        "checkpoint.json",
+        "pushforward.png",
+        "history.png",
+    ):
+        assert (out / f).is_file(), f
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["standardized"] and metrics["energy_distance"] < 0.02
+    r = run("apply", str(out), "--input", str(files / "x.npy"), "--output", str(tmp_path / "y.npy"))
+    assert r.returncode == 0, r.stderr
+    y = np.load(tmp_path / "y.npy")
+    assert np.allclose(y.mean(0), 0, atol=0.1) and np.allclose(y.std(0), 1, atol=0.1)
+    r = run(
+        "apply",
+        str(out),
+        "--inverse",
+        "--input",
+        str(tmp_path / "y.npy"),
+        "--output",
+        str(tmp_path / "x_back.csv"),
+    )
+    assert r.returncode == 0 and "residual" in r.stdout
+    assert (
+        np.abs(np.loadtxt(tmp_path / "x_back.csv", delimiter=",") - np.load(files / "x.npy")).max()
+        < 1e-2
+    )
+    r = run("sample", str(out), "-n", "500", "--output", str(tmp_path / "s.npy"))
+    assert r.returncode == 0 and np.load(tmp_path / "s.npy").shape == (500, 2)
+    r = run(
+        "density", str(out), "--input", str(files / "x.npy"), "--output", str(tmp_path / "d.npy")
+    )
+    assert r.returncode == 0 and np.all(np.isfinite(np.load(tmp_path / "d.npy")))
+
+
+def test_resume_through_the_cli(files, tmp_path):
+    common = [
+        "--source",
+        str(files / "x.npy"),
+        "--scheme",
+        "adam",
+        "--seed",
+        "3",
+        "--batch-size",
+        "64",
+        "--quiet",
+    ]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run("fit", *common, "--steps", "40", "--out", str(a)).returncode == 0
+    assert run("fit", *common, "--steps", "20", "--out", str(b)).returncode == 0
+    r = run("fit", *common, "--steps", "40", "--resume", "--out", str(b))
+    assert r.returncode == 0, r.stderr[-2000:]
+    ya, yb = tmp_path / "ya.npy", tmp_path / "yb.npy"
+    run("apply", str(a), "--input", str(files / "x.npy"), "--output", str(ya))
+    run("apply", str(b), "--input", str(files / "x.npy"), "--output", str(yb))
+    np.testing.assert_allclose(np.load(ya), np.load(yb), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--source", "missing.npy"], "does not exist"),
+        (["--source", "{d}/bad.csv"], "non-numeric entry"),
+        (["--source", "{d}/empty.csv"], "is empty"),
+        (["--source", "{d}/nan.npy"], "NaN/inf"),
+        (["--source", "{d}/flat.npy"], "1-D array"),
+        (["--source", "{d}/x.npy", "--target", "{d}/v.py:concave"], "not convex"),
+        (["--source", "{d}/x.npy", "--target", "{d}/v.py:vector"], "must return a scalar"),
+        (["--source", "{d}/x.npy", "--target", "{d}/v.py:three"], "dimension 2"),
+        (["--source", "{d}/x.npy", "--target", "{d}/v.py:nonfinite"], "not finite"),
+        (["--source", "{d}/x.npy", "--target", "{d}/v.py:absent"], "no function 'absent'"),
+        (["--source", "{d}/x.npy", "--target", "laplace"], "unknown target"),
+        (["--problem", "moons"], "valid problems: paper-gmm"),
+        (["--scheme", "sgd"], "valid schemes: euclidean"),
+    ],
+)
+def test_bad_fit_input_is_one_clear_line(files, tmp_path, args, message):
+    args = [a.replace("{d}", str(files)) for a in args]
+    r = run("fit", *args, "--steps", "2", "--quiet", "--out", str(tmp_path / "r"))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_not_a_run_directory(files, tmp_path):
+    r = run("apply", str(tmp_path), "--input", str(files / "x.npy"), "--output", "y.npy")
+    assert r.returncode == 2 and "not a saved map" in r.stderr and "Traceback" not in r.stderr
