@@ -336,7 +336,22 @@ def fit(
             )
             return phi, state, alive, losses
 
-        return eqx.filter_vmap(one_seed)(potentials, states, alive, train_keys)
+        if scheme.seeds_in_parallel or len(seeds) == 1:
+            return eqx.filter_vmap(one_seed)(potentials, states, alive, train_keys)
+        # one seed after another (see Scheme.seeds_in_parallel)
+        arrays, static = eqx.partition((potentials, states), eqx.is_array)
+
+        def sequential(args):
+            arr, a, k = args
+            phi, state = eqx.combine(arr, static)
+            out = one_seed(phi, state, a, k)
+            return eqx.filter(out, eqx.is_array)
+
+        out_arrays = jax.lax.map(sequential, (arrays, alive, train_keys))
+        phi_static = eqx.filter(potentials, eqx.is_array, inverse=True)
+        state_static = eqx.filter(states, eqx.is_array, inverse=True)
+        phi, state, a, losses = out_arrays
+        return eqx.combine(phi, phi_static), eqx.combine(state, state_static), a, losses
 
     @eqx.filter_jit
     def eval_chunk(potentials, x_eval, y_eval, true_eval, variance):

@@ -33,6 +33,17 @@ class Scheme(eqx.Module):
 
     default_steps: ClassVar[int] = 1000
 
+    @property
+    def seeds_in_parallel(self) -> bool:
+        """Whether :func:`~mongeflow.fit.fit` may ``vmap`` this scheme over seeds.
+
+        Schemes that factorise a dense Gram matrix say no: batched over seeds, that
+        factorisation is a batched LAPACK call, and two such calls running at once can
+        deadlock XLA's CPU thread pool on small machines (jaxlib 0.10, 2 cores). Their seeds
+        then run one after another inside the same compiled program.
+        """
+        return True
+
     def init(self, potential: Potential) -> Any:
         raise NotImplementedError
 

@@ -56,6 +56,10 @@ class Explicit(Scheme):
     def time_step(self):
         return self.tau
 
+    @property
+    def seeds_in_parallel(self) -> bool:
+        return self.solver != "linearised"
+
     def init(self, potential):
         return jnp.zeros((), jnp.int32)
 

@@ -46,6 +46,10 @@ class Natural(Scheme):
     def time_step(self):
         return self.tau
 
+    @property
+    def seeds_in_parallel(self) -> bool:
+        return self.metric == "identity" or self.solver == "cg"
+
     def init(self, potential):
         return None
 
@@ -63,7 +67,11 @@ class Natural(Scheme):
         if self.backoff == 0 or not task.divergence.differentiable:
             return candidate(1.0), state, loss
         scales = [0.5**i for i in range(self.backoff + 1)]
-        new_losses = jnp.stack([task.divergence.loss(candidate(s), x, k_loss) for s in scales])
+        # one candidate after another (lax.map, not a list): independent batched LAPACK calls
+        # (their log-det LUs) running at once can deadlock XLA's CPU pool on 2 cores
+        new_losses = jax.lax.map(
+            lambda s: task.divergence.loss(candidate(s), x, k_loss), jnp.asarray(scales)
+        )
         decreases = jnp.isfinite(new_losses) & (new_losses < loss)
         # first (largest) decreasing scale, else the smallest
         chosen = jnp.where(jnp.any(decreases), jnp.argmax(decreases), len(scales) - 1)
