@@ -110,9 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         "of --input and write them to --output (.npy or .csv).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    a.add_argument("run", metavar="RUN", help="a run directory written by `mongeflow fit`")
-    a.add_argument("--input", required=True, help="points [n, d] (.npy, .npz or .csv)")
-    a.add_argument("--output", required=True, help="where to write the result (.npy or .csv)")
+    _run_arguments(a, "where to write the result (.npy or .csv)", with_input=True)
     a.add_argument(
         "--inverse",
         action="store_true",
@@ -124,9 +122,8 @@ def _parser() -> argparse.ArgumentParser:
         help="sample the source through a saved map: T^-1 of samples of the target",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    sm.add_argument("run", metavar="RUN", help="a run directory written by `mongeflow fit`")
+    _run_arguments(sm, "where to write them (.npy or .csv)", with_input=False)
     sm.add_argument("-n", type=int, required=True, help="number of samples")
-    sm.add_argument("--output", required=True, help="where to write them (.npy or .csv)")
     sm.add_argument("--seed", type=int, default=0, help="random seed")
     de = sub.add_parser(
         "density",
@@ -135,9 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         "--input (needs the target's normalising constant: Gaussian targets).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    de.add_argument("run", metavar="RUN", help="a run directory written by `mongeflow fit`")
-    de.add_argument("--input", required=True, help="points [n, d] (.npy, .npz or .csv)")
-    de.add_argument("--output", required=True, help="where to write log rho0 (.npy or .csv)")
+    _run_arguments(de, "where to write log rho0 (.npy or .csv)", with_input=True)
 
     b = sub.add_parser(
         "bench",
@@ -165,6 +160,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def _run_arguments(parser, output_help: str, with_input: bool) -> None:
+    """RUN, --input and --output of the commands that use a saved map."""
+    parser.add_argument("run", metavar="RUN", help="a run directory written by `mongeflow fit`")
+    if with_input:
+        parser.add_argument("--input", required=True, help="points [n, d] (.npy, .npz or .csv)")
+    parser.add_argument("--output", required=True, help=output_help)
 
 
 def cmd_bench(args) -> int:

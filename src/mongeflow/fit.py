@@ -343,15 +343,12 @@ def fit(
 
         def sequential(args):
             arr, a, k = args
-            phi, state = eqx.combine(arr, static)
-            out = one_seed(phi, state, a, k)
-            return eqx.filter(out, eqx.is_array)
+            phi, state, a, losses = one_seed(*eqx.combine(arr, static), a, k)
+            return eqx.filter((phi, state), eqx.is_array), a, losses
 
-        out_arrays = jax.lax.map(sequential, (arrays, alive, train_keys))
-        phi_static = eqx.filter(potentials, eqx.is_array, inverse=True)
-        state_static = eqx.filter(states, eqx.is_array, inverse=True)
-        phi, state, a, losses = out_arrays
-        return eqx.combine(phi, phi_static), eqx.combine(state, state_static), a, losses
+        arrays, alive, losses = jax.lax.map(sequential, (arrays, alive, train_keys))
+        potentials, states = eqx.combine(arrays, static)
+        return potentials, states, alive, losses
 
     @eqx.filter_jit
     def eval_chunk(potentials, x_eval, y_eval, true_eval, variance):

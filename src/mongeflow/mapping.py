@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mongeflow.maps import ICNN, AffinePotential, Potential, hessian, transport
+from mongeflow.maps import ICNN, AffinePotential, Potential, hessian, log_det_hessian, transport
 from mongeflow.problems.base import Target
 
 FORMAT = "mongeflow-map/1"
@@ -115,9 +115,8 @@ class MongeMap:
     def log_det_jacobian(self, x) -> np.ndarray:
         """log det DT(x) = log det ∇²φ(z) − d log s."""
         z = self._z(self._check(x))
-        h = jax.vmap(lambda zi: hessian(self.potential, zi))(z)
-        sign, logdet = jnp.linalg.slogdet(h)
-        logdet = jnp.where(sign > 0, logdet, -jnp.inf)
+        logdet = jax.vmap(lambda zi: log_det_hessian(self.potential, zi))(z)
+        logdet = jnp.where(jnp.isnan(logdet), -jnp.inf, logdet)  # not positive definite
         return np.asarray(logdet) - self.dim * np.log(self.scale)
 
     def inverse(self, y, iterations: int = 50, return_residual: bool = False):

@@ -117,7 +117,7 @@ def _scheme_run(problem, method: Method, seed: int, n: int, progress: bool) -> d
     }
 
 
-def _entropic_map(problem, x, y, x_test, true_test, variance, epsilon=None):
+def _entropic_map(x, y, x_test, epsilon=None):
     from ott.geometry import pointcloud
     from ott.problems.linear import linear_problem
     from ott.solvers.linear import sinkhorn
@@ -142,7 +142,7 @@ def _baselines(problem, key, variance, n: int, grid=EPSILON_GRID) -> dict:
 
     # OTT-JAX entropic map, default ε, then ε tuned on the true map (oracle)
     start = time.perf_counter()
-    mapped, eps0 = _entropic_map(problem, x, y, x_test, true_test, variance)
+    mapped, eps0 = _entropic_map(x, y, x_test)
     out["entropic-map (OTT default ε)"] = {
         "settings": {"epsilon": eps0, "n": n},
         "l2_uvp": float(l2_uvp(mapped, true_test, variance)),
@@ -152,7 +152,7 @@ def _baselines(problem, key, variance, n: int, grid=EPSILON_GRID) -> dict:
     start = time.perf_counter()
     best = None
     for factor in grid:
-        mapped, eps = _entropic_map(problem, x, y, x_test, true_test, variance, factor * eps0)
+        mapped, eps = _entropic_map(x, y, x_test, factor * eps0)
         err = float(l2_uvp(mapped, true_test, variance))
         if np.isfinite(err) and (best is None or err < best[0]):
             best = (err, eps, mapped)

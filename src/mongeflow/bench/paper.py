@@ -338,11 +338,9 @@ class _EnergyDistance:
 
     def __init__(self, problem, seeds: int, n: int):
         keys = jax.random.split(jax.random.key(20260325), seeds)
-        self.problem = problem
         self.x = jax.vmap(lambda k: problem.source.sample(jax.random.fold_in(k, 0), n))(keys)
-        y = jax.vmap(lambda k: problem.target.sample(jax.random.fold_in(k, 1), n))(keys)
-        self.y = y
-        self.yy = jax.jit(lambda y: jax.lax.map(lambda a: mean_distance(a, a), y))(y)
+        self.y = jax.vmap(lambda k: problem.target.sample(jax.random.fold_in(k, 1), n))(keys)
+        self.yy = jax.jit(lambda y: jax.lax.map(lambda a: mean_distance(a, a), y))(self.y)
 
     def __call__(self, potentials) -> np.ndarray:
         params, static = eqx.partition(potentials, eqx.is_array)
