@@ -46,6 +46,7 @@ def test_fit_writes_metrics_and_figures(tmp_path):
         assert k in metrics
     assert metrics["l2_uvp"] < 5.0
     assert (out / "pushforward.png").stat().st_size > 10_000
+    assert (out / "displacement.png").stat().st_size > 10_000  # d = 2
     assert (out / "history.csv").read_text().startswith("step,seed,loss")
 
 
@@ -64,3 +65,28 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_diverging_fit_stops_at_its_last_finite_map(tmp_path):
+    """A learning rate that blows the map up: exit 3, one line saying at which step and what
+    to change, and the last finite map saved (and usable) in the run directory."""
+    import numpy as np
+
+    out = tmp_path / "run"
+    r = run(
+        "fit", "--problem", "gaussian", "--scheme", "euclidean", "--learning-rate", "1e6",
+        "--steps", "100", "--checkpoint-every", "5", "--quiet", "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "non-finite loss or map at step" in r.stderr and "--float64" in r.stderr
+    assert "Traceback" not in r.stderr
+    stopped = json.loads((out / "metrics.json").read_text())["stopped_at"][0]
+    checkpoint = json.loads((out / "checkpoint.json").read_text())
+    assert 0 <= stopped < checkpoint["step"] < 100  # it ended early, right after the failure
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    np.save(tmp_path / "x.npy", x)
+    r = run(
+        "apply", str(out), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")
+    )
+    assert r.returncode == 0, r.stderr
+    assert np.all(np.isfinite(np.load(tmp_path / "y.npy")))

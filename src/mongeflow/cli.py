@@ -46,8 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser(
         "fit",
         help="train a map on a built-in problem and write metrics and figures",
-        description="Train a map T = ∇φ on a built-in problem; write DIR/metrics.json, "
-        "DIR/history.csv, DIR/pushforward.png and DIR/history.png.",
+        description="Train a map T = ∇φ on a built-in problem or on data; write the map "
+        "(DIR/map.eqx, DIR/map.json), DIR/metrics.json, DIR/history.csv, DIR/pushforward.png "
+        "(first two principal axes when d > 2), DIR/history.png and, for d = 2, "
+        "DIR/displacement.png. Exit status: 0 done, 2 bad input, 3 every seed stopped on a "
+        "non-finite loss or map (the last finite map is saved), 130 interrupted (resume with "
+        "--resume).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     f.add_argument("--problem", default="gaussian", help=f"one of: {', '.join(PROBLEMS)}")
@@ -258,7 +262,7 @@ def cmd_fit(args) -> int:
     from mongeflow import __version__
     from mongeflow.fit import FitInterrupted, fit
     from mongeflow.io import load_array
-    from mongeflow.plot import plot_history, plot_pushforward
+    from mongeflow.plot import plot_displacement, plot_history, plot_pushforward
     from mongeflow.problems import PROBLEMS, get_problem
 
     if args.dim is not None and args.dim < 1:
@@ -324,7 +328,7 @@ def cmd_fit(args) -> int:
         steps=result.steps,
         batch_size=result.batch_size,
         seeds=list(result.seeds),
-        stopped_at=_jsonable(result.stopped_at),
+        stopped_at=[int(k) for k in result.stopped_at],  # per seed, −1: ran to the end
         standardized=bool(args.standardize),
         version=__version__,
     )
@@ -335,11 +339,23 @@ def cmd_fit(args) -> int:
     result.save(out)
     plot_pushforward(result, out / "pushforward.png")
     plot_history(result, out / "history.png")
+    if dim == 2:
+        plot_displacement(result, out / "displacement.png")
+    advice = "try a smaller --tau / --learning-rate, or --float64"
+    if (result.stopped_at >= 0).all():
+        steps = ", ".join(str(k) for k in result.stopped_at)
+        print(
+            f"mongeflow: the fit stopped: a non-finite loss or map at step {steps} "
+            f"(seed {', '.join(map(str, result.seeds))}). The last finite map (step {steps}) is "
+            f"saved in {out}; {advice}",
+            file=sys.stderr,
+        )
+        return 3
     for s, k in zip(result.seeds, result.stopped_at, strict=True):
         if k >= 0:
             print(
                 f"mongeflow: warning: seed {s} hit a non-finite loss or map at step {k}; its last "
-                "finite map was kept (try a smaller --tau / --learning-rate, or --float64)",
+                f"finite map was kept ({advice})",
                 file=sys.stderr,
             )
     summary = ", ".join(f"{k} {v:.4g}" for k, v in result.summary().items())

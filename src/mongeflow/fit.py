@@ -21,6 +21,7 @@ from mongeflow.maps.icnn import ICNN
 from mongeflow.metrics import energy_distance, evaluate, l2_uvp, source_with_map, target_variance
 from mongeflow.problems import Problem, get_problem
 from mongeflow.problems.base import EmpiricalSource, Target
+from mongeflow.progress import ProgressBar
 from mongeflow.schemes import Scheme, Task, get_scheme
 
 
@@ -47,8 +48,9 @@ class FitResult:
             evaluation sample.
         metrics: final metrics per seed (each ``[S]``) on fresh samples: ``energy_distance``,
             ``l2``, ``l2_uvp``, ``kl``, ``transport_cost`` when available.
-        stopped_at: per seed, the step at which a non-finite loss or map stopped it (its
-            last finite map is kept), or −1.
+        stopped_at: per seed, the step at which a non-finite loss or map stopped it, or −1.
+            Such a seed keeps its last map whose loss was finite; when every seed has
+            stopped, the fit ends early.
         wall_time_s: wall time of the training (compilation included).
     """
 
@@ -314,41 +316,46 @@ def fit(
     variance = target_variance(problem, var_key) if true_eval is not None else None
 
     @eqx.filter_jit
-    def run_chunk(potentials, states, alive, first_step, length_marker):
+    def run_chunk(potentials, states, goods, alive, first_step, length_marker):
+        """``length`` steps of every seed. ``goods`` holds, per seed, the last (potential,
+        state) whose loss was finite: a seed whose loss or map turns non-finite stops there
+        and falls back to it (a map can have finite parameters and still overflow, which
+        only the next loss shows)."""
         length = length_marker.shape[0]
 
-        def one_seed(phi, state, alive, key):
+        def one_seed(phi, state, good, alive, key):
             def body(carry, i):
-                phi, state, alive = carry
+                phi, state, good, alive = carry
                 new_phi, new_state, loss = scheme.step(
                     phi, state, task, jax.random.fold_in(key, first_step + i)
                 )
-                ok = alive & jnp.isfinite(loss) & _finite_tree(new_phi)
-                keep = lambda new, old: jax.tree_util.tree_map(
-                    lambda a, b: jnp.where(ok, a, b) if eqx.is_array(a) else a, new, old
+                loss_ok = alive & jnp.isfinite(loss)
+                ok = loss_ok & _finite_tree(new_phi)
+                pick = lambda flag, new, old: jax.tree_util.tree_map(
+                    lambda a, b: jnp.where(flag, a, b) if eqx.is_array(a) else a, new, old
                 )
-                return (keep(new_phi, phi), keep(new_state, state), ok), jnp.where(
-                    ok, loss, jnp.nan
-                )
+                good = pick(loss_ok, (phi, state), good)
+                phi, state = pick(ok, (new_phi, new_state), good)
+                return (phi, state, good, ok), jnp.where(ok, loss, jnp.nan)
 
-            (phi, state, alive), losses = jax.lax.scan(
-                body, (phi, state, alive), jnp.arange(length)
+            (phi, state, good, alive), losses = jax.lax.scan(
+                body, (phi, state, good, alive), jnp.arange(length)
             )
-            return phi, state, alive, losses
+            return phi, state, good, alive, losses
 
         if scheme.seeds_in_parallel or len(seeds) == 1:
-            return eqx.filter_vmap(one_seed)(potentials, states, alive, train_keys)
+            return eqx.filter_vmap(one_seed)(potentials, states, goods, alive, train_keys)
         # one seed after another (see Scheme.seeds_in_parallel)
-        arrays, static = eqx.partition((potentials, states), eqx.is_array)
+        arrays, static = eqx.partition((potentials, states, goods), eqx.is_array)
 
         def sequential(args):
             arr, a, k = args
-            phi, state, a, losses = one_seed(*eqx.combine(arr, static), a, k)
-            return eqx.filter((phi, state), eqx.is_array), a, losses
+            phi, state, good, a, losses = one_seed(*eqx.combine(arr, static), a, k)
+            return eqx.filter((phi, state, good), eqx.is_array), a, losses
 
         arrays, alive, losses = jax.lax.map(sequential, (arrays, alive, train_keys))
-        potentials, states = eqx.combine(arrays, static)
-        return potentials, states, alive, losses
+        potentials, states, goods = eqx.combine(arrays, static)
+        return potentials, states, goods, alive, losses
 
     @eqx.filter_jit
     def eval_chunk(potentials, x_eval, y_eval, true_eval, variance):
@@ -378,17 +385,18 @@ def fit(
         )
         if done > steps:
             raise ValueError(f"the checkpoint is at step {done}, beyond steps={steps}")
+    goods = (potentials, states)  # per seed, the last (potential, state) with a finite loss
     every = int(checkpoint_every or log_every)
     last_saved = done
-    bar = _progress(progress, steps, f"{type(scheme).__name__.lower()} on {problem.name}")
+    bar = ProgressBar(progress, steps, f"{type(scheme).__name__.lower()} on {problem.name}")
     bar.completed = done
     start = time.perf_counter()
     try:
         with bar:
             while done < steps:
                 length = min(log_every, steps - done)
-                potentials, states, alive, losses = run_chunk(
-                    potentials, states, alive, jnp.asarray(done), jnp.zeros(length)
+                potentials, states, goods, alive, losses = run_chunk(
+                    potentials, states, goods, alive, jnp.asarray(done), jnp.zeros(length)
                 )
                 losses = np.asarray(losses)
                 alive_np = np.asarray(alive)
@@ -403,12 +411,15 @@ def fit(
                 history["time_s"].append(np.full(len(seeds), time.perf_counter() - start))
                 for k, v in eval_chunk(potentials, x_eval, y_eval, true_eval, variance).items():
                     history.setdefault(k, []).append(np.asarray(v))
-                bar.advance(length, history)
-                if checkpoint is not None and (done - last_saved >= every or done == steps):
+                bar.advance(length, _progress_info(history))
+                finished = done == steps or not alive_np.any()
+                if checkpoint is not None and (done - last_saved >= every or finished):
                     _save_checkpoint(
                         checkpoint, potentials, states, alive, stopped_at, done, history, seeds
                     )
                     last_saved = done
+                if finished:  # every seed stopped on a non-finite value: nothing left to run
+                    break
     except KeyboardInterrupt:
         if checkpoint is not None and done > last_saved:
             _save_checkpoint(
@@ -440,51 +451,11 @@ def fit(
     )
 
 
-class _progress:
-    """A Rich progress bar showing the loss and the latest metric (no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, label: str):
-        self.enabled = enabled
-        self.total = total
-        self.label = label
-        self.completed = 0
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-                transient=True,
-            )
-            self.bar.__enter__()
-            self.task = self.bar.add_task(
-                self.label, total=self.total, completed=self.completed, info="compiling…"
-            )
-        return self
-
-    def advance(self, n: int, history: dict):
-        if not self.enabled:
-            return
+def _progress_info(history: dict) -> str:
+    with warnings.catch_warnings():  # every seed stopped: an all-NaN loss
+        warnings.simplefilter("ignore", RuntimeWarning)
         info = f"loss {np.nanmean(history['loss'][-1]):.4g}"
-        for k in ("l2_uvp", "energy_distance"):
-            if k in history:
-                info += f"  {k} {np.mean(history[k][-1]):.4g}"
-        self.bar.update(self.task, advance=n, info=info)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.__exit__(*exc)
-        return False
+    for k in ("l2_uvp", "energy_distance"):
+        if k in history:
+            info += f"  {k} {np.mean(history[k][-1]):.4g}"
+    return info

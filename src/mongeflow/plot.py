@@ -9,8 +9,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mongeflow.maps.base import transport  # noqa: E402
-
 
 def _project(*arrays: np.ndarray) -> list[np.ndarray]:
     """Keep 2-D data as is; project higher dimensions on the first two principal axes of
@@ -23,6 +21,14 @@ def _project(*arrays: np.ndarray) -> list[np.ndarray]:
     return [(a - mean) @ vt[:2].T for a in arrays]
 
 
+def _source_sample(result, key, n: int) -> np.ndarray:
+    """n samples of μ0 in the user's units (undoing the standardisation of data, if any)."""
+    x = np.asarray(result.problem.source.sample(key, n))
+    if result.shift is not None:
+        x = x * result.scale + np.asarray(result.shift)
+    return x
+
+
 def plot_pushforward(result, path=None, n: int = 2000, seed_index: int = 0, ax=None):
     """Scatter of μ0, T#μ0 and γ (first two principal axes of γ when d > 2).
 
@@ -33,8 +39,8 @@ def plot_pushforward(result, path=None, n: int = 2000, seed_index: int = 0, ax=N
     """
     problem = result.problem
     key = jax.random.key(7)
-    x = np.asarray(problem.source.sample(jax.random.fold_in(key, 0), n))
-    tx = np.asarray(transport(result.select(seed_index), x))
+    x = _source_sample(result, jax.random.fold_in(key, 0), n)
+    tx = np.asarray(result.transport(x, seed_index))
     clouds = [x, tx]
     if problem.target.can_sample:
         clouds.append(np.asarray(problem.target.sample(jax.random.fold_in(key, 1), n)))
@@ -57,6 +63,45 @@ def plot_pushforward(result, path=None, n: int = 2000, seed_index: int = 0, ax=N
         if path is not None:
             fig.savefig(path, dpi=120)
             plt.close(fig)
+    return fig
+
+
+def plot_displacement(result, path=None, grid: int = 21, n: int = 4000, seed_index: int = 0):
+    """The displacement field x ↦ T(x) − x of a 2-D map, as arrows on a grid.
+
+    The grid covers the central 98 % of the source sample; arrows start at x and end at
+    T(x) (drawn to scale, in data units), coloured by |T(x) − x|; the source sample is shown
+    underneath so that arrows in empty regions (an extrapolated map) can be told apart.
+
+    Args:
+        result: a :class:`~mongeflow.fit.FitResult` of a 2-D problem.
+        path: where to save the PNG (``None``: do not save).
+        grid: arrows per axis.
+        n: source samples drawn for the background and the grid's extent.
+    """
+    problem = result.problem
+    if problem.dim != 2:
+        raise ValueError(f"the displacement field is drawn for d = 2 only, got d = {problem.dim}")
+    x = _source_sample(result, jax.random.key(11), n)
+    lo, hi = np.percentile(x, 1, axis=0), np.percentile(x, 99, axis=0)
+    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
+    points = np.c_[g0.ravel(), g1.ravel()].astype(x.dtype)
+    shift = np.asarray(result.transport(points, seed_index)) - points
+    length = np.linalg.norm(shift, axis=1)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.scatter(*x.T, s=2, alpha=0.15, c="tab:gray", label="source μ0")
+    arrows = ax.quiver(
+        points[:, 0], points[:, 1], shift[:, 0], shift[:, 1], length,
+        angles="xy", scale_units="xy", scale=1.0, cmap="viridis", width=0.004,
+    )  # fmt: skip
+    fig.colorbar(arrows, ax=ax, label="|T(x) − x|", shrink=0.8)
+    ax.set_aspect("equal")
+    ax.set_title(f"displacement T(x) − x, {problem.name}", fontsize=9)
+    ax.legend(markerscale=4, fontsize=8, loc="upper right")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
     return fig
 
 

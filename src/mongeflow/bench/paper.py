@@ -37,6 +37,7 @@ from mongeflow.divergences import KL
 from mongeflow.maps import ICNN, transport
 from mongeflow.metrics import mean_distance
 from mongeflow.problems import get_problem
+from mongeflow.progress import ProgressBar
 from mongeflow.schemes import Adam, Euclidean, Explicit, Implicit, Scheme
 
 #: The paper's Table (mean ± std of the energy distance over 100 seeds).
@@ -255,7 +256,7 @@ def run_paper(
         quick: tiny budgets (1/20 of the steps, 500 evaluation samples) to test the code path.
         rows: names of rows to run (default: all).
         eval_size: samples of each side for the final energy distance (paper: 10⁴).
-        progress: progress bars.
+        progress: a progress bar over the rows, and one line per finished row.
 
     Returns:
         The ``results.json`` dictionary.
@@ -286,33 +287,41 @@ def run_paper(
     fitted = {}
     total = time.perf_counter()
     scorer = _EnergyDistance(problem, seeds, eval_size)
-    for row in table:
-        start = time.perf_counter()
-        res = fit(
-            problem,
-            row.scheme,
-            row.potential(),
-            divergence=row.divergence(problem.target),
-            steps=row.steps,
-            batch_size=row.batch_size,
-            seed=list(range(seeds)),
-            log_every=row.steps,
-            eval_size=200,
-            final_eval_size=0,
-            progress=progress,
-        )
-        ed = scorer(res.potentials)
-        wall = time.perf_counter() - start
-        ed[res.stopped_at >= 0] = np.nan  # a seed whose training blew up has no result
-        results["methods"][row.name] = {
-            "faithful": row.faithful,
-            "settings": {**row.settings, "gradient_evaluations": row.gradient_evaluations},
-            "energy_distance": [None if not np.isfinite(v) else float(v) for v in ed],
-            "wall_time_s": wall,
-            "summary": _summary(ed),
-            "stopped_at": [int(v) for v in res.stopped_at],
-        }
-        fitted[row.name] = res
+    with ProgressBar(progress, len(table), f"bench paper ({seeds} seeds)", table[0].name) as bar:
+        for row in table:
+            start = time.perf_counter()
+            res = fit(
+                problem,
+                row.scheme,
+                row.potential(),
+                divergence=row.divergence(problem.target),
+                steps=row.steps,
+                batch_size=row.batch_size,
+                seed=list(range(seeds)),
+                log_every=row.steps,
+                eval_size=200,
+                final_eval_size=0,
+                progress=False,
+            )
+            ed = scorer(res.potentials)
+            wall = time.perf_counter() - start
+            ed[res.stopped_at >= 0] = np.nan  # a seed whose training blew up has no result
+            results["methods"][row.name] = {
+                "faithful": row.faithful,
+                "settings": {**row.settings, "gradient_evaluations": row.gradient_evaluations},
+                "energy_distance": [None if not np.isfinite(v) else float(v) for v in ed],
+                "wall_time_s": wall,
+                "summary": _summary(ed),
+                "stopped_at": [int(v) for v in res.stopped_at],
+            }
+            fitted[row.name] = res
+            summary = results["methods"][row.name]["summary"]
+            bar.print(
+                f"{row.name}: energy distance {summary['mean']:.4f} ± {summary['std']:.4f} "
+                f"({wall:.0f} s)"
+            )
+            following = table[len(fitted)].name if len(fitted) < len(table) else ""
+            bar.advance(1, following)
     results["total_wall_time_s"] = time.perf_counter() - total
     results["faithful_wall_time_s"] = sum(
         m["wall_time_s"] for m in results["methods"].values() if m["faithful"]
