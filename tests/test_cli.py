@@ -1,10 +1,16 @@
 """The command line, run for real in a subprocess."""
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
+
+# the commands' compilation cache, shared by this test session only (not the user's ~/.cache)
+CACHE = Path(tempfile.mkdtemp(prefix="mongeflow-test-cache-"))
 
 
 def run(*args, cwd=None):
@@ -14,6 +20,7 @@ def run(*args, cwd=None):
         text=True,
         cwd=cwd,
         timeout=600,
+        env={**os.environ, "XDG_CACHE_HOME": str(CACHE)},
     )
 
 
@@ -47,6 +54,7 @@ def test_fit_writes_metrics_and_figures(tmp_path):
     assert metrics["l2_uvp"] < 5.0
     assert (out / "pushforward.png").stat().st_size > 10_000
     assert (out / "displacement.png").stat().st_size > 10_000  # d = 2
+    assert any((CACHE / "mongeflow" / "jax").iterdir())  # compiled programs were kept
     assert (out / "history.csv").read_text().startswith("step,seed,loss")
 
 

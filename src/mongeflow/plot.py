@@ -66,17 +66,18 @@ def plot_pushforward(result, path=None, n: int = 2000, seed_index: int = 0, ax=N
     return fig
 
 
-def plot_displacement(result, path=None, grid: int = 21, n: int = 4000, seed_index: int = 0):
+def plot_displacement(result, path=None, grid: int = 15, n: int = 4000, seed_index: int = 0):
     """The displacement field x ↦ T(x) − x of a 2-D map, as arrows on a grid.
 
-    The grid covers the central 98 % of the source sample; arrows start at x and end at
-    T(x) (drawn to scale, in data units), coloured by |T(x) − x|; the source sample is shown
-    underneath so that arrows in empty regions (an extrapolated map) can be told apart.
+    The grid (square cells) covers the central 98 % of the source sample, which is shown
+    underneath so that arrows in empty regions (where the map only extrapolates) can be told
+    apart. Arrows point from x along T(x) − x, scaled so that the longest spans one grid
+    cell (the factor is in the title); their colour is the true length |T(x) − x|.
 
     Args:
         result: a :class:`~mongeflow.fit.FitResult` of a 2-D problem.
         path: where to save the PNG (``None``: do not save).
-        grid: arrows per axis.
+        grid: arrows along the source's longer side (cells are square).
         n: source samples drawn for the background and the grid's extent.
     """
     problem = result.problem
@@ -84,19 +85,29 @@ def plot_displacement(result, path=None, grid: int = 21, n: int = 4000, seed_ind
         raise ValueError(f"the displacement field is drawn for d = 2 only, got d = {problem.dim}")
     x = _source_sample(result, jax.random.key(11), n)
     lo, hi = np.percentile(x, 1, axis=0), np.percentile(x, 99, axis=0)
-    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
+    cell = float(np.max(hi - lo)) / max(grid - 1, 1)  # square cells, ``grid`` on the long side
+    centre = (lo + hi) / 2
+    axes = [
+        c + cell * (np.arange(round(r / cell) + 1) - round(r / cell) / 2)
+        for c, r in zip(centre, hi - lo, strict=True)
+    ]
+    g0, g1 = np.meshgrid(*axes)
     points = np.c_[g0.ravel(), g1.ravel()].astype(x.dtype)
     shift = np.asarray(result.transport(points, seed_index)) - points
     length = np.linalg.norm(shift, axis=1)
+    factor = cell / max(float(np.max(length)), 1e-12)
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.scatter(*x.T, s=2, alpha=0.15, c="tab:gray", label="source μ0")
+    ax.scatter(*x.T, s=2, alpha=0.3, c="tab:gray", label="source μ0", zorder=0)
     arrows = ax.quiver(
-        points[:, 0], points[:, 1], shift[:, 0], shift[:, 1], length,
-        angles="xy", scale_units="xy", scale=1.0, cmap="viridis", width=0.004,
+        points[:, 0], points[:, 1], factor * shift[:, 0], factor * shift[:, 1], length,
+        angles="xy", scale_units="xy", scale=1.0, cmap="viridis", width=0.005, zorder=1,
     )  # fmt: skip
     fig.colorbar(arrows, ax=ax, label="|T(x) − x|", shrink=0.8)
+    pad = 0.08 * (hi - lo)
+    ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
     ax.set_aspect("equal")
-    ax.set_title(f"displacement T(x) − x, {problem.name}", fontsize=9)
+    ax.set_title(f"displacement T(x) − x, {problem.name} (arrows × {factor:.2g})", fontsize=9)
     ax.legend(markerscale=4, fontsize=8, loc="upper right")
     fig.tight_layout()
     if path is not None:
