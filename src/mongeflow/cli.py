@@ -355,7 +355,7 @@ def cmd_fit(args) -> int:
         steps = ", ".join(str(k) for k in result.stopped_at)
         print(
             f"mongeflow: the fit stopped: a non-finite loss or map at step {steps} "
-            f"(seed {', '.join(map(str, result.seeds))}). The last finite map (step {steps}) is "
+            f"(seed {', '.join(map(str, result.seeds))}). The last map with a finite loss is "
             f"saved in {out}; {advice}",
             file=sys.stderr,
         )

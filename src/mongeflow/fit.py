@@ -388,8 +388,8 @@ def fit(
     goods = (potentials, states)  # per seed, the last (potential, state) with a finite loss
     every = int(checkpoint_every or log_every)
     last_saved = done
-    bar = ProgressBar(progress, steps, f"{type(scheme).__name__.lower()} on {problem.name}")
-    bar.completed = done
+    label = f"{type(scheme).__name__.lower()} on {problem.name}"
+    bar = ProgressBar(progress, steps, label, completed=done)
     start = time.perf_counter()
     try:
         with bar:

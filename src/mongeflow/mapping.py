@@ -106,6 +106,10 @@ class MongeMap:
     def _z(self, x):
         return (x - jnp.asarray(self.shift, x.dtype)[None, :]) / self.scale
 
+    def to_data_units(self, z) -> np.ndarray:
+        """x = m + s z: points of the map's standardised space in the data's units."""
+        return np.asarray(z, dtype=np.float64) * self.scale + self.shift
+
     def transport(self, x) -> np.ndarray:
         """T(x) for ``x: [n, d]``."""
         return np.asarray(transport(self.potential, self._z(self._check(x))))
@@ -127,7 +131,7 @@ class MongeMap:
         """
         y = self._check(y, "y")
         z = jax.jit(jax.vmap(lambda yi: _newton_conjugate(self.potential, yi, iterations)))(y)
-        x = np.asarray(z, dtype=np.float64) * self.scale + self.shift
+        x = self.to_data_units(z)
         if not return_residual:
             return x
         residual = np.linalg.norm(self.transport(x) - np.asarray(y), axis=1)

@@ -24,9 +24,7 @@ def _project(*arrays: np.ndarray) -> list[np.ndarray]:
 def _source_sample(result, key, n: int) -> np.ndarray:
     """n samples of μ0 in the user's units (undoing the standardisation of data, if any)."""
     x = np.asarray(result.problem.source.sample(key, n))
-    if result.shift is not None:
-        x = x * result.scale + np.asarray(result.shift)
-    return x
+    return result.map().to_data_units(x).astype(x.dtype) if result.shift is not None else x
 
 
 def plot_pushforward(result, path=None, n: int = 2000, seed_index: int = 0, ax=None):

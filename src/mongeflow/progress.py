@@ -9,12 +9,14 @@ class ProgressBar:
     Use as a context manager; :meth:`advance` moves it by ``n`` units and sets the status.
     """
 
-    def __init__(self, enabled: bool, total: int, label: str, status: str = "compiling…"):
+    def __init__(
+        self, enabled: bool, total: int, label: str, status: str = "compiling…", completed: int = 0
+    ):
         self.enabled = enabled
         self.total = total
         self.label = label
         self.status = status
-        self.completed = 0
+        self.completed = completed
 
     def __enter__(self):
         if self.enabled:

@@ -65,7 +65,7 @@ def methods(scale: float = 1.0, dim: int = 2) -> list[Method]:
             "natural",
             Natural(tau=0.1),
             s(100),
-            {"tau": 0.1, "damping": 0.1, "batch_size": 1024},
+            {"tau": 0.1, "damping": 0.1},
             batch_size=1024,
         ),
         Method(

@@ -288,7 +288,7 @@ def run_paper(
     total = time.perf_counter()
     scorer = _EnergyDistance(problem, seeds, eval_size)
     with ProgressBar(progress, len(table), f"bench paper ({seeds} seeds)", table[0].name) as bar:
-        for row in table:
+        for i, row in enumerate(table):
             start = time.perf_counter()
             res = fit(
                 problem,
@@ -320,8 +320,7 @@ def run_paper(
                 f"{row.name}: energy distance {summary['mean']:.4f} ± {summary['std']:.4f} "
                 f"({wall:.0f} s)"
             )
-            following = table[len(fitted)].name if len(fitted) < len(table) else ""
-            bar.advance(1, following)
+            bar.advance(1, table[i + 1].name if i + 1 < len(table) else "")
     results["total_wall_time_s"] = time.perf_counter() - total
     results["faithful_wall_time_s"] = sum(
         m["wall_time_s"] for m in results["methods"].values() if m["faithful"]
