@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from mongeflow.problems.base import (
     EmpiricalSource,
+    EmpiricalTarget,
     Gaussian,
     GaussianMixture,
     PotentialTarget,
@@ -39,6 +40,7 @@ def get_problem(name: str, dim: int | None = None, **kwargs) -> Problem:
 __all__ = [
     "PROBLEMS",
     "EmpiricalSource",
+    "EmpiricalTarget",
     "Gaussian",
     "GaussianMixture",
     "KnownPotentialSource",

@@ -1,9 +1,9 @@
 """Sources, targets and problems.
 
 A *source* μ0 is known through samples (a sampler or a data array), sometimes also through
-its log-density. A *target* γ ∝ exp(−V) is given by its potential ``V: [d] -> scalar``
-written in JAX (SPEC §1). A :class:`Problem` pairs them, with the true Monge map when it is
-known.
+its log-density. A *target* γ is known through its potential V (γ ∝ exp(−V), V convex,
+written in JAX), through samples, or both. A :class:`Problem` pairs them, with the true
+Monge map when it is known.
 
 Every callable here acts on **one** sample (shape ``[d]``); callers ``vmap``.
 """
@@ -47,13 +47,22 @@ class Source(eqx.Module):
 
 
 class Target(eqx.Module):
-    """A log-concave target γ ∝ exp(−V) on R^d."""
+    """A target γ on R^d, known by its potential V (γ ∝ exp(−V)), by samples, or both.
+
+    ``has_potential`` says whether :meth:`potential` is available (divergences such as the
+    KL need it); ``can_sample`` whether :meth:`sample` is (sample-based divergences and the
+    energy distance need it).
+    """
 
     dim: eqx.AbstractVar[int]
 
+    @property
+    def has_potential(self) -> bool:
+        return False
+
     def potential(self, y: Array) -> Array:
         """V(y) for one sample ``y: [d]``."""
-        raise NotImplementedError
+        raise ValueError(f"{type(self).__name__} is known by samples only: it has no potential V")
 
     @property
     def can_sample(self) -> bool:
@@ -183,6 +192,10 @@ class Gaussian(Source, Target):
     def has_log_prob(self) -> bool:
         return True
 
+    @property
+    def has_potential(self) -> bool:
+        return True
+
     def potential(self, y: Array) -> Array:
         r = y - self.mean
         return 0.5 * r @ (self.precision @ r)
@@ -247,6 +260,8 @@ class PotentialTarget(Target):
         log_normaliser: log Z when known (enables true KL values and densities).
         sampler: optional ``(key, n) -> [n, d]`` sampler of γ (enables energy distances).
         convexity: optional λ with ∇²V ⪰ λ I.
+        origin: where V came from, as ``(file, name)`` when it was read from a Python file
+            (lets a saved map rebuild its target); ``None`` for a function given in Python.
     """
 
     potential_fn: Callable[[Array], Array] = eqx.field(static=True)
@@ -254,10 +269,24 @@ class PotentialTarget(Target):
     log_z: float | None = eqx.field(static=True)
     sampler: Callable[[Array, int], Array] | None = eqx.field(static=True)
     lam: float | None = eqx.field(static=True)
+    origin: tuple[str, str] | None = eqx.field(static=True)
 
-    def __init__(self, potential_fn, dim: int, log_normaliser=None, sampler=None, convexity=None):
+    def __init__(
+        self,
+        potential_fn,
+        dim: int,
+        log_normaliser=None,
+        sampler=None,
+        convexity=None,
+        origin: tuple[str, str] | None = None,
+    ):
         self.potential_fn, self.dim = potential_fn, int(dim)
         self.log_z, self.sampler, self.lam = log_normaliser, sampler, convexity
+        self.origin = None if origin is None else (str(origin[0]), str(origin[1]))
+
+    @property
+    def has_potential(self) -> bool:
+        return True
 
     def potential(self, y: Array) -> Array:
         return self.potential_fn(y)
@@ -280,20 +309,50 @@ class PotentialTarget(Target):
         return self.lam
 
 
+class EmpiricalTarget(Target):
+    """A target known only by samples ``[N, d]``; batches are drawn with replacement."""
+
+    data: Array
+    dim: int = eqx.field(static=True)
+
+    def __init__(self, data):
+        data = jnp.asarray(data)
+        if data.ndim != 2 or data.shape[0] == 0:
+            raise ValueError(f"target samples must have shape [N, d], N ≥ 1, got {data.shape}")
+        self.data = data
+        self.dim = int(data.shape[1])
+
+    @property
+    def can_sample(self) -> bool:
+        return True
+
+    def sample(self, key: Array, n: int) -> Array:
+        idx = jax.random.randint(key, (n,), 0, self.data.shape[0])
+        return self.data[idx]
+
+
 class Problem(eqx.Module):
     """What is solved: a source, a target and, when known, the true Monge map.
 
+    A problem built from data may be posed in standardised coordinates z = (x − shift)/scale
+    (one overall scale, which keeps a Brenier map a Brenier map); a map learnt on it is
+    reported in the data's units x (see :class:`~mongeflow.maps.MongeMap`).
+
     Attributes:
         name: a short label.
-        source: the source μ0.
+        source: the source μ0 (in standardised coordinates when ``shift`` is set).
         target: the target γ.
         true_map: T*: [d] -> [d] for one sample, or ``None``.
+        shift: the data's mean m ``[d]``, or ``None`` (no standardisation).
+        scale: the data's overall scale s.
     """
 
     name: str = eqx.field(static=True)
     source: Source
     target: Target
     true_map: Callable[[Array], Array] | None = None
+    shift: Array | None = None
+    scale: float = eqx.field(static=True, default=1.0)
 
     def __check_init__(self):
         if self.source.dim != self.target.dim:
