@@ -13,9 +13,9 @@ import mongeflow as mf
 SCHEME_BUDGETS = {
     "euclidean": (mf.Euclidean(learning_rate=0.05), 1000, 1.0),
     "adam": (mf.Adam(learning_rate=0.01), 500, 1.5),
-    "explicit": (mf.Explicit(tau=0.4, inner_steps=50), 10, 1.5),
-    "implicit": (mf.Implicit(tau=0.4, inner_steps=50), 10, 2.0),
-    "natural": (mf.Natural(tau=0.1), 100, 1.0),
+    "explicit": (mf.Explicit(tau=0.4, inner=mf.AdamInner(steps=50)), 10, 1.5),
+    "implicit": (mf.Implicit(tau=0.4, inner=mf.AdamInner(steps=50)), 10, 2.0),
+    "natural": (mf.get_scheme("natural", tau=0.1), 100, 1.0),
 }
 
 
@@ -26,9 +26,7 @@ def test_every_scheme_has_a_budget():
 @pytest.mark.parametrize("name", list(SCHEME_BUDGETS))
 def test_scheme_reaches_stated_l2_uvp_on_gaussian(name):
     scheme, steps, bound = SCHEME_BUDGETS[name]
-    res = mf.fit(
-        "gaussian", scheme, dim=2, steps=steps, seed=[0, 1], progress=False, final_eval_size=5000
-    )
+    res = mf.fit("gaussian", scheme, dim=2, steps=steps, seed=[0, 1], final_eval_size=5000)
     assert res.metrics["l2_uvp"].shape == (2,)
     assert np.all(res.stopped_at == -1)
     assert float(np.mean(res.metrics["l2_uvp"])) <= bound, res.metrics["l2_uvp"]
@@ -44,7 +42,6 @@ def test_seeds_are_independent_and_reproducible():
         dim=2,
         steps=30,
         seed=[3, 4],
-        progress=False,
         final_eval_size=500,
     )
     b = mf.fit(
@@ -53,12 +50,15 @@ def test_seeds_are_independent_and_reproducible():
         dim=2,
         steps=30,
         seed=[4],
-        progress=False,
         final_eval_size=500,
     )
     x = jnp.ones((3, 2))
     np.testing.assert_allclose(a.transport(x, 1), b.transport(x, 0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(a.transport(x, 0), a.transport(x, 1))
+    # the best seed is the one with the lower L2-UVP, and the default map is its map
+    best = int(np.argmin(a.metrics["l2_uvp"]))
+    assert a.best == best
+    np.testing.assert_allclose(a.transport(x), a.transport(x, best))
 
 
 def test_non_finite_steps_stop_cleanly_keeping_last_finite_map():
@@ -68,7 +68,6 @@ def test_non_finite_steps_stop_cleanly_keeping_last_finite_map():
         mf.Euclidean(learning_rate=1e6),
         dim=2,
         steps=20,
-        progress=False,
         final_eval_size=500,
     )
     assert res.stopped_at[0] >= 0
@@ -85,6 +84,16 @@ def test_bad_arguments_raise_clear_errors():
         mf.fit("gaussian", "nope")
     with pytest.raises(ValueError, match="steps"):
         mf.fit("gaussian", "natural", steps=0)
+    with pytest.raises(TypeError, match="data_problem"):
+        mf.fit(np.zeros((10, 2)), "adam")
+    data = np.random.default_rng(0).normal(size=(10, 2))
+    with pytest.raises(ValueError, match="larger than the 10 samples"):
+        mf.fit(mf.data_problem(data), "adam", batch_size=11)
+    samples_only = mf.Problem(
+        "samples", mf.Gaussian.standard(2), mf.EmpiricalTarget(np.zeros((5, 2)))
+    )
+    with pytest.raises(ValueError, match="needs the target's potential V"):
+        mf.fit(samples_only, "adam")
 
 
 def test_independent_batched_lapack_calls_do_not_deadlock():
@@ -118,3 +127,60 @@ print("ok")
     except subprocess.TimeoutExpired:
         raise AssertionError("independent batched LAPACK calls deadlocked (> 180 s)") from None
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+class Recorder(mf.Callback):
+    """Remembers when the driver called it."""
+
+    def __init__(self):
+        self.chunks, self.records, self.ended = [], [], None
+
+    def on_chunk(self, run, state):
+        self.chunks.append(state.step)
+        if state.history["step"] and state.history["step"][-1] == state.step:
+            self.records.append(state.step)
+
+    def on_end(self, run, state, interrupted):
+        self.ended = (state.step, interrupted)
+
+
+def _same_leaves(a, b):
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_chunks_are_capped_in_time_and_give_the_same_map():
+    """With a tiny time cap the driver runs many short chunks between two records (so
+    Ctrl-C and the callbacks answer quickly) and ends on the same map, bit for bit."""
+    common = dict(dim=2, steps=40, log_every=20, final_eval_size=0, seed=[0, 1])
+    slow, fast = Recorder(), Recorder()
+    a = mf.fit(
+        "gaussian", mf.Adam(learning_rate=0.01), callbacks=[slow], chunk_seconds=1e9, **common
+    )
+    b = mf.fit(
+        "gaussian", mf.Adam(learning_rate=0.01), callbacks=[fast], chunk_seconds=1e-6, **common
+    )
+    assert slow.chunks == [20, 40] and slow.records == [20, 40]
+    assert len(fast.chunks) > 10 and fast.records == [20, 40] and fast.ended == (40, False)
+    _same_leaves(a.potentials, b.potentials)
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-6)
+
+
+def test_checkpoint_resume_is_exact_and_refuses_changed_settings(tmp_path):
+    common = dict(dim=2, log_every=10, final_eval_size=0)
+    scheme = mf.Adam(learning_rate=0.01)
+    whole = mf.fit("gaussian", scheme, steps=30, **common)
+    mf.fit("gaussian", scheme, steps=20, callbacks=[mf.Checkpoint(tmp_path)], **common)
+    resumed = mf.fit(
+        "gaussian", scheme, steps=30, callbacks=[mf.Checkpoint(tmp_path, resume=True)], **common
+    )
+    _same_leaves(whole.potentials, resumed.potentials)
+    assert list(resumed.history["step"]) == [10, 20, 30]
+    with pytest.raises(ValueError, match=r"learning_rate: 0.01 -> 0.02"):
+        mf.fit(
+            "gaussian",
+            mf.Adam(learning_rate=0.02),
+            steps=40,
+            callbacks=[mf.Checkpoint(tmp_path, resume=True)],
+            **common,
+        )

@@ -5,36 +5,27 @@ Wasserstein gradient flows* (arXiv 2603.25182, 2026): a map T = ∇φ, φ convex
 discretising the gradient flow of D(T#μ0 | γ) constrained to the cone of Brenier maps.
 """
 
-import os as _os
+from mongeflow.platform import prefer_sequential_cpu_schedule as _prefer_sequential
 
+_prefer_sequential()  # before JAX creates its CPU client (see mongeflow.platform)
 
-def _prefer_sequential_cpu_schedule() -> None:
-    """Ask XLA's CPU compiler for its memory-oriented (not concurrency-oriented) schedule.
-
-    With the default schedule, independent batched LAPACK calls (the LU of a batch of
-    Hessians, a Cholesky, an eigendecomposition) may run at the same time; each splits its
-    batch over XLA's CPU thread pool and waits for its pieces, and on a 2-core machine two
-    of them can wait on each other for ever (jaxlib 0.10). The memory-oriented schedule
-    orders them. Takes effect if JAX has not created its CPU client yet; a value already in
-    ``XLA_FLAGS`` is kept.
-    """
-    name = "xla_cpu_enable_concurrency_optimized_scheduler"
-    flags = _os.environ.get("XLA_FLAGS", "")
-    if name not in flags:
-        _os.environ["XLA_FLAGS"] = f"{flags} --{name}=false".strip()
-
-
-_prefer_sequential_cpu_schedule()
-
-from mongeflow.divergences import KL, entropic_score  # noqa: E402
-from mongeflow.fit import FitResult, default_potential, fit  # noqa: E402
-from mongeflow.io import InputError, load_array  # noqa: E402
-from mongeflow.mapping import MongeMap, load  # noqa: E402
-from mongeflow.maps import ICNN, AffinePotential, Potential, transport  # noqa: E402
+from mongeflow.divergences import DIVERGENCES, KL, Divergence, entropic_score  # noqa: E402
+from mongeflow.fit import Callback, FitInterrupted, FitResult, fit  # noqa: E402
+from mongeflow.io import InputError, data_problem, load_array  # noqa: E402
+from mongeflow.mapping import load, save  # noqa: E402
+from mongeflow.maps import (  # noqa: E402
+    ICNN,
+    AffinePotential,
+    MongeMap,
+    Potential,
+    default_potential,
+    transport,
+)
 from mongeflow.metrics import energy_distance, evaluate, l2_uvp  # noqa: E402
 from mongeflow.problems import (  # noqa: E402
     PROBLEMS,
     EmpiricalSource,
+    EmpiricalTarget,
     Gaussian,
     GaussianMixture,
     PotentialTarget,
@@ -42,31 +33,63 @@ from mongeflow.problems import (  # noqa: E402
     SamplerSource,
     get_problem,
 )
-from mongeflow.schemes import SCHEMES, Adam, Euclidean, Explicit, Implicit, Natural, get_scheme  # noqa: E402
+from mongeflow.progress import Progress  # noqa: E402
+from mongeflow.runs import Checkpoint  # noqa: E402
+from mongeflow.schemes import (  # noqa: E402
+    SCHEMES,
+    Adam,
+    AdamInner,
+    Backtracking,
+    Euclidean,
+    Explicit,
+    GaussNewton,
+    Gram,
+    IdentityMetric,
+    Implicit,
+    LBFGSInner,
+    Natural,
+    Scheme,
+    get_scheme,
+)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "DIVERGENCES",
     "ICNN",
     "KL",
     "PROBLEMS",
     "SCHEMES",
     "Adam",
+    "AdamInner",
     "AffinePotential",
+    "Backtracking",
+    "Callback",
+    "Checkpoint",
+    "Divergence",
     "EmpiricalSource",
+    "EmpiricalTarget",
     "Euclidean",
     "Explicit",
+    "FitInterrupted",
     "FitResult",
+    "GaussNewton",
     "Gaussian",
     "GaussianMixture",
+    "Gram",
+    "IdentityMetric",
     "Implicit",
     "InputError",
+    "LBFGSInner",
     "MongeMap",
     "Natural",
     "Potential",
     "PotentialTarget",
     "Problem",
+    "Progress",
     "SamplerSource",
+    "Scheme",
+    "data_problem",
     "default_potential",
     "energy_distance",
     "entropic_score",
@@ -77,5 +100,6 @@ __all__ = [
     "l2_uvp",
     "load",
     "load_array",
+    "save",
     "transport",
 ]

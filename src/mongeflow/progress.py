@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mongeflow.fit import Callback, progress_line
+
 
 class ProgressBar:
     """A transient Rich progress bar with a free-text status column; a no-op when disabled.
@@ -61,3 +63,29 @@ class ProgressBar:
         if self.enabled:
             self.bar.__exit__(*exc)
         return False
+
+
+class Progress(Callback):
+    """A :func:`~mongeflow.fit.fit` callback that shows a progress bar (ETA, loss, metrics).
+
+    Example:
+        >>> import mongeflow as mf
+        >>> res = mf.fit("gaussian", "adam", dim=2, steps=10, callbacks=[Progress(enabled=False)])
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bar: ProgressBar | None = None
+
+    def on_start(self, run, state):
+        self.bar = ProgressBar(self.enabled, run.steps, run.label, completed=state.step)
+        self.bar.__enter__()
+        self.done = state.step
+        return state
+
+    def on_chunk(self, run, state):
+        self.bar.advance(state.step - self.done, progress_line(state.history))
+        self.done = state.step
+
+    def on_end(self, run, state, interrupted):
+        self.bar.__exit__(None, None, None)

@@ -1,90 +1,130 @@
-"""What every scheme shares: the task it steps on, and the Gram-matrix solves of SPEC §3."""
+"""What every scheme shares: the step contract, the one projection, the Gram-matrix solve."""
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import optax
 from jax.flatten_util import ravel_pytree
 
+from mongeflow.divergences.base import Task
 from mongeflow.maps.base import Array, IdentityOr, Potential, transport
+from mongeflow.platform import after
+from mongeflow.settings import Settings
 
 
-class Task(NamedTuple):
-    """What a scheme steps on: a divergence and a mini-batch sampler ``key -> [n, d]``."""
+class StepInfo(NamedTuple):
+    """What every step reports, whatever the scheme.
 
-    divergence: Any
-    sample: Callable[[Array], Array]
+    Attributes:
+        loss: the divergence's loss on the step's batch at the map the step started from
+            (an estimate of F, up to a constant, when the divergence's loss is its value;
+            NaN when the loss is only a gradient surrogate).
+        objective: what the scheme itself minimised in this step: the loss (gradient
+            schemes), the regression residual (explicit) or the proximal objective
+            (implicit), at the end of the step's inner solve.
+    """
+
+    loss: Array
+    objective: Array
 
 
-class Scheme(eqx.Module):
-    """How θ moves. A scheme is a small immutable value with two methods:
+class Scheme(Settings):
+    """How θ moves: a small immutable value with two pure methods,
 
     ``init(potential) -> state`` and
-    ``step(potential, state, task, key) -> (potential, state, loss)``,
+    ``step(potential, state, task, key) -> (potential, state, StepInfo)``,
 
-    both pure, so that a driver can ``jit``, ``lax.scan`` and ``vmap`` them. One call of
-    ``step`` is one outer step (for explicit / implicit schemes, one time step τ of the flow).
+    so that a driver can ``jit``, ``lax.scan`` and ``vmap`` them (as optax's
+    ``GradientTransformation`` and diffrax's solvers). One call of ``step`` is one outer
+    step (for the explicit and implicit schemes, one time step τ of the flow).
     """
 
     default_steps: ClassVar[int] = 1000
 
-    @property
-    def seeds_in_parallel(self) -> bool:
-        """Whether :func:`~mongeflow.fit.fit` may ``vmap`` this scheme over seeds.
-
-        Schemes that factorise a dense Gram matrix say no: batched over seeds, that
-        factorisation is a batched LAPACK call, and two such calls running at once can
-        deadlock XLA's CPU thread pool on small machines (jaxlib 0.10, 2 cores). Their seeds
-        then run one after another inside the same compiled program.
-        """
-        return True
-
     def init(self, potential: Potential) -> Any:
-        raise NotImplementedError
+        return jnp.zeros((), jnp.int32)
 
+    @abc.abstractmethod
     def step(self, potential: Potential, state: Any, task: Task, key: Array):
-        raise NotImplementedError
+        """One outer step."""
 
-    @property
-    def time_step(self) -> float | None:
-        """Flow time advanced by one step (τ), when the scheme discretises the flow."""
-        return None
+
+class UpdateScheme(Scheme):
+    """A scheme that proposes one parameter update from one batch (gradient and natural
+    schemes); :class:`~mongeflow.schemes.Backtracking` can wrap it."""
+
+    @abc.abstractmethod
+    def propose(self, potential: Potential, state: Any, task: Task, x: Array, key: Array):
+        """``(updates, state, loss)``: the update δθ (a pytree like the parameters), the
+        new state and the divergence's loss at ``potential`` on the batch ``x``."""
+
+    def step(self, potential, state, task: Task, key):
+        k_batch, k_loss = jax.random.split(key)
+        x = task.sample(k_batch)
+        updates, state, loss = self.propose(potential, state, task, x, k_loss)
+        return apply_update(potential, updates), state, report(task, loss, loss)
+
+
+def report(task: Task, loss: Array, objective: Array) -> StepInfo:
+    """A :class:`StepInfo`, with the loss hidden (NaN) when it is only a surrogate."""
+    shown = loss if task.divergence.loss_is_value else jnp.full_like(loss, jnp.nan)
+    return StepInfo(shown, objective)
 
 
 def params_of(potential: Potential):
     return eqx.filter(potential, eqx.is_inexact_array)
 
 
-def loss_and_grad(task: Task, potential: Potential, x: Array, key: Array):
-    """(loss, ∇_θ loss) of the task's divergence on the batch ``x``."""
-    return eqx.filter_value_and_grad(lambda p: task.divergence.loss(p, x, key))(potential)
+def feasible(potential: Potential) -> Potential:
+    """The potential projected onto its feasible set (clamped ICNN weights ≥ 0).
+
+    The one place where a scheme's parameters are made feasible again: every update goes
+    through :func:`apply_update`, and an inner solver that cannot project between its
+    iterations minimises the objective at ``feasible(θ)`` instead.
+    """
+    return potential.project()
 
 
-def apply_optax(optimizer, potential, grads, opt_state):
-    updates, opt_state = optimizer.update(grads, opt_state, params_of(potential))
-    return eqx.apply_updates(potential, updates).project(), opt_state
+def apply_update(potential: Potential, updates) -> Potential:
+    """θ + δθ, projected (:func:`feasible`)."""
+    return feasible(eqx.apply_updates(potential, updates))
+
+
+def frozen(potential: Potential) -> Potential:
+    """The same potential with gradients stopped (a frozen T_k)."""
+    return jax.tree_util.tree_map(
+        lambda a: jax.lax.stop_gradient(a) if eqx.is_inexact_array(a) else a, potential
+    )
+
+
+def previous_map(potential: Potential, step: Array, identity_start: bool) -> Potential:
+    """The frozen T_k of an outer step: T_0 = id when ``identity_start`` and ``step == 0``."""
+    return IdentityOr(frozen(potential), jnp.logical_and(identity_start, step == 0))
+
+
+class Objective(NamedTuple):
+    """What an inner solver minimises over θ.
+
+    Attributes:
+        value: ``(potential, x, key) -> scalar`` on a batch ``x``.
+        draw: ``key -> x``, a fresh batch.
+        residual: for least-squares objectives, ``(potential, x, key) -> [n, d]`` with
+            ``value = mean_i |residual_i|²``; else ``None``.
+        exact: whether ``value`` is the objective itself (not only a gradient surrogate).
+    """
+
+    value: Callable[[Potential, Array, Array], Array]
+    draw: Callable[[Array], Array]
+    residual: Callable[[Potential, Array, Array], Array] | None = None
+    exact: bool = True
 
 
 GramSolver = Literal["auto", "dense", "cg"]
-
-
-def _after(a: Array, b: Array) -> Array:
-    """``a``, made to depend on ``b`` so that XLA computes ``b`` first.
-
-    Under ``vmap`` over seeds, the Cholesky factorisation below is a batched LAPACK call that
-    splits its batch over XLA's CPU thread pool and waits for the pieces. If it runs at the
-    same time as another such call (the LU of the log-det in the loss) and the pool has two
-    threads, each waits for the other for ever (jaxlib 0.10, 2-core machine). An optimisation
-    barrier does not survive to the CPU runtime's scheduler; a data dependency does. The added
-    term is ``min(|Σb|, 0) = 0`` (NaN when ``b`` is not finite, which the caller's finiteness
-    guard reports anyway).
-    """
-    return a + jnp.minimum(jnp.abs(jnp.sum(b)), 0.0).astype(a.dtype)
 
 
 def gram_solve(
@@ -95,9 +135,11 @@ def gram_solve(
     solver: GramSolver = "auto",
     cg_maxiter: int = 100,
 ):
-    """Solve (G + λ I) δ = rhs, G = (1/n) Σ_i J_iᵀ J_i, J_i = ∂_θ T_θ(x_i) (SPEC §3).
+    """Solve (G + λ I) δ = rhs, G = (1/n) Σ_i J_iᵀ J_i, J_i = ∂_θ T_θ(x_i) ([d, p]).
 
-    ``rhs`` and the returned δ are pytrees shaped like the potential's parameters.
+    G is the Gram matrix of the L²(μ0) metric pulled back to the parameters (Dumont,
+    Lacombe & Vialard 2026, natural gradient). ``rhs`` and the returned δ are pytrees
+    shaped like the potential's parameters.
 
     ``dense``: forms J ([n·d, p]) and solves exactly, in the smaller of the two spaces
     (Cholesky of G + λI when p ≤ n·d, else the Woodbury identity with J Jᵀ + nλ I).
@@ -118,7 +160,7 @@ def gram_solve(
         solver = "dense" if min(p, m) <= 2048 else "cg"
     if solver == "dense":
         J = jax.jacrev(outputs)(flat) if m <= p else jax.jacfwd(outputs)(flat)
-        J = _after(J, rhs_flat)
+        J = after(J, rhs_flat)
         if p <= m:
             G = J.T @ J / n + damping * jnp.eye(p, dtype=flat.dtype)
             delta = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(G), rhs_flat)
@@ -137,38 +179,3 @@ def gram_solve(
     else:
         raise ValueError(f"solver must be 'auto', 'dense' or 'cg', got {solver!r}")
     return unravel(delta)
-
-
-def frozen(potential: Potential) -> Potential:
-    """The same potential with gradients stopped (a frozen T_k)."""
-    return jax.tree_util.tree_map(
-        lambda a: jax.lax.stop_gradient(a) if eqx.is_inexact_array(a) else a, potential
-    )
-
-
-def previous_map(potential: Potential, step: Array, identity_start: bool) -> Potential:
-    """The frozen T_k of an outer step: T_0 = id when ``identity_start`` and ``step == 0``."""
-    return IdentityOr(frozen(potential), jnp.logical_and(identity_start, step == 0))
-
-
-def adam_inner_loop(
-    potential: Potential, objective, learning_rate: float, steps: int, key, decay: bool = False
-):
-    """K' Adam steps on ``objective(phi, key)``, a fresh key (so a fresh batch) each step, a
-    fresh Adam state, projection after each update (the paper's inner solver). With
-    ``decay`` the rate follows a cosine from ``learning_rate`` to 0 within the inner loop.
-
-    Returns the potential and the last inner loss.
-    """
-    rate = optax.cosine_decay_schedule(learning_rate, steps) if decay else learning_rate
-    optimizer = optax.adam(rate)
-
-    def inner(carry, key):
-        phi, opt_state = carry
-        loss, grads = eqx.filter_value_and_grad(objective)(phi, key)
-        phi, opt_state = apply_optax(optimizer, phi, grads, opt_state)
-        return (phi, opt_state), loss
-
-    carry = (potential, optimizer.init(params_of(potential)))
-    (potential, _), losses = jax.lax.scan(inner, carry, jax.random.split(key, steps))
-    return potential, losses[-1]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import equinox as eqx
-import jax
 import optax
 
-from mongeflow.schemes.base import Scheme, Task, apply_optax, loss_and_grad, params_of
+from mongeflow.schemes.base import UpdateScheme, params_of
+from mongeflow.settings import setting
 
 
-class _OptaxScheme(Scheme):
+class _OptaxScheme(UpdateScheme):
     def optimizer(self) -> optax.GradientTransformation:
         raise NotImplementedError
 
@@ -24,12 +23,10 @@ class _OptaxScheme(Scheme):
     def init(self, potential):
         return self.optimizer().init(params_of(potential))
 
-    def step(self, potential, state, task: Task, key):
-        k_batch, k_loss = jax.random.split(key)
-        x = task.sample(k_batch)
-        loss, grads = loss_and_grad(task, potential, x, k_loss)
-        potential, state = apply_optax(self.optimizer(), potential, grads, state)
-        return potential, state, loss
+    def propose(self, potential, state, task, x, key):
+        loss, grads = task.loss_and_grad(potential, x, key)
+        updates, state = self.optimizer().update(grads, state, params_of(potential))
+        return updates, state, loss
 
 
 class Euclidean(_OptaxScheme):
@@ -39,8 +36,11 @@ class Euclidean(_OptaxScheme):
     here, its lr = 1e-3 corresponds to ``learning_rate = 0.1``.
     """
 
-    learning_rate: float = 1e-3
-    decay_steps: int = eqx.field(static=True, default=0)
+    learning_rate: float = setting(1e-3, help="gradient-descent step size")
+    decay_steps: int = setting(
+        0, help="cosine decay of the rate to 0 over this many steps (0: constant)", static=True
+    )
+    name: ClassVar[str] = "euclidean"
     default_steps: ClassVar[int] = 3000
 
     def optimizer(self):
@@ -50,15 +50,15 @@ class Euclidean(_OptaxScheme):
 class Adam(_OptaxScheme):
     """Adam on θ (Kingma & Ba 2015) with the lift's gradient ∇_θ F, then projection.
 
-    Args:
-        learning_rate: Adam's step size (the paper's baseline: 0.05).
-        decay_steps: 0 for a constant rate, else a cosine decay to 0 over this many steps
-            (set it to the number of steps): it removes most of the mini-batch noise left
-            at the end of a constant-rate run.
+    A cosine decay of the rate (``decay_steps`` = the number of steps) removes most of the
+    mini-batch noise left at the end of a constant-rate run.
     """
 
-    learning_rate: float = 0.05
-    decay_steps: int = eqx.field(static=True, default=0)
+    learning_rate: float = setting(0.05, help="Adam step size (the paper's baseline: 0.05)")
+    decay_steps: int = setting(
+        0, help="cosine decay of the rate to 0 over this many steps (0: constant)", static=True
+    )
+    name: ClassVar[str] = "adam"
     default_steps: ClassVar[int] = 1000
 
     def optimizer(self):
