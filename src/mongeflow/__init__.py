@@ -5,6 +5,8 @@ Wasserstein gradient flows* (arXiv 2603.25182, 2026): a map T = ∇φ, φ convex
 discretising the gradient flow of D(T#μ0 | γ) constrained to the cone of Brenier maps.
 """
 
+__version__ = "0.2.0"
+
 from mongeflow.platform import prefer_sequential_cpu_schedule as _prefer_sequential
 
 _prefer_sequential()  # before JAX creates its CPU client (see mongeflow.platform)
@@ -52,7 +54,6 @@ from mongeflow.schemes import (  # noqa: E402
     get_scheme,
 )
 
-__version__ = "0.2.0"
 
 __all__ = [
     "DIVERGENCES",

@@ -23,11 +23,11 @@ def _project(*arrays: np.ndarray) -> list[np.ndarray]:
 
 def _source_sample(result, key, n: int) -> np.ndarray:
     """n samples of μ0 in the user's units (undoing the standardisation of data, if any)."""
-    x = np.asarray(result.problem.source.sample(key, n))
-    return result.map().to_data_units(x).astype(x.dtype) if result.shift is not None else x
+    x = result.problem.source.sample(key, n)
+    return np.asarray(result.map().to_data_units(x), dtype=x.dtype)
 
 
-def plot_pushforward(result, path=None, n: int = 2000, seed_index: int = 0, ax=None):
+def plot_pushforward(result, path=None, n: int = 2000, seed_index: int | None = None, ax=None):
     """Scatter of μ0, T#μ0 and γ (first two principal axes of γ when d > 2).
 
     Args:
@@ -54,7 +54,7 @@ def plot_pushforward(result, path=None, n: int = 2000, seed_index: int = 0, ax=N
     ax.scatter(*proj[1].T, s=3, alpha=0.35, c="tab:orange", label="T#μ0")
     ax.set_aspect("equal")
     suffix = " (first two principal axes of γ)" if x.shape[1] > 2 else ""
-    ax.set_title(f"{problem.name}, {type(result.scheme).__name__.lower()}{suffix}", fontsize=9)
+    ax.set_title(f"{problem.name}, {result.scheme.name}{suffix}", fontsize=9)
     ax.legend(markerscale=4, fontsize=8, loc="upper right")
     if own:
         fig.tight_layout()
@@ -64,7 +64,9 @@ def plot_pushforward(result, path=None, n: int = 2000, seed_index: int = 0, ax=N
     return fig
 
 
-def plot_displacement(result, path=None, grid: int = 15, n: int = 4000, seed_index: int = 0):
+def plot_displacement(
+    result, path=None, grid: int = 15, n: int = 4000, seed_index: int | None = None
+):
     """The displacement field x ↦ T(x) − x of a 2-D map, as arrows on a grid.
 
     The grid (square cells) covers the central 98 % of the source sample, which is shown
@@ -117,7 +119,11 @@ def plot_displacement(result, path=None, grid: int = 15, n: int = 4000, seed_ind
 def plot_history(result, path=None):
     """Loss and metrics against steps (median over seeds, with min–max band)."""
     hist = result.history
-    keys = [k for k in ("loss", "energy_distance", "l2_uvp") if k in hist]
+    keys = [
+        k
+        for k in ("loss", "objective", "energy_distance", "l2_uvp")
+        if k in hist and np.isfinite(np.asarray(hist[k], float)).any()
+    ]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
     for ax, k in zip(axes[0], keys, strict=True):
         v = np.asarray(hist[k], float)
@@ -126,7 +132,7 @@ def plot_history(result, path=None):
             ax.fill_between(hist["step"], np.nanmin(v, 1), np.nanmax(v, 1), alpha=0.25)
         ax.set_xlabel("step")
         ax.set_title(k, fontsize=9)
-        if k != "loss":
+        if k not in ("loss", "objective"):
             ax.set_yscale("log")
     fig.tight_layout()
     if path is not None:

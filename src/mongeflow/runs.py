@@ -1,15 +1,93 @@
-"""Checkpoints of a fit: written between chunks and on Ctrl-C, read back to resume."""
+"""Run directories: the settings of a fit (run.json), its checkpoints, its outputs.
+
+A run directory holds everything needed to continue a fit with ``--resume --out DIR``
+alone: ``run.json`` (every setting, written before training starts), ``checkpoint.json``
+and ``state.eqx`` (the training state), and when the fit ends the best seed's map
+(``map.eqx``, ``map.json``), every seed's map in ``seeds/SEED/``, ``metrics.json``,
+``history.csv`` and the figures.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import equinox as eqx
 import numpy as np
 
-from mongeflow.fit import Callback, FitState, Run
-from mongeflow.settings import record
+from mongeflow import __version__ as _version
+from mongeflow.divergences import DIVERGENCES, get_divergence
+from mongeflow.fit import Callback, FitResult, FitState, Run
+from mongeflow.io import data_problem, load_array
+from mongeflow.mapping import save
+from mongeflow.maps import default_potential
+from mongeflow.plot import plot_displacement, plot_history, plot_pushforward
+from mongeflow.problems import PROBLEMS, get_problem
+from mongeflow.progress import Progress
+from mongeflow.schemes import SCHEMES, get_scheme
+from mongeflow.settings import flat, options, record
+
+#: fit's own options (not scheme or divergence settings): dest -> (default, help)
+FIT_OPTIONS = {
+    "problem": ("gaussian", f"built-in problem: {', '.join(PROBLEMS)}"),
+    "dim": (None, "dimension d of a built-in problem (its default if unset)"),
+    "source": (
+        None,
+        "source samples [n, d]: FILE.npy, FILE.npz:KEY or FILE.csv (instead of --problem)",
+    ),
+    "target": (
+        "gaussian",
+        "with --source: 'gaussian' (standard), 'gaussian:MEAN.npy,COV.npy', or 'FILE.py:NAME' "
+        "with NAME a JAX function V: [d] -> scalar (target ∝ exp(-V), V convex)",
+    ),
+    "standardize": (
+        False,
+        "with --source: train on (x - mean) / s, s one overall scale (keeps T a Brenier map); "
+        "the saved map applies to x in the file's units",
+    ),
+    "scheme": ("natural", f"how θ moves: {', '.join(SCHEMES)}"),
+    "divergence": ("kl", f"the lifted divergence: {', '.join(DIVERGENCES)}"),
+    "steps": (None, "outer steps, the total when resuming (default: the scheme's own)"),
+    "batch_size": (None, "mini-batch size n (default 256, at most the number of samples)"),
+    "seed": ([0], "seed(s), trained side by side"),
+    "widths": ([20, 20], "ICNN hidden widths"),
+    "strong_convexity": (0.0, "α of an added (α/2)|x|² (∇²φ ⪰ αI)"),
+    "float64": (False, "compute in float64"),
+    "checkpoint_every": (None, "steps between checkpoints in DIR (default: each history record)"),
+    "eval_size": (10_000, "fresh samples of each side for the final metrics (0: none)"),
+    "keep": ("all", "with several seeds: save every seed's map (all) or only the best's"),
+}
+#: options that may differ when a run is resumed
+RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every"}
+
+
+def setting_options() -> tuple[dict, dict]:
+    """The derived options of the scheme and divergence registries, by dest."""
+    scheme_opts, divergence_opts = options(SCHEMES), options(DIVERGENCES)
+    clash = (set(scheme_opts) & set(divergence_opts)) | (
+        (set(scheme_opts) | set(divergence_opts)) & set(FIT_OPTIONS)
+    )
+    if clash:
+        raise TypeError(f"settings {sorted(clash)} are defined twice; rename one")
+    return scheme_opts, divergence_opts
+
+
+RUN_FORMAT = "mongeflow-run/1"
+#: files and folders a run writes (removed by ``--overwrite``)
+RUN_FILES = (
+    "run.json",
+    "map.eqx",
+    "map.json",
+    "metrics.json",
+    "history.csv",
+    "checkpoint.json",
+    "state.eqx",
+    "pushforward.png",
+    "history.png",
+    "displacement.png",
+    "seeds",
+)
 
 
 def run_record(run: Run) -> dict:
@@ -107,6 +185,178 @@ class Checkpoint(Callback):
         step = int(meta["step"])
         if step > run.steps:
             raise ValueError(f"the checkpoint is at step {step}, beyond steps={run.steps}")
-        return FitState(
-            potentials, states, alive, step, np.asarray(meta["stopped_at"]), history
-        )
+        return FitState(potentials, states, alive, step, np.asarray(meta["stopped_at"]), history)
+
+
+# --- the command line's runs ----------------------------------------------------------
+
+
+def _jsonable(v):
+    v = np.asarray(v)
+    return v.item() if v.size == 1 else v.tolist()
+
+
+def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dict:
+    """The settings of a ``mongeflow fit`` run: the given options over the defaults, or,
+    with ``resume``, over the settings stored in ``out/run.json``.
+
+    Raises:
+        ValueError: ``out`` is not a directory; it holds a run and neither ``resume`` nor
+            ``overwrite`` is given; ``resume`` without a run there; a resumed run given a
+            setting other than its own (the differences are listed).
+    """
+    scheme_opts, divergence_opts = setting_options()
+    known = set(FIT_OPTIONS) | set(scheme_opts) | set(divergence_opts)
+    given = {k: v for k, v in args.items() if k in known and v is not None}
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    stored_file = out / "run.json"
+    if resume:
+        if not stored_file.is_file():
+            raise ValueError(f"--resume: {out} holds no run (start one with `mongeflow fit`)")
+        stored = json.loads(stored_file.read_text())["settings"]
+        changed = [
+            f"--{k.replace('_', '-')} {stored.get(k)!r} -> {v!r}"
+            for k, v in given.items()
+            if k not in RESUMABLE and stored.get(k) != v
+        ]
+        if changed:
+            raise ValueError(
+                f"--resume: the run in {out} was started with other settings: "
+                + "; ".join(changed)
+                + " (leave them out to continue it, or start a new run)"
+            )
+        return {**stored, **given}
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(
+                f"--out {out} is not empty; continue its run with --resume, or replace it "
+                "with --overwrite"
+            )
+        for name in RUN_FILES:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    settings = {k: v for k, (v, _) in FIT_OPTIONS.items()}
+    settings.update(given)
+    if settings["source"] is None and (settings["target"] != "gaussian" or settings["standardize"]):
+        raise ValueError("--target and --standardize apply to --source FILE only")
+    for name, low in (("dim", 1), ("steps", 1), ("checkpoint_every", 1), ("eval_size", 0)):
+        if settings[name] is not None and settings[name] < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be ≥ {low}, got {settings[name]}")
+    return settings
+
+
+def build(settings: dict):
+    """``(problem, scheme, divergence, potential)`` from the settings of a run; the
+    effective scheme and divergence settings are added to ``settings``."""
+    scheme_opts, divergence_opts = setting_options()
+    if settings["source"] is not None:
+        data = load_array(settings["source"], "source")
+        problem = data_problem(data, settings["target"], standardize=settings["standardize"])
+    else:
+        problem = get_problem(settings["problem"], dim=settings["dim"])
+    picked = lambda opts: {k: v for k, v in settings.items() if k in opts}
+    # on resume every stored setting is the scheme's own; on a new run only the given ones
+    scheme = get_scheme(settings["scheme"], **picked(scheme_opts))
+    divergence = get_divergence(settings["divergence"], **picked(divergence_opts))
+    potential = default_potential(
+        problem.dim, tuple(settings["widths"]), settings["strong_convexity"]
+    )
+    settings.update(flat(scheme), **flat(divergence))
+    settings["steps"] = settings["steps"] or scheme.default_steps
+    return problem, scheme, divergence, potential
+
+
+def start(settings: dict, out: Path) -> None:
+    """Write ``out/run.json`` before training, so that an interrupted run can continue."""
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"format": RUN_FORMAT, "version": _version, "settings": settings}
+    (out / "run.json").write_text(json.dumps(meta, indent=2, default=_jsonable) + "\n")
+
+
+def callbacks(settings: dict, out: Path, *, resume: bool, quiet: bool) -> list[Callback]:
+    return [Progress(not quiet), Checkpoint(out, settings["checkpoint_every"], resume=resume)]
+
+
+def write(result: FitResult, out: Path, settings: dict) -> None:
+    """The maps, ``metrics.json``, ``history.csv`` and the figures of a finished fit."""
+    out.mkdir(parents=True, exist_ok=True)
+    best = result.best
+    per_seed = {
+        str(seed): {k: _jsonable(np.asarray(v)[i]) for k, v in result.metrics.items()}
+        for i, seed in enumerate(result.seeds)
+    }
+    metrics = {
+        **per_seed[str(result.seeds[best])],
+        "best_seed": result.seeds[best],
+        "per_seed": per_seed,
+        "wall_time_s": result.wall_time_s,
+        "problem": result.problem.name,
+        "dim": result.problem.dim,
+        "scheme": record(result.scheme),
+        "divergence": record(result.divergence),
+        "steps": result.steps,
+        "batch_size": result.batch_size,
+        "seeds": list(result.seeds),
+        "stopped_at": [int(k) for k in result.stopped_at],  # per seed, −1: ran to the end
+        "version": _version,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    write_history(result, out / "history.csv")
+    info = lambda i: {
+        "seed": result.seeds[i],
+        "settings": settings,
+        "metrics": per_seed[str(result.seeds[i])],
+    }
+    save(result.map(best), out, info(best))
+    if settings["keep"] == "all" and result.n_seeds > 1:
+        for i, seed in enumerate(result.seeds):
+            save(result.map(i), out / "seeds" / str(seed), info(i))
+    plot_pushforward(result, out / "pushforward.png")
+    plot_history(result, out / "history.png")
+    if result.problem.dim == 2:
+        plot_displacement(result, out / "displacement.png")
+
+
+def write_history(result: FitResult, path: Path) -> None:
+    """``history.csv``: one row per record and seed."""
+    keys = [k for k in result.history if k != "step"]
+    lines = ["step,seed," + ",".join(keys)]
+    for i, step in enumerate(result.history["step"]):
+        for j, seed in enumerate(result.seeds):
+            row = [f"{float(np.asarray(result.history[k])[i, j]):.6g}" for k in keys]
+            lines.append(f"{int(step)},{seed}," + ",".join(row))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def summary_lines(result: FitResult, out: Path) -> list[str]:
+    """What the command prints: each seed's figures, the best, warnings (``mongeflow:``)."""
+    advice = "try a smaller --tau / --learning-rate, or --float64"
+    if (result.stopped_at >= 0).all():
+        steps = ", ".join(str(k) for k in result.stopped_at)
+        return [
+            f"mongeflow: the fit stopped: a non-finite loss or map at step {steps} (seed "
+            f"{', '.join(map(str, result.seeds))}). The last map with a finite loss is saved "
+            f"in {out}; {advice}"
+        ]
+    lines = []
+    for i, (seed, k) in enumerate(zip(result.seeds, result.stopped_at, strict=True)):
+        figures = ", ".join(f"{m} {float(np.asarray(v)[i]):.4g}" for m, v in result.metrics.items())
+        if result.n_seeds > 1:
+            lines.append(f"seed {seed}: {figures}")
+        if k >= 0:
+            lines.append(
+                f"mongeflow: warning: seed {seed} hit a non-finite loss or map at step {k}; "
+                f"its last finite map was kept ({advice})"
+            )
+    best = result.best
+    figures = ", ".join(f"{m} {float(np.asarray(v)[best]):.4g}" for m, v in result.metrics.items())
+    which = f"best seed {result.seeds[best]}: " if result.n_seeds > 1 else ""
+    lines.append(
+        f"{which}{figures}{', ' if figures else ''}wall time {result.wall_time_s:.1f} s "
+        f"-> {out}/metrics.json, {out}/map.json"
+    )
+    return lines
