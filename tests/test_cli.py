@@ -63,7 +63,7 @@ def test_fit_writes_metrics_and_figures(tmp_path):
     [
         (["--scheme", "sgd"], "unknown scheme 'sgd'; valid schemes: euclidean"),
         (["--problem", "banana"], "unknown problem 'banana'; valid problems: paper-gmm"),
-        (["--scheme", "adam", "--tau", "0.1"], "--tau does not apply to scheme 'adam'"),
+        (["--scheme", "adam", "--tau", "0.1"], "scheme 'adam' has no setting tau"),
         (["--steps", "0"], "--steps must be ≥ 1"),
         (["--problem", "paper-gmm", "--dim", "3"], "paper-gmm is 2-dimensional"),
     ],

@@ -20,6 +20,7 @@ def files(tmp_path_factory):
     (d / "empty.csv").write_text("")
     np.save(d / "nan.npy", np.array([[1.0, 2.0], [np.nan, 1.0]]))
     np.save(d / "flat.npy", np.arange(5.0))
+    np.savez(d / "two.npz", a=x, b=x)
     (d / "v.py").write_text(
         "import jax.numpy as jnp\n"
         "def V(y):\n    return 0.5 * jnp.sum(y**2)\n"
@@ -61,7 +62,8 @@ def test_fit_apply_inverse_sample_density(files, tmp_path):
     ):
         assert (out / f).is_file(), f
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["standardized"] and metrics["energy_distance"] < 0.02
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["standardize"] and metrics["energy_distance"] < 0.02
     r = run("apply", str(out), "--input", str(files / "x.npy"), "--output", str(tmp_path / "y.npy"))
     assert r.returncode == 0, r.stderr
     y = np.load(tmp_path / "y.npy")
@@ -103,8 +105,14 @@ def test_resume_through_the_cli(files, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert run("fit", *common, "--steps", "40", "--out", str(a)).returncode == 0
     assert run("fit", *common, "--steps", "20", "--out", str(b)).returncode == 0
-    r = run("fit", *common, "--steps", "40", "--resume", "--out", str(b))
+    # the run directory remembers its settings: --resume --out DIR is enough
+    r = run("fit", "--resume", "--out", str(b), "--steps", "40", "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
+    # a changed setting is refused, with the difference; an existing run is not overwritten
+    r = run("fit", "--resume", "--out", str(b), "--learning-rate", "0.02", "--quiet")
+    assert r.returncode == 2 and "--learning-rate 0.05 -> 0.02" in r.stderr, r.stderr
+    r = run("fit", *common, "--steps", "20", "--out", str(b))
+    assert r.returncode == 2 and "--overwrite" in r.stderr, r.stderr
     import mongeflow as mf  # the saved maps, read in this process (apply has its own test)
 
     x = np.load(files / "x.npy")
@@ -129,6 +137,10 @@ def test_resume_through_the_cli(files, tmp_path):
         (["--source", "{d}/x.npy", "--target", "laplace"], "unknown target"),
         (["--problem", "moons"], "valid problems: paper-gmm"),
         (["--scheme", "sgd"], "valid schemes: euclidean"),
+        (["--source", "{d}/two.npz"], "two.npz:KEY"),
+        (["--source", "{d}/two.npz:c"], "a, b"),
+        (["--source", "{d}/x.npy", "--batch-size", "900"], "larger than the 800 samples"),
+        (["--source", "{d}/x.npy", "--scheme", "adam", "--tau", "0.1"], "has no setting tau"),
     ],
 )
 def test_bad_fit_input_is_one_clear_line(files, tmp_path, args, message):
