@@ -1,5 +1,7 @@
 """The driver on known-answer problems: every scheme reaches its stated L2-UVP."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -184,3 +186,30 @@ def test_checkpoint_resume_is_exact_and_refuses_changed_settings(tmp_path):
             callbacks=[mf.Checkpoint(tmp_path, resume=True)],
             **common,
         )
+
+
+class CtrlC(mf.Callback):
+    """Presses Ctrl-C once the fit has passed ``at`` steps."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_chunk(self, run, state):
+        if state.step >= self.at:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_saves_the_state_and_resume_ends_on_the_same_map(tmp_path):
+    common = dict(dim=2, log_every=5, final_eval_size=0, chunk_seconds=1e-6)
+    scheme = mf.Adam(learning_rate=0.01)
+    whole = mf.fit("gaussian", scheme, steps=20, **common)
+    with pytest.raises(mf.FitInterrupted, match="interrupted after step"):
+        mf.fit(
+            "gaussian", scheme, steps=20, callbacks=[mf.Checkpoint(tmp_path), CtrlC(7)], **common
+        )
+    saved = json.loads((tmp_path / "checkpoint.json").read_text())["step"]
+    assert 7 <= saved < 20
+    resumed = mf.fit(
+        "gaussian", scheme, steps=20, callbacks=[mf.Checkpoint(tmp_path, resume=True)], **common
+    )
+    _same_leaves(whole.potentials, resumed.potentials)

@@ -199,6 +199,17 @@ def _configure(value: Settings, remaining: dict, prefix: str) -> Settings:
     return dataclasses.replace(value, **changes) if changes else value
 
 
+def lookup(registry: Mapping[str, Settings], name: str, settings: Mapping[str, Any], kind: str):
+    """The value registered as ``name`` in ``registry``, with flat ``settings`` applied.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones), or a bad setting.
+    """
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(registry)}")
+    return configure(registry[name], settings, f"{kind} {name!r}")
+
+
 def record(value: Settings) -> dict[str, Any]:
     """A JSON-able description of ``value``: its name and its flat settings."""
     return {"name": value.name, "settings": {k: _plain(v) for k, v in flat(value).items()}}

@@ -200,7 +200,7 @@ def test_explicit_and_implicit_affine_time_step_order():
         fixed = mf.Problem("fixed", _FixedBatch(source, x), target)
         task = Task(fixed, KL(velocity_estimator="exact"), x.shape[0])
         for scheme_fn in (
-            lambda tau: mf.Explicit(tau=tau, inner=mf.GaussNewton(damping=1e-10)),
+            lambda tau: mf.Explicit(tau=tau, inner=mf.GaussNewton(mf.Gram(damping=1e-10))),
             lambda tau: mf.Implicit(tau=tau, inner=mf.LBFGSInner(steps=60, batch_factor=1)),
         ):
             errs = []
@@ -277,7 +277,7 @@ def test_gauss_newton_explicit_starts_from_the_identity(key):
     task = Task(fixed, KL(velocity_estimator="exact"), 256)
     phi = ICNN(2, key, quadratic_rank=2)  # far from the identity
     tau = 1e-3
-    gauss_newton = mf.GaussNewton(damping=1e-3, solver="dense")
+    gauss_newton = mf.GaussNewton(mf.Gram(damping=1e-3, solver="dense"))
     start_id = mf.Explicit(tau=tau, inner=gauss_newton, identity_start=True)
     start_net = mf.Explicit(tau=tau, inner=gauss_newton, identity_start=False)
     new_id, _, _ = eqx.filter_jit(start_id.step)(phi, start_id.init(phi), task, key)

@@ -3,7 +3,7 @@
 from mongeflow.divergences.base import Divergence, Task
 from mongeflow.divergences.kl import KL
 from mongeflow.divergences.score import entropic_score, median_epsilon, pushforward_score
-from mongeflow.settings import configure
+from mongeflow.settings import lookup
 
 DIVERGENCES: dict[str, Divergence] = {
     "kl": KL(),
@@ -17,9 +17,7 @@ def get_divergence(name: str, **settings) -> Divergence:
         >>> get_divergence("kl", gradient="entropic").gradient
         'entropic'
     """
-    if name not in DIVERGENCES:
-        raise ValueError(f"unknown divergence {name!r}; valid divergences: {', '.join(DIVERGENCES)}")
-    return configure(DIVERGENCES[name], settings, f"divergence {name!r}")
+    return lookup(DIVERGENCES, name, settings, "divergence")
 
 
 __all__ = [

@@ -22,7 +22,7 @@ from mongeflow.schemes.implicit import Implicit
 from mongeflow.schemes.inner import INNER_SOLVERS, AdamInner, GaussNewton, InnerSolver, LBFGSInner
 from mongeflow.schemes.metric import METRICS, Gram, IdentityMetric, Metric
 from mongeflow.schemes.natural import Natural
-from mongeflow.settings import configure
+from mongeflow.settings import lookup
 
 SCHEMES: dict[str, Scheme] = {
     "euclidean": Euclidean(),
@@ -40,9 +40,7 @@ def get_scheme(name: str, **settings) -> Scheme:
         >>> get_scheme("explicit", tau=0.2, inner_steps=10).inner.steps
         10
     """
-    if name not in SCHEMES:
-        raise ValueError(f"unknown scheme {name!r}; valid schemes: {', '.join(SCHEMES)}")
-    return configure(SCHEMES[name], settings, f"scheme {name!r}")
+    return lookup(SCHEMES, name, settings, "scheme")
 
 
 __all__ = [

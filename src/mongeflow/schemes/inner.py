@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import optax
 
 from mongeflow.maps.base import Array, Potential
-from mongeflow.schemes.base import Objective, apply_update, feasible, gram_solve, params_of
+from mongeflow.schemes.base import Objective, apply_update, feasible, params_of
+from mongeflow.schemes.metric import Gram
 from mongeflow.settings import Settings, setting
 
 
@@ -120,12 +121,8 @@ class GaussNewton(InnerSolver):
     the natural-gradient step (Dumont, Lacombe & Vialard 2026, Cor. 3.8).
     """
 
-    damping: float = setting(0.1, help="Gram damping λ of the Gauss-Newton solve")
-    solver: str = setting(
-        "auto",
-        help="Gram solve: dense, matrix-free conjugate gradient, or auto",
-        static=True,
-        choices=("auto", "dense", "cg"),
+    gram: Gram = setting(
+        default_factory=Gram, help="the damped Gram solve of the step", flatten=True
     )
     name: ClassVar[str] = "gauss-newton"
 
@@ -136,7 +133,7 @@ class GaussNewton(InnerSolver):
         x = objective.draw(k_batch)
         r, vjp = eqx.filter_vjp(lambda p: objective.residual(p, x, k_value), potential)
         (rhs,) = vjp(-r / x.shape[0])
-        delta = gram_solve(potential, x, params_of(rhs), self.damping, self.solver)
+        delta = self.gram.solve(potential, x, params_of(rhs))
         return apply_update(potential, delta), jnp.mean(jnp.sum(r**2, axis=-1))
 
 
