@@ -12,6 +12,7 @@ The same with the command line:
 
 from pathlib import Path
 
+import jax
 import matplotlib
 
 matplotlib.use("Agg")
@@ -27,21 +28,23 @@ x = iris.data[:, 2:4]  # petal length and width (cm): three clusters, one well a
 np.savetxt(here / "iris.csv", x, delimiter=",", header="petal_length,petal_width", comments="")
 
 data = mf.load_array(here / "iris.csv")
+problem = mf.data_problem(data, target="gaussian", standardize=True)
 result = mf.fit(
-    data,
+    problem,
     mf.Adam(learning_rate=0.02, decay_steps=1000),
     steps=1000,
     batch_size=150,
-    standardize=True,
-    target="gaussian",
     seed=0,
+    callbacks=[mf.Progress()],
 )
-result.save("runs/iris")
+mf.save(result.map(), "runs/iris")
 print(result.summary())
 
 m = mf.load("runs/iris")
-y = m.transport(data)
-samples, residual = m.sample(1000, seed=1, return_residual=True)
+y = np.asarray(m.transport(data))
+gamma = m.target.sample(jax.random.key(1), 1000)
+samples = np.asarray(m.inverse(gamma))  # = m.sample(jax.random.key(1), 1000)
+residual = np.linalg.norm(np.asarray(m.transport(samples)) - np.asarray(gamma), axis=1)
 print(f"inverse residual: max {residual.max():.1e}")
 
 fig, ax = plt.subplots(1, 3, figsize=(12, 3.8))
