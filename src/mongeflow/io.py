@@ -1,4 +1,4 @@
-"""Reading user data and target specifications, with clear errors for bad input."""
+"""Reading user data and target specifications into problems, with clear errors for bad input."""
 
 from __future__ import annotations
 
@@ -10,42 +10,64 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mongeflow.problems.base import Gaussian, PotentialTarget, Target
+from mongeflow.problems.base import EmpiricalSource, Gaussian, PotentialTarget, Problem, Target
 
 
 class InputError(ValueError):
     """Bad user input (a file, a target specification): the message says what and why."""
 
 
-def load_array(path: str | Path, what: str = "data") -> np.ndarray:
-    """Read ``[n, d]`` samples from ``.npy``, ``.npz`` (its only array, or ``data``/``x``) or
-    ``.csv`` (comma-separated, with or without a header line).
+SUFFIXES = (".npy", ".npz", ".csv")
+
+
+def split_array_spec(spec: str | Path) -> tuple[Path, str | None]:
+    """``FILE`` or ``FILE.npz:KEY`` → (file, key or ``None``).
+
+    A path that exists as written is a file, even if it contains ``:``; otherwise the text
+    after the last ``:`` is a key when the text before it names a ``.npy``, ``.npz`` or
+    ``.csv`` file.
+    """
+    text = str(spec)
+    if ":" not in text or Path(text).exists():
+        return Path(text), None
+    file, key = text.rsplit(":", 1)
+    if Path(file).suffix.lower() in SUFFIXES:
+        return Path(file), key
+    return Path(text), None
+
+
+def load_array(spec: str | Path, what: str = "data") -> np.ndarray:
+    """Read ``[n, d]`` samples from ``.npy``, ``.npz`` or ``.csv`` (comma-separated, with or
+    without a header line).
+
+    An ``.npz`` holding one array needs no key; one holding several needs ``FILE.npz:KEY``
+    to say which (no array is picked by guessing).
+
+    Args:
+        spec: ``FILE`` or ``FILE.npz:KEY``.
+        what: what the file is, for the messages (``"data"``, ``"source"``, ...).
 
     Raises:
-        InputError: missing or unreadable file, unknown format, empty data, non-numeric
-            entries, NaN/inf, or a shape that is not ``[n, d]``.
+        InputError: missing or unreadable file, unknown format, a missing or unknown key,
+            a key for a file that is not ``.npz``, empty data, non-numeric entries, NaN/inf,
+            or a shape that is not ``[n, d]``.
     """
-    p = Path(path)
+    p, key = split_array_spec(spec)
+    suffix = p.suffix.lower()
+    if key is not None and suffix != ".npz":
+        raise InputError(
+            f"{what} {str(spec)!r}: a key (':{key}') selects one array of an .npz file, but "
+            f"{str(p)!r} is a {suffix} file, which holds one array; give it without ':{key}'"
+        )
     if not p.exists():
         raise InputError(f"{what} file {str(p)!r} does not exist")
     if not p.is_file():
         raise InputError(f"{what} path {str(p)!r} is not a file")
-    suffix = p.suffix.lower()
     try:
         if suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
         elif suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                names = list(z.keys())
-                pick = next((k for k in ("data", "x") if k in names), None)
-                if pick is None and len(names) == 1:
-                    pick = names[0]
-                if pick is None:
-                    raise InputError(
-                        f"{what} file {str(p)!r} holds arrays {names}; expected one array, "
-                        "or one named 'data' or 'x'"
-                    )
-                arr = z[pick]
+            arr = _read_npz(p, key, what)
         elif suffix == ".csv":
             arr = _read_csv(p, what)
         else:
@@ -57,7 +79,27 @@ def load_array(path: str | Path, what: str = "data") -> np.ndarray:
         raise
     except (OSError, ValueError, EOFError) as err:
         raise InputError(f"cannot read {what} file {str(p)!r}: {err}") from None
-    return check_samples(arr, f"{what} file {str(p)!r}")
+    where = f"{what} file {str(p)!r}" + ("" if key is None else f", array {key!r}")
+    return check_samples(arr, where)
+
+
+def _read_npz(p: Path, key: str | None, what: str) -> np.ndarray:
+    with np.load(p, allow_pickle=False) as z:
+        names = list(z.keys())
+        if not names:
+            raise InputError(f"{what} file {str(p)!r} holds no arrays")
+        if key is None:
+            if len(names) > 1:
+                raise InputError(
+                    f"{what} file {str(p)!r} holds several arrays ({', '.join(names)}); say "
+                    f"which with {p}:KEY, e.g. {p}:{names[0]}"
+                )
+            key = names[0]
+        if key not in names:
+            raise InputError(
+                f"{what} file {str(p)!r} has no array {key!r}; its arrays: {', '.join(names)}"
+            )
+        return z[key]
 
 
 def _read_csv(p: Path, what: str) -> np.ndarray:
@@ -121,18 +163,26 @@ def check_samples(arr, where: str = "data") -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> tuple[Target, dict]:
+def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> Target:
     """A target from a specification, checked against the data's dimension.
 
     ``gaussian`` (standard normal), ``gaussian:MEAN.npy,COV.npy``, or ``FILE.py:NAME`` with
-    NAME a JAX function V: [d] → scalar (γ ∝ exp(−V), V convex).
+    NAME a JAX function V: [d] → scalar (γ ∝ exp(−V), V convex). A target read from a file
+    remembers where from (``PotentialTarget.origin``), so a saved map can rebuild it
+    (:func:`mongeflow.mapping.target_record`, :func:`target_from_record`).
 
-    Returns:
-        (target, record): ``record`` is a JSON-able description from which
-        :func:`target_from_record` rebuilds the target (saved with a map).
+    Args:
+        spec: the specification.
+        dim: the data's dimension d.
+        data: points ``[n, d]`` at which V is checked (see :func:`check_potential`).
+
+    Raises:
+        InputError: an unknown specification, files that cannot be read, shapes that do not
+            match ``dim``, a covariance that is not positive definite, or a V that fails
+            :func:`check_potential`.
     """
     if spec == "gaussian":
-        return Gaussian.standard(dim), {"kind": "gaussian", "dim": dim}
+        return Gaussian.standard(dim)
     if spec.startswith("gaussian:"):
         parts = spec[len("gaussian:") :].split(",")
         if len(parts) != 2:
@@ -146,15 +196,13 @@ def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> tuple[T
             )
         if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
             raise InputError(f"target {spec!r}: the covariance must be symmetric positive definite")
-        record = {"kind": "gaussian", "dim": dim, "mean": mean.tolist(), "cov": cov.tolist()}
-        return Gaussian(mean, cov), record
+        return Gaussian(mean, cov)
     if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
         file, name = spec.rsplit(":", 1)
         fn = _load_function(file, name)
-        record = {"kind": "python", "dim": dim, "file": str(Path(file).resolve()), "name": name}
-        target = PotentialTarget(fn, dim)
+        target = PotentialTarget(fn, dim, origin=(str(Path(file).resolve()), name))
         check_potential(target, dim, data, spec)
-        return target, record
+        return target
     raise InputError(
         f"unknown target {spec!r}; expected 'gaussian', 'gaussian:MEAN.npy,COV.npy' or "
         "'FILE.py:NAME' (NAME a JAX function V: [d] -> scalar, target ∝ exp(-V))"
@@ -162,14 +210,29 @@ def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> tuple[T
 
 
 def target_from_record(record: dict) -> Target:
-    """Rebuild a target saved by :func:`parse_target`."""
-    dim = int(record["dim"])
-    if record["kind"] == "gaussian":
+    """Rebuild a target from its record (written by :func:`mongeflow.mapping.target_record`).
+
+    ``{"kind": "gaussian", "dim", "mean", "cov"}`` (without mean and cov: standard normal) or
+    ``{"kind": "python", "dim", "file", "name"}`` (optionally ``log_normaliser``,
+    ``convexity``).
+
+    Raises:
+        InputError: an unknown record, or a Python file that is gone or fails to import.
+    """
+    kind = record.get("kind")
+    if kind == "gaussian":
         if "mean" in record:
             return Gaussian(np.asarray(record["mean"]), np.asarray(record["cov"]))
-        return Gaussian.standard(dim)
-    if record["kind"] == "python":
-        return PotentialTarget(_load_function(record["file"], record["name"]), dim)
+        return Gaussian.standard(int(record["dim"]))
+    if kind == "python":
+        file, name = record["file"], record["name"]
+        return PotentialTarget(
+            _load_function(file, name),
+            int(record["dim"]),
+            log_normaliser=record.get("log_normaliser"),
+            convexity=record.get("convexity"),
+            origin=(file, name),
+        )
     raise InputError(f"unknown target record {json.dumps(record)[:100]}")
 
 
@@ -259,13 +322,69 @@ def check_potential(target: Target, dim: int, data: np.ndarray | None, spec: str
     return low
 
 
-def target_record_of(target: Target) -> dict | None:
-    """A JSON-able record of a Gaussian target (``None`` for other targets)."""
-    if isinstance(target, Gaussian):
-        return {
-            "kind": "gaussian",
-            "dim": target.dim,
-            "mean": np.asarray(target.mean).tolist(),
-            "cov": np.asarray(target.cov).tolist(),
-        }
-    return None
+def data_problem(
+    data,
+    target: str | Target = "gaussian",
+    *,
+    standardize: bool = False,
+    name: str = "data",
+) -> Problem:
+    """The problem of mapping data samples to a target: where data become a :class:`Problem`.
+
+    With ``standardize``, the problem is posed in z = (x − m)/s with m the data's mean and
+    one overall scale s = sqrt(mean_i |x_i − m|² / d) (the root mean squared coordinate
+    deviation), so the z have mean 0 and mean squared norm d. One scale for all coordinates
+    keeps the Brenier map of the standardised data the gradient of a convex function in the
+    data's units (see :class:`~mongeflow.maps.MongeMap`).
+
+    Args:
+        data: samples ``[n, d]`` (checked by :func:`check_samples`).
+        target: a specification for :func:`parse_target` (its V is checked at the
+            standardised data) or a :class:`~mongeflow.problems.Target` of dimension d.
+        standardize: pose the problem in standardised coordinates.
+        name: the problem's label.
+
+    Returns:
+        ``Problem(name, EmpiricalSource(z), target, shift=m or None, scale=s)``.
+
+    Raises:
+        InputError: bad data, samples that are all equal (with ``standardize``), a bad
+            target specification, or a target whose dimension is not the data's.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(100, 2)) * 3.0 + 5.0
+        >>> problem = data_problem(x, standardize=True)
+        >>> problem.dim, bool(abs(problem.scale - 3.0) < 0.5)
+        (2, True)
+    """
+    data = check_samples(data, name)
+    n, d = data.shape
+    shift, scale = None, 1.0
+    if standardize:
+        if np.all(data == data[0]):
+            raise InputError(
+                f"{name}: cannot standardise: all {n} samples are equal (no spread to scale by)"
+            )
+        shift = data.mean(axis=0)
+        scale = float(np.sqrt(np.mean(np.sum((data - shift) ** 2, axis=1)) / d))
+        data = (data - shift) / scale
+    if isinstance(target, str):
+        target = parse_target(target, d, data)
+    elif not isinstance(target, Target):
+        raise InputError(
+            f"target must be a specification string or a Target, got {type(target).__name__}"
+        )
+    elif target.dim != d:
+        raise InputError(
+            f"{name}: the data have dimension {d} but the target "
+            f"({type(target).__name__}) has dimension {target.dim}"
+        )
+    dtype = jnp.zeros(()).dtype
+    return Problem(
+        name,
+        EmpiricalSource(jnp.asarray(data, dtype)),
+        target,
+        shift=None if shift is None else jnp.asarray(shift, dtype),
+        scale=scale,
+    )

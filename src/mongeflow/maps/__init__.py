@@ -1,4 +1,4 @@
-"""Potentials φ (ICNN, affine) and the maps T = ∇φ, their Hessians and log-determinants."""
+"""Potentials φ (ICNN, affine), the maps T = ∇φ they define, and the learnt MongeMap."""
 
 from mongeflow.maps.affine import AffinePotential
 from mongeflow.maps.base import (
@@ -10,16 +10,20 @@ from mongeflow.maps.base import (
     parameter_count,
     transport,
 )
+from mongeflow.maps.default import default_potential
 from mongeflow.maps.icnn import ICNN
+from mongeflow.maps.monge import MongeMap
 
 __all__ = [
     "ICNN",
     "AffinePotential",
     "Identity",
     "IdentityOr",
+    "MongeMap",
     "Potential",
     "hessian",
     "log_det_hessian",
     "parameter_count",
+    "default_potential",
     "transport",
 ]
