@@ -381,9 +381,7 @@ def fit(
                 with warnings.catch_warnings():  # a seed stopped for the whole interval
                     warnings.simplefilter("ignore", RuntimeWarning)
                     history["loss"].append(np.nanmean(np.concatenate(pending_loss, 1), 1))
-                    history["objective"].append(
-                        np.nanmean(np.concatenate(pending_objective, 1), 1)
-                    )
+                    history["objective"].append(np.nanmean(np.concatenate(pending_objective, 1), 1))
                 pending_loss, pending_objective = [], []
                 history["time_s"].append(np.full(len(seeds), time.perf_counter() - start))
                 metrics = _evaluate_history(carry[0], x_eval, y_eval, true_eval, variance)
@@ -427,8 +425,7 @@ def _batch_size(problem: Problem, batch_size: int | None) -> int:
         raise ValueError(f"batch_size must be ≥ 2, got {batch_size}")
     if n is not None and batch_size > n:
         raise ValueError(
-            f"batch_size {batch_size} is larger than the {n} samples of the data; "
-            f"use at most {n}"
+            f"batch_size {batch_size} is larger than the {n} samples of the data; use at most {n}"
         )
     return int(batch_size)
 
