@@ -148,7 +148,7 @@ def _l2_map_distance(A1, m1, A2, m2, cov0):
 
 
 def test_natural_affine_follows_exact_flow():
-    """Affine map + natural gradient with small τ follows the ODE of SPEC §6 (rel. err ≤ 1e-2
+    """Affine map + natural gradient with small τ follows the exact affine-flow ODE (rel. err ≤ 1e-2
     at t = 1, 2, 4), then ends at the Bures map with ‖T_t − T*‖² ≤ e^{−2λt} ‖T_0 − T*‖²."""
     times = [1.0, 2.0, 4.0]
     with jax.enable_x64(True):
@@ -171,7 +171,7 @@ def test_natural_affine_converges_to_bures_at_rate():
     for t in times:
         A, m = r["out"][t]
         errs.append(_l2_map_distance(A, m, A_star, r["m1"], r["cov0"]))
-        # SPEC §2 theorem: ‖T_t − T*‖² ≤ C e^{−2λt}; for the exact Hilbert gradient flow C = 1.
+        # the theorem of Dumont, Lacombe & Vialard (2026): ‖T_t − T*‖² ≤ C e^{−2λt}; for the exact Hilbert gradient flow C = 1.
         assert errs[-1] <= 1.02 * np.exp(-2 * r["lam"] * t) * e0, f"t={t}"
     # ends at the Bures map
     A, m = r["out"][times[-1]]

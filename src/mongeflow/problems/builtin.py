@@ -1,4 +1,5 @@
-"""Built-in problems: ``paper-gmm`` (SPEC §5), ``gaussian`` and ``known-potential`` (SPEC §6)."""
+"""Built-in problems: ``paper-gmm`` (the experiment of Dumont, Lacombe & Vialard 2026),
+``gaussian`` (closed-form Bures map) and ``known-potential`` (T* = (∇ψ)⁻¹ known exactly)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from mongeflow.problems.gaussian import bures_map
 
 
 def paper_gmm(dim: int | None = None) -> Problem:
-    """The experiment of Dumont, Lacombe & Vialard (2026), §5 of the spec.
+    """The experiment of Dumont, Lacombe & Vialard (2026), §5 of the paper.
 
     Source: 2-D mixture of 4 Gaussians, weights (0.3, 0.2, 0.3, 0.2), means (−2,−2), (−1,2),
     (2,−3), (2,2); target N(0, I₂). The Monge map is not known in closed form.
@@ -69,7 +70,8 @@ def gaussian(dim: int | None = None, seed: int = 0) -> Problem:
 
 
 class KnownPotentialSource(Source):
-    """μ0 = (∇ψ)#γ for a strongly convex ψ, so that T* = (∇ψ)⁻¹ is known exactly (SPEC §6).
+    """μ0 = (∇ψ)#γ for a strongly convex ψ, so that T* = (∇ψ)⁻¹ is known exactly
+    (the construction of Korotin et al. 2021's Wasserstein-2 benchmark).
 
     ψ(y) = ½ yᵀ B y + Σ_k (c / s²) log cosh(s u_kᵀ y + b_k), whose gradient
     ∇ψ(y) = B y + Σ_k (c / s) tanh(s u_kᵀ y + b_k) u_k stretches space across the hyperplanes
@@ -148,7 +150,7 @@ def _newton_inverse_jvp(primals, tangents):
 
 
 def known_potential(dim: int | None = None, seed: int = 0) -> Problem:
-    """Source (∇ψ)#N(0, I) for a fixed strongly convex ψ; T* = (∇ψ)⁻¹ exactly (SPEC §6).
+    """Source (∇ψ)#N(0, I) for a fixed strongly convex ψ; T* = (∇ψ)⁻¹ exactly.
 
     ψ uses K = min(d, 4) random directions, c = 1.5, s = 2 and B with eigenvalues
     log-uniform in [0.6, 1.6]; fixed by ``seed``.

@@ -1,4 +1,4 @@
-"""Closed forms for Gaussians (SPEC §6): the Bures map, the Gaussian KL and the exact
+"""Closed forms for Gaussians: the Bures map, the Gaussian KL and the exact
 constrained flow of affine maps.
 
 These are references for tests and benchmarks; they use NumPy/SciPy in float64.
@@ -48,7 +48,7 @@ def gaussian_kl(mean0, cov0, mean1, cov1) -> float:
 
 
 def affine_flow(mean0, cov0, mean1, cov1, times, A0=None, m_init=None, rtol=1e-10, atol=1e-12):
-    """Exact constrained gradient flow of KL(·|N(m1, Σ1)) over affine maps (SPEC §6).
+    """Exact constrained gradient flow of KL(·|N(m1, Σ1)) over affine maps.
 
     With T_t(x) = A_t (x − m0) + m_t and source N(m0, Σ0), the flow solves
     dm/dt = −Σ1⁻¹ (m − m1) and dA/dt = S, S symmetric with
