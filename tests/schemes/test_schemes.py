@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 import mongeflow as mf
-from mongeflow.divergences import KL
+from mongeflow.divergences import KL, Task
 from mongeflow.maps import ICNN, AffinePotential
-from mongeflow.divergences import Task
 from mongeflow.problems import SamplerSource, affine_flow, bures_map, get_problem
 from mongeflow.schemes import SCHEMES, get_scheme
 from tests.conftest import exact_moment_sample
@@ -171,7 +170,8 @@ def test_natural_affine_converges_to_bures_at_rate():
     for t in times:
         A, m = r["out"][t]
         errs.append(_l2_map_distance(A, m, A_star, r["m1"], r["cov0"]))
-        # the theorem of Dumont, Lacombe & Vialard (2026): ‖T_t − T*‖² ≤ C e^{−2λt}; for the exact Hilbert gradient flow C = 1.
+        # Dumont, Lacombe & Vialard (2026): ‖T_t − T*‖² ≤ C e^{−2λt}; C = 1 for the exact
+        # Hilbert gradient flow.
         assert errs[-1] <= 1.02 * np.exp(-2 * r["lam"] * t) * e0, f"t={t}"
     # ends at the Bures map
     A, m = r["out"][times[-1]]
@@ -252,16 +252,12 @@ def test_backtracking_takes_the_largest_decreasing_step(key):
     new, _, info = eqx.filter_jit(scheme.step)(phi, None, task, key)
     k_batch, k_loss = jax.random.split(key)
     updates, _, loss = natural.propose(phi, None, task, x, k_loss)
-    losses = [
-        float(
-            task.loss(
-                mf.schemes.apply_update(phi, jax.tree_util.tree_map(lambda u: s * u, updates)),
-                x,
-                k_loss,
-            )
-        )
-        for s in (1.0, 0.5, 0.25, 0.125, 0.0625)
-    ]
+
+    def loss_at(scale):
+        moved = jax.tree_util.tree_map(lambda u: scale * u, updates)
+        return float(task.loss(mf.schemes.apply_update(phi, moved), x, k_loss))
+
+    losses = [loss_at(s) for s in (1.0, 0.5, 0.25, 0.125, 0.0625)]
     expected = next(i for i, v in enumerate(losses) if v < float(loss))
     assert expected > 0, "τ = 3 should overshoot: the test needs a rejected full step"
     assert float(task.loss(new, x, k_loss)) == pytest.approx(losses[expected], rel=1e-5)

@@ -13,8 +13,8 @@ from mongeflow.maps.base import Array, Potential
 class AffinePotential(Potential):
     """φ(x) = ½ xᵀ A x + bᵀ x, A = L Lᵀ with L lower triangular (so A ≻ 0 while diag L ≠ 0).
 
-    T(x) = A x + b is exact for Gaussian → Gaussian problems (the Bures map is affine). Parameters: the
-    d(d+1)/2 entries of L and b.
+    T(x) = A x + b is exact for Gaussian → Gaussian problems (the Bures map is affine).
+    Parameters: the d(d+1)/2 entries of L and b.
 
     Args:
         dim: dimension d.

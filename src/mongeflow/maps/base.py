@@ -42,7 +42,8 @@ class Identity(Potential):
 class IdentityOr(Potential):
     """φ if ``use_identity`` is false, else ½|x|²; ``use_identity`` may be traced.
 
-    Lets a jitted scheme start from T_0 = id (the explicit scheme of Dumont, Lacombe & Vialard 2026) and later use the trained map without
+    Lets a jitted scheme start from T_0 = id (the explicit scheme of Dumont, Lacombe &
+    Vialard 2026) and later use the trained map without
     changing the program.
     """
 
