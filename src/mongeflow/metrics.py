@@ -1,16 +1,26 @@
-"""Metrics: energy distance, L² / L2-UVP, KL, convexity checks (SPEC §7)."""
+"""Metrics: energy distance, L² and L2-UVP (Korotin et al. 2021), KL, convexity checks."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
+from mongeflow.divergences.kl import KL
 from mongeflow.maps.base import Array, Potential, hessian, transport
 from mongeflow.problems.base import Gaussian, Problem
 
 
 def _mean_pairwise_distance(a: Array, b: Array, block: int) -> Array:
-    """mean_ij |a_i − b_j|, computed in row blocks so memory stays O(block · m)."""
+    """mean_ij |a_i − b_j|, computed in row blocks so memory stays O(block · m).
+
+    The squared distances come from the expansion |a|² + |b|² − 2⟨a, b⟩ (one matrix product
+    per block), which cancels catastrophically when the points lie far from the origin
+    compared with their spread (in float32, samples of N(0, I₂) moved to (100, 100) lost
+    0.4 % of a 2·10³-sample energy distance). Both sets are therefore first moved by the same
+    vector, the midpoint of their means; distances do not change.
+    """
+    centre = 0.5 * (jnp.mean(a, axis=0) + jnp.mean(b, axis=0))
+    a, b = a - centre[None, :], b - centre[None, :]
     n = a.shape[0]
     pad = (-n) % block
     a_pad = jnp.concatenate([a, jnp.zeros((pad, a.shape[1]), a.dtype)])
@@ -32,7 +42,10 @@ def mean_distance(a: Array, b: Array, block: int = 1000) -> Array:
 
 
 def energy_distance(x: Array, y: Array, block: int = 1000) -> Array:
-    """ED = 2 E|X − Y| − E|X − X'| − E|Y − Y'| (V-statistic, not square-rooted; SPEC §5).
+    """ED = 2 E|X − Y| − E|X − X'| − E|Y − Y'|, the energy distance (V-statistic, not rooted).
+
+    Székely & Rizzo's energy distance over all pairs, diagonal included, as Dumont, Lacombe
+    & Vialard (2026) report it.
 
     Chunked: 10⁴ × 10⁴ samples need only ``block × 10⁴`` distances at a time.
 
@@ -96,8 +109,6 @@ def evaluate(problem: Problem, potential: Potential, key: Array, n: int = 10_000
     Returns a dict with ``energy_distance`` (if γ can be sampled), ``l2``, ``l2_uvp`` (if T*
     is known), ``transport_cost`` (E|x − T(x)|²) and ``kl`` (if log ρ0 and log Z are known).
     """
-    from mongeflow.divergences.kl import KL
-
     k_src, k_tgt, k_var = jax.random.split(key, 3)
     x, true = source_with_map(problem, k_src, n)
     mapped = transport(potential, x)
@@ -108,5 +119,5 @@ def evaluate(problem: Problem, potential: Potential, key: Array, n: int = 10_000
         out["l2"] = l2_error(mapped, true)
         out["l2_uvp"] = l2_uvp(mapped, true, target_variance(problem, k_var))
     if problem.source.has_log_prob and problem.target.log_normaliser is not None:
-        out["kl"] = KL(problem.target, problem.source).value(potential, x)
+        out["kl"] = KL().value(potential, x, problem)
     return out

@@ -1,5 +1,6 @@
 """Properties of the potentials: convexity, PSD Hessians, monotone maps, feasibility."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,10 +77,65 @@ def test_unprojected_negative_weights_are_detected(key):
     assert bool(bad.project().is_feasible())
 
 
-def test_identity_init_is_identity(key):
-    phi = ICNN(4, key, identity_init=True)
-    x = jax.random.normal(key, (50, 4))
-    np.testing.assert_allclose(transport(phi, x), x, atol=2e-3)
+@eqx.filter_jit
+def _map_and_hessians(phi, x):
+    """T(x) at all of ``x`` and ∇²φ at its first 8 points, compiled once per structure."""
+    return transport(phi, x), jax.vmap(lambda xi: hessian(phi, xi))(x[:8])
+
+
+IDENTITY_CASES = [
+    (2, dict()),
+    (4, dict(quadratic_rank=4, strong_convexity=0.5)),
+    (64, dict(quadratic_rank=64, linear_skip=True)),  # as default_potential builds it
+    (3, dict(quadratic_rank=7)),  # more columns than dimensions
+]
+
+
+@pytest.mark.parametrize("d, options", IDENTITY_CASES)
+def test_identity_init_is_identity(d, options, key):
+    """T(x) = x and ∇²φ = I to float32 round-off (was 2e-2 (1 + |x|) and eig(∇²φ) up to
+    1.023 at d = 64 with rank 64, and T = 1.5 x with α = 0.5)."""
+    phi = ICNN(d, key, identity_init=True, **options)
+    x = 3.0 * jax.random.normal(jax.random.fold_in(key, d), (64, d))
+    t, hessians = _map_and_hessians(phi, x)
+    assert bool(jnp.all(jnp.abs(t - x) <= 1e-5 * (1.0 + jnp.abs(x))))
+    np.testing.assert_allclose(hessians, np.broadcast_to(np.eye(d), hessians.shape), atol=1e-5)
+
+
+def test_identity_init_softplus_is_near_identity(key):
+    """With softplus weights the output weights are 1e-4, not 0: the documented bound."""
+    for d in (2, 64):
+        phi = ICNN(d, key, identity_init=True, nonnegativity="softplus")
+        x = 3.0 * jax.random.normal(jax.random.fold_in(key, d), (64, d))
+        t, hessians = _map_and_hessians(phi, x)
+        assert bool(jnp.all(jnp.abs(t - x) <= 5e-4 * (1.0 + jnp.abs(x))))
+        assert float(jnp.max(jnp.abs(hessians - jnp.eye(d)[None]))) <= 5e-4
+
+
+def test_identity_init_quadratic_factor_trains(key):
+    """The low-rank factor starts non-zero, so its gradient is not identically zero.
+
+    (With L = 0 the gradient x xᵀ L of ½ xᵀ L Lᵀ x vanishes and L never moves.) The loss
+    |T(x) − A x|² for a dense SPD A gives a gradient that is non-zero in every entry of L.
+    """
+    d = 4
+    phi = ICNN(d, key, identity_init=True, quadratic_rank=3)
+    M = jax.random.normal(jax.random.fold_in(key, 1), (d, d))
+    A = M @ M.T / d + jnp.eye(d)
+    x = jax.random.normal(jax.random.fold_in(key, 2), (128, d))
+
+    def loss(p):
+        return jnp.mean(jnp.sum((transport(p, x) - x @ A.T) ** 2, axis=1))
+
+    grad = eqx.filter_jit(eqx.filter_grad(loss))(phi)
+    assert float(jnp.min(jnp.abs(grad.quad_factor))) >= 1e-4 * float(
+        jnp.max(jnp.abs(grad.quad_diag))
+    )
+
+
+def test_identity_init_needs_strong_convexity_below_one(key):
+    with pytest.raises(ValueError, match="strong_convexity"):
+        ICNN(2, key, identity_init=True, strong_convexity=1.0)
 
 
 def test_affine_potential_is_affine_and_spd(key):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mongeflow.maps.base import Array, Potential, hessian, log_det_hessian
 
@@ -19,30 +20,60 @@ def _squared_distances(y: Array) -> Array:
     return jnp.sum((yt[:, :, None] - yt[:, None, :]) ** 2, axis=0)
 
 
-def _kth_smallest(values: Array, k: int, iterations: int = 20) -> Array:
-    """The ``k``-th smallest (0-based) of ``values``, by bisection on the value.
+def _order_keys(values: Array) -> Array:
+    """Integers ordered as the floats ``values`` are: the bit pattern, negatives reflected.
 
-    Counting instead of sorting: under ``vmap`` on CPU this is about 30× faster than a sort
-    of the 10⁴ pairwise distances of a batch of 100. After ``iterations`` halvings the
-    bracket (lo, hi] is 2⁻²⁰ of the range wide and the largest value in it is returned: the
-    exact order statistic unless two values lie that close, then one of them.
+    For IEEE floats the bit pattern read as a signed integer increases with the value on
+    x ≥ 0 and decreases on x < 0; flipping all but the sign bit of the negatives makes the
+    map strictly increasing on the whole line (−0 maps just below +0).
+    """
+    bits = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[values.dtype.itemsize]
+    info = jnp.iinfo(bits)
+    i = jax.lax.bitcast_convert_type(values, bits)
+    return jnp.where(i < 0, i ^ jnp.asarray(info.max, bits), i)
+
+
+def _kth_smallest(values: Array, k: int) -> Array:
+    """The ``k``-th smallest (0-based) of ``values``, exactly, by bisection on the bit pattern.
+
+    Counting instead of sorting: under ``vmap`` on CPU this is many times faster than a sort
+    of the 10⁴ pairwise distances of a batch of 100. The bisection runs on the integers that
+    order the floats (:func:`_order_keys`), so after as many halvings as the float has bits
+    the bracket (lo, hi] holds a single representable number, which is the order statistic
+    itself: the result is exact at every scale (no absolute offset or width anywhere), and
+    differentiable in ``values`` as the selected entry.
     """
     values = values.reshape(-1)
+    keys = _order_keys(jax.lax.stop_gradient(values))
+    nbits = 8 * keys.dtype.itemsize
 
     def body(_, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        enough = jnp.sum(values <= mid) >= k + 1
+        lo, hi = bracket  # invariant: #(keys ≤ lo) < k + 1 ≤ #(keys ≤ hi)
+        # the midpoint without overflow: ⌊lo/2⌋ + ⌊hi/2⌋ + (1 if both odd)
+        mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)
+        enough = jnp.sum(keys <= mid) >= k + 1
         return jnp.where(enough, lo, mid), jnp.where(enough, mid, hi)
 
-    lo0 = jnp.min(values) - 1.0
-    _, hi = jax.lax.fori_loop(0, iterations, body, (lo0, jnp.max(values)))
-    return jnp.max(jnp.where(values <= hi, values, -jnp.inf))
+    # min − 1 cannot overflow: even −inf has a key far above the integer minimum
+    lo0, hi0 = jnp.min(keys) - 1, jnp.max(keys)
+    _, hi = jax.lax.fori_loop(0, nbits, body, (lo0, hi0))
+    return jnp.max(jnp.where(keys <= hi, values, -jnp.inf))
 
 
 def _median_of_squared_distances(sq: Array) -> Array:
-    # the lower median of the n² values, as torch.median (the authors' code) takes it
-    return _kth_smallest(sq, (sq.size - 1) // 2)
+    """The lower median of the n² entries of ``sq`` (as ``torch.median``, the authors' code).
+
+    ``sq`` is the symmetric matrix of :func:`_squared_distances` with an exactly zero
+    diagonal, so the n² values sorted are the n zeros followed by each strictly-upper entry
+    twice: the k-th of them, k = ⌊(n² − 1)/2⌋ ≥ n, is the ⌊(k − n)/2⌋-th smallest of the
+    n(n − 1)/2 upper entries, which halves the work of the selection.
+    """
+    n = sq.shape[0]
+    k = (n * n - 1) // 2
+    if k < n:  # n ≤ 2: the median is one of the zeros
+        return _kth_smallest(sq, k)
+    rows, cols = np.triu_indices(n, 1)
+    return _kth_smallest(sq[rows, cols], (k - n) // 2)
 
 
 def median_epsilon(y: Array, scale: float = 0.05) -> Array:
@@ -145,9 +176,11 @@ def entropic_score(
 
 
 def pushforward_score(potential: Potential, x: Array, source_score) -> Array:
-    """Exact ∇ log ρ_T at T(x) for T = ∇φ and a source with known score (SPEC §4).
+    """Exact ∇ log ρ_T at T(x) for T = ∇φ and a source with known score.
 
-    ∇ log ρ_T(T(x)) = DT(x)^{-T} [∇ log ρ0(x) − ∇_x log det DT(x)], for ``x: [n, d]``.
+    ∇ log ρ_T(T(x)) = DT(x)^{-T} [∇ log ρ0(x) − ∇_x log det DT(x)], for ``x: [n, d]``: the
+    gradient in x of the change of variables log ρ_T(T(x)) = log ρ0(x) − log det DT(x),
+    by the chain rule (∇_x [f∘T] = DTᵀ ∇f∘T).
     """
 
     def one(xi):

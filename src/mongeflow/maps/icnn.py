@@ -23,6 +23,26 @@ def _inverse_softplus(w):
     return w + jnp.log(-jnp.expm1(-w))
 
 
+def _identity_quadratic(dim: int, rank: int, scale: float, dtype) -> tuple[Array, Array]:
+    """(q, L) with diag(softplus(q)) + L Lᵀ = scale · I, L non-zero.
+
+    L = 0 would make the quadratic term exact but frozen: the gradient of ½ xᵀ L Lᵀ x in L is
+    x xᵀ L, zero at L = 0 and along every path from it. Instead column j of L is c·e_(j mod d),
+    so L Lᵀ = c² diag(m) is diagonal (m_i: how many columns sit on axis i) and the diagonal
+    takes the rest, softplus(q_i) = scale − c² m_i. With c² = scale / (100 max m) the factor
+    holds 1 % of the quadratic term; its gradient x xᵀ L is dense, so every entry trains.
+    """
+    counts = jnp.bincount(jnp.arange(rank) % dim, length=dim)
+    c2 = scale / (100.0 * int(-(-rank // dim)))
+    factor = (
+        jnp.zeros((dim, rank), dtype)
+        .at[jnp.arange(rank) % dim, jnp.arange(rank)]
+        .set(jnp.sqrt(jnp.asarray(c2, dtype)))
+    )
+    diag = _inverse_softplus(jnp.asarray(scale - c2 * counts, dtype))
+    return diag.astype(dtype), factor
+
+
 class ICNN(Potential):
     """φ(x) = w_outᵀ z_L + b_out [+ aᵀx] [+ ½ xᵀ Q x] + (α/2)|x|², an input-convex network.
 
@@ -44,8 +64,14 @@ class ICNN(Potential):
         quadratic_rank: rank r of L in the quadratic term; ``None`` for no quadratic term.
         linear_skip: add a free linear term aᵀx to the output.
         strong_convexity: α ≥ 0; adds (α/2)|x|² so ∇²φ ⪰ α I.
-        identity_init: start at T = id exactly (quadratic term = I, w_out = 0; implies a
-            quadratic term).
+        identity_init: start at T = id (implies a quadratic term; needs α < 1). The output
+            weights are 0 and the quadratic term is (1 − α) I, split between a diagonal and
+            a non-zero, trainable factor L (see :func:`_identity_quadratic`). With
+            ``"clamp"`` this is exact: T(x) = x and ∇²φ = I up to float round-off. With
+            ``"softplus"`` a weight cannot be 0, and the output weights are softplus(raw) =
+            1e-4, so T(x) − x = 1e-4 Σ_k ∇z_L,k(x): near-identity, |T(x) − x| ≤ 5e-4 (1 + |x|)
+            and |∇²φ − I| ≤ 5e-4 entrywise at d = 2 … 64 with the default widths (measured
+            2.5e-4 and 2e-4).
 
     Example:
         >>> import jax
@@ -88,6 +114,10 @@ class ICNN(Potential):
             raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
         if strong_convexity < 0:
             raise ValueError(f"strong_convexity must be ≥ 0, got {strong_convexity}")
+        if identity_init and strong_convexity >= 1.0:
+            raise ValueError(
+                f"identity_init needs strong_convexity < 1 (∇²φ ⪰ αI), got {strong_convexity}"
+            )
         if identity_init and quadratic_rank is None:
             quadratic_rank = min(dim, 2)
         dtype = dtype or jnp.zeros(()).dtype
@@ -111,6 +141,10 @@ class ICNN(Potential):
         self.linear = jnp.zeros((dim,), dtype) if linear_skip else None
         if quadratic_rank is None:
             self.quad_diag, self.quad_factor = None, None
+        elif identity_init:
+            self.quad_diag, self.quad_factor = _identity_quadratic(
+                dim, quadratic_rank, 1.0 - self.strong_convexity, dtype
+            )
         else:
             self.quad_diag = jnp.full((dim,), _inverse_softplus(jnp.asarray(1.0)), dtype)
             self.quad_factor = 1e-2 * jax.random.normal(next(keys), (dim, quadratic_rank), dtype)
