@@ -1,5 +1,7 @@
 """The command line, run for real in a subprocess."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -11,6 +13,27 @@ import pytest
 
 # the commands' compilation cache, shared by this test session only (not the user's ~/.cache)
 CACHE = Path(tempfile.mkdtemp(prefix="mongeflow-test-cache-"))
+
+
+def run_here(*args):
+    """The command in this process (fast: no interpreter start, shared compilations), for
+    the checks of bad input; ``run`` below starts a real subprocess."""
+    from mongeflow import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = os.environ.get("MONGEFLOW_NO_CACHE")
+    os.environ["MONGEFLOW_NO_CACHE"] = "1"  # leave this process's JAX cache settings alone
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(list(args))
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    finally:
+        if saved is None:
+            del os.environ["MONGEFLOW_NO_CACHE"]
+        else:
+            os.environ["MONGEFLOW_NO_CACHE"] = saved
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def run(*args, cwd=None):
@@ -69,7 +92,7 @@ def test_fit_writes_metrics_and_figures(tmp_path):
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):
-    r = run("fit", *args, "--out", str(tmp_path / "x"), "--quiet")
+    r = run_here("fit", *args, "--out", str(tmp_path / "x"), "--quiet")
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_cli import run
+from tests.test_cli import run, run_here
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +145,12 @@ def test_resume_through_the_cli(files, tmp_path):
 )
 def test_bad_fit_input_is_one_clear_line(files, tmp_path, args, message):
     args = [a.replace("{d}", str(files)) for a in args]
-    r = run("fit", *args, "--steps", "2", "--quiet", "--out", str(tmp_path / "r"))
+    r = run_here("fit", *args, "--steps", "2", "--quiet", "--out", str(tmp_path / "r"))
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_not_a_run_directory(files, tmp_path):
-    r = run("apply", str(tmp_path), "--input", str(files / "x.npy"), "--output", "y.npy")
+    r = run_here("apply", str(tmp_path), "--input", str(files / "x.npy"), "--output", "y.npy")
     assert r.returncode == 2 and "not a saved map" in r.stderr and "Traceback" not in r.stderr
