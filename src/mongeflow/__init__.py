@@ -54,7 +54,6 @@ from mongeflow.schemes import (  # noqa: E402
     get_scheme,
 )
 
-
 __all__ = [
     "DIVERGENCES",
     "ICNN",

@@ -1,11 +1,10 @@
 """The KL lift: closed forms on Gaussians, gradient agreement, the entropic score."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import equinox as eqx
 
 from mongeflow.divergences import KL, pushforward_score
 from mongeflow.maps import ICNN, AffinePotential, transport

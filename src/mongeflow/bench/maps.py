@@ -4,7 +4,9 @@
 d ∈ {2, 8, 32, 64} and writes ``DIR/results.json``, ``DIR/table.md`` and
 ``DIR/l2_uvp_vs_time.png``.
 
-Each scheme trains the library's default map (ICNN (20, 20) + quadratic term, T0 = id) on the
+Every scheme of the registry (:data:`mongeflow.schemes.SCHEMES`) runs: at the budget of
+:func:`budgets` when it has one, else at its registered default value and ``default_steps``.
+Each trains the library's default map (ICNN (20, 20) + quadratic term, T0 = id) on the
 log-det KL, batch 256 (natural: 1024), one seed, and is scored every tenth of its run on 2000
 held-out pairs (x, T*(x)): L2-UVP = 100 E|T − T*|² / Var(γ) and the energy distance to 2000
 samples of γ.
@@ -13,8 +15,9 @@ The baselines see the same kind of data, 2000 samples of each side:
 - ``entropic-map``: OTT-JAX's entropic map estimator (Pooladian & Niles-Weed 2021) from a
   Sinkhorn solve between the samples, with OTT's default ε and with ε tuned on the true map
   over a grid (an oracle choice, so an optimistic baseline).
-- ``ou-flow``: the unconstrained Langevin / Ornstein–Uhlenbeck flow map of SPEC §2, particles
-  moved by v = −∇V − ∇log ρ_t (score by the self-entropic estimator) with explicit Euler (dt = 0.1)
+- ``ou-flow``: the unconstrained Langevin / Ornstein–Uhlenbeck flow map, the Wasserstein
+  gradient flow of the KL (Dumont, Lacombe & Vialard 2026, §2): particles moved by
+  v = −∇V − ∇log ρ_t (score by the self-entropic estimator) with explicit Euler (dt = 0.1)
   steps up to t = 5: it pushes μ0 to γ but is not the Monge map in general.
 """
 
@@ -29,16 +32,35 @@ from typing import Any
 import jax
 import numpy as np
 
-from mongeflow.bench.paper import machine
+from mongeflow import schemes
+from mongeflow.bench.common import machine, time_to
+from mongeflow.bench.report import maps_figure, maps_table
+from mongeflow.divergences import KL
+from mongeflow.fit import fit
+from mongeflow.metrics import target_variance
 from mongeflow.problems import get_problem
 from mongeflow.progress import ProgressBar
-from mongeflow.schemes import Adam, Euclidean, Explicit, Implicit, Natural, Scheme
+from mongeflow.schemes import Scheme
+from mongeflow.settings import record
 
 PROBLEMS = ("gaussian", "known-potential")
 DIMS = (2, 8, 32, 64)
 N_EVAL = 2000
 BATCH = 256
 EPSILON_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+#: The divergence of every scheme: the KL with the exact log-det gradient (fit's default).
+DIVERGENCE = KL()
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """A scheme's budget in this benchmark: flat settings for
+    :func:`~mongeflow.schemes.get_scheme`, outer steps and batch size (``None``: the
+    scheme's ``default_steps`` (scaled), :data:`BATCH`)."""
+
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    steps: int | None = None
+    batch_size: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +68,11 @@ class Method:
     name: str
     scheme: Scheme
     steps: int
-    settings: dict[str, Any]
     batch_size: int = BATCH
 
 
-def methods(scale: float = 1.0, dim: int = 2) -> list[Method]:
-    """Every scheme, with settings that work across the problems.
+def budgets(scale: float = 1.0, dim: int = 2) -> dict[str, Budget]:
+    """The settings that work across the problems, by registered scheme name.
 
     Two settings depend on d: natural uses batch 1024 (its step solves the Gram system of
     the batch exactly, so with batch 256 at d = 64, where p ≈ 7200 parameters and
@@ -59,75 +80,64 @@ def methods(scale: float = 1.0, dim: int = 2) -> list[Method]:
     descent's rate is 0.05 · min(1, 8/d) (0.02 diverges on ``gaussian`` at d = 64).
     """
     s = lambda n: max(1, round(n * scale))
-    lr_gd = 0.05 * min(1.0, 8.0 / dim)
-    return [
-        Method(
-            "natural",
-            Natural(tau=0.1),
-            s(100),
-            {"tau": 0.1, "damping": 0.1},
-            batch_size=1024,
-        ),
-        Method(
-            "adam",
-            Adam(learning_rate=0.01, decay_steps=s(500)),
-            s(500),
-            {"lr": "0.01, cosine decay"},
-        ),
-        Method("euclidean", Euclidean(learning_rate=lr_gd), s(1000), {"lr": lr_gd}),
-        Method(
-            "explicit",
-            Explicit(tau=0.4, inner_steps=s(50), inner_learning_rate=0.05, inner_decay=True),
-            10,
-            {"tau": 0.4, "inner": f"{s(50)} Adam steps, lr 0.05 cosine", "velocity": "exact"},
-        ),
-        Method(
-            "implicit",
-            Implicit(
-                tau=0.4,
-                inner_steps=s(50),
-                inner_learning_rate=0.05,
-                inner_decay=True,
-                identity_start=True,
-            ),
-            10,
-            {"tau": 0.4, "inner": f"{s(50)} Adam steps, lr 0.05 cosine", "T0": "identity"},
-        ),
-    ]
+    inner = {
+        "tau": 0.4,
+        "inner": "adam",
+        "inner_steps": s(50),
+        "inner_learning_rate": 0.05,
+        "inner_decay": True,
+    }
+    return {
+        "natural": Budget(steps=s(100), batch_size=1024),
+        "adam": Budget({"learning_rate": 0.01, "decay_steps": s(500)}, steps=s(500)),
+        "euclidean": Budget({"learning_rate": 0.05 * min(1.0, 8.0 / dim)}, steps=s(1000)),
+        "explicit": Budget(inner, steps=10),
+        "implicit": Budget({**inner, "identity_start": True}, steps=10),
+    }
 
 
-def _time_to(times, values, level: float = 1.0):
-    for t, v in zip(times, values, strict=True):
-        if np.isfinite(v) and v <= level:
-            return float(t)
-    return None
+def methods(scale: float = 1.0, dim: int = 2) -> list[Method]:
+    """Every registered scheme, in the registry's order: with its :func:`budgets` entry, or
+    at its registered default value, ``scale`` × ``default_steps`` steps and batch
+    :data:`BATCH` without one."""
+    table = budgets(scale, dim)
+    out = []
+    for name in schemes.SCHEMES:
+        budget = table.get(name, Budget())
+        scheme = schemes.get_scheme(name, **budget.settings)
+        steps = budget.steps or max(1, round(scheme.default_steps * scale))
+        out.append(Method(name, scheme, steps, budget.batch_size or BATCH))
+    return out
 
 
 def _scheme_run(problem, method: Method, seed: int, n: int) -> dict:
-    from mongeflow.fit import fit
-
-    scheme = method.scheme
     start = time.perf_counter()
     res = fit(
         problem,
-        scheme,
+        method.scheme,
+        DIVERGENCE,
         steps=method.steps,
         batch_size=method.batch_size,
         seed=seed,
+        callbacks=(),
         log_every=max(1, method.steps // 10),
         eval_size=n,
         final_eval_size=n,
-        progress=False,
     )
     wall = time.perf_counter() - start
     times = [float(t) for t in res.history["time_s"][:, 0]]
     l2 = [float(v) for v in res.history["l2_uvp"][:, 0]]
     return {
-        "settings": {"batch_size": method.batch_size, **method.settings, "steps": method.steps},
+        "settings": {
+            "scheme": record(res.scheme),
+            "divergence": record(res.divergence),
+            "steps": method.steps,
+            "batch_size": method.batch_size,
+        },
         "l2_uvp": float(res.metrics["l2_uvp"][0]),
         "energy_distance": float(res.metrics["energy_distance"][0]),
         "wall_time_s": wall,
-        "time_to_1pct_s": _time_to(times, l2),
+        "time_to_1pct_s": time_to(times, l2, 1.0),
         "curve": {"time_s": times, "l2_uvp": l2},
         "stopped_at": int(res.stopped_at[0]),
     }
@@ -216,8 +226,6 @@ def run_maps(
     ``quick`` runs d = 2 only, with 1/20 of the steps, 300 evaluation samples and a
     two-point ε grid (to test the code path, not to measure anything).
     """
-    from mongeflow.metrics import target_variance
-
     scale, n, grid = (0.05, 300, (0.3, 1.0)) if quick else (1.0, N_EVAL, EPSILON_GRID)
     if quick:
         dims = (2,)
@@ -259,66 +267,3 @@ def run_maps(
                 (out / "table.md").write_text(maps_table(results))
                 maps_figure(results, out / "l2_uvp_vs_time.png")
     return results
-
-
-def _f(v, digits=3):
-    return "—" if v is None or not np.isfinite(v) else f"{v:.{digits}g}"
-
-
-def maps_table(results: dict) -> str:
-    m = results["machine"]
-    lines = [
-        "# Known maps: L2-UVP (%) and energy distance, one seed",
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}; jax {m['jax']}; {m['date']}. "
-        f"Metrics on {results['n_eval']} held-out samples. Total "
-        f"{results['total_wall_time_s']:.0f} s.",
-        "",
-        "| problem | d | method | L2-UVP % | energy distance | wall time (s) | "
-        "time to L2-UVP ≤ 1 % (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for run in results["runs"]:
-        for name, r in run["methods"].items():
-            lines.append(
-                f"| {run['problem']} | {run['dim']} | {name} | {_f(r['l2_uvp'])} | "
-                f"{_f(r['energy_distance'])} | {r['wall_time_s']:.1f} | "
-                f"{_f(r.get('time_to_1pct_s'))} |"
-            )
-    lines.append("")
-    return "\n".join(lines)
-
-
-def maps_figure(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
-
-    runs = results["runs"]
-    problems = sorted({r["problem"] for r in runs})
-    dims = sorted({r["dim"] for r in runs})
-    fig, axes = plt.subplots(
-        len(problems), len(dims), figsize=(3.3 * len(dims), 3 * len(problems)), squeeze=False
-    )
-    for run in runs:
-        ax = axes[problems.index(run["problem"]), dims.index(run["dim"])]
-        for name, r in run["methods"].items():
-            if "curve" in r:
-                ax.plot(r["curve"]["time_s"], r["curve"]["l2_uvp"], marker=".", label=name)
-            else:
-                ax.scatter([r["wall_time_s"]], [r["l2_uvp"]], marker="x", label=name)
-        ax.axhline(1.0, color="gray", lw=0.8, ls="--")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # no overlapping minor labels
-        ax.set_title(f"{run['problem']}, d = {run['dim']}", fontsize=9)
-        ax.set_xlabel("wall time (s)", fontsize=8)
-        ax.set_ylabel("L2-UVP %", fontsize=8)
-        ax.tick_params(labelsize=7)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
