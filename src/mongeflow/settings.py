@@ -122,9 +122,7 @@ def _walk(value, prefix: str, owner: str, found: dict[str, Option]) -> None:
 
 
 def _add(found, dest, kind, help, owner, default, choices) -> None:
-    option = found.setdefault(
-        dest, Option(dest.replace("_", "-"), dest, kind, help, {}, choices)
-    )
+    option = found.setdefault(dest, Option(dest.replace("_", "-"), dest, kind, help, {}, choices))
     if option.kind != kind and {option.kind, kind} != {"int", "float"}:
         raise TypeError(f"setting {dest!r} is a {option.kind} in one value and a {kind} in another")
     if {option.kind, kind} == {"int", "float"}:

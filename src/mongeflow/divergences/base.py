@@ -87,4 +87,3 @@ class Task(eqx.Module):
     def loss_and_grad(self, potential: Potential, x: Array, key: Array):
         """(loss, ∇_θ loss) on the batch ``x``."""
         return eqx.filter_value_and_grad(lambda p: self.loss(p, x, key))(potential)
-

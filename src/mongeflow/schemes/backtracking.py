@@ -35,6 +35,7 @@ class Backtracking(Scheme):
         k_batch, k_loss = jax.random.split(key)
         x = task.sample(k_batch)
         updates, state, loss = self.scheme.propose(potential, state, task, x, k_loss)
+
         def candidate(s):
             return apply_update(potential, jax.tree_util.tree_map(lambda u: s * u, updates))
 
@@ -46,4 +47,3 @@ class Backtracking(Scheme):
         decreases = jnp.isfinite(new) & (new < loss)
         chosen = jnp.where(jnp.any(decreases), jnp.argmax(decreases), len(scales) - 1)
         return candidate(scales[chosen]), state, report(task, loss, loss)
-

@@ -75,9 +75,7 @@ class LBFGSInner(InnerSolver):
     """
 
     steps: int = setting(100, help="L-BFGS iterations per outer step", static=True)
-    batch_factor: int = setting(
-        4, help="the L-BFGS batch is this many mini-batches", static=True
-    )
+    batch_factor: int = setting(4, help="the L-BFGS batch is this many mini-batches", static=True)
     name: ClassVar[str] = "lbfgs"
 
     def __check_init__(self):
