@@ -109,9 +109,9 @@ def test_resume_through_the_cli(files, tmp_path):
     r = run("fit", "--resume", "--out", str(b), "--steps", "40", "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
     # a changed setting is refused, with the difference; an existing run is not overwritten
-    r = run("fit", "--resume", "--out", str(b), "--learning-rate", "0.02", "--quiet")
+    r = run_here("fit", "--resume", "--out", str(b), "--learning-rate", "0.02", "--quiet")
     assert r.returncode == 2 and "--learning-rate 0.05 -> 0.02" in r.stderr, r.stderr
-    r = run("fit", *common, "--steps", "20", "--out", str(b))
+    r = run_here("fit", *common, "--steps", "20", "--out", str(b))
     assert r.returncode == 2 and "--overwrite" in r.stderr, r.stderr
     import mongeflow as mf  # the saved maps, read in this process (apply has its own test)
 

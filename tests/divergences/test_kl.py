@@ -146,11 +146,11 @@ def test_log_det_and_exact_score_gradients_agree_on_a_non_affine_map():
         problem = Problem(
             "2d", Gaussian([0.3, -0.2], [[1.0, 0.3], [0.3, 0.6]]), Gaussian.standard(2)
         )
-        x = problem.source.sample(jax.random.key(1), 40_000)
+        x = problem.source.sample(jax.random.key(1), 10_000)
         grad = lambda kl: eqx.filter_grad(lambda p: kl.loss(p, x, problem, None))(phi)
         flat = lambda g: jnp.concatenate(
             [a.ravel() for a in jax.tree_util.tree_leaves(eqx.filter(g, eqx.is_inexact_array))]
         )
         a, b = flat(grad(KL())), flat(grad(KL(gradient="exact")))
         rel = float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a))
-        assert rel <= 0.05, rel
+        assert rel <= 0.08, rel
