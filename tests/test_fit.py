@@ -213,3 +213,15 @@ def test_ctrl_c_saves_the_state_and_resume_ends_on_the_same_map(tmp_path):
         "gaussian", scheme, steps=20, callbacks=[mf.Checkpoint(tmp_path, resume=True)], **common
     )
     _same_leaves(whole.potentials, resumed.potentials)
+
+
+def test_fit_reports_the_linear_baseline_beside_the_map():
+    """metrics carry the linear (Bures) baseline's figures on the same samples; on the
+    non-Gaussian known-potential problem the learnt map beats it (measured at d = 4, 300
+    Adam steps: L2-UVP 0.84 % against 2.5 %, and a lower held-out objective)."""
+    res = mf.fit("known-potential", "adam", dim=4, steps=300, final_eval_size=5000)
+    m = res.summary()
+    for k in ("linear_l2_uvp", "linear_energy_distance", "linear_objective", "objective"):
+        assert np.isfinite(m[k]), k
+    assert m["l2_uvp"] < 0.5 * m["linear_l2_uvp"], m
+    assert m["objective"] < m["linear_objective"], m

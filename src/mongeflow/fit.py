@@ -17,7 +17,14 @@ from mongeflow.divergences import DIVERGENCES, Divergence, Task, get_divergence
 from mongeflow.maps.base import Array, Potential, transport
 from mongeflow.maps.default import default_potential
 from mongeflow.maps.monge import MongeMap
-from mongeflow.metrics import energy_distance, evaluate, l2_uvp, source_with_map, target_variance
+from mongeflow.metrics import (
+    energy_distance,
+    evaluate,
+    l2_uvp,
+    linear_baseline,
+    source_with_map,
+    target_variance,
+)
 from mongeflow.problems import Problem, get_problem
 from mongeflow.problems.base import EmpiricalSource
 from mongeflow.schemes import Scheme, get_scheme
@@ -99,7 +106,9 @@ class FitResult:
             minimised), ``time_s`` (wall time since the start, compilation included) and,
             when available, ``energy_distance`` and ``l2_uvp`` on a fixed evaluation sample.
         metrics: final metrics per seed (each ``[S]``) on fresh samples (see
-            :func:`~mongeflow.metrics.evaluate`).
+            :func:`~mongeflow.metrics.evaluate`), and beside them, on the same samples, those
+            of the linear (Bures) baseline (:func:`~mongeflow.metrics.linear_baseline`):
+            ``linear_energy_distance``, ``linear_l2_uvp``, ``linear_objective``.
         stopped_at: per seed, the step at which a non-finite loss or map stopped it, or −1.
         wall_time_s: wall time of the training (compilation included).
         steps, batch_size: as run.
@@ -223,8 +232,15 @@ def _evaluate_history(potentials, x_eval, y_eval, true_eval, variance):
     return eqx.filter_vmap(one)(potentials)
 
 
-def final_metrics(problem: Problem, potentials: Potential, keys: Array, n: int) -> dict:
-    """:func:`~mongeflow.metrics.evaluate` for each seed of stacked ``potentials``.
+#: the figures of the linear baseline reported beside the map's (as ``linear_<name>``)
+BASELINE_FIGURES = ("energy_distance", "l2_uvp", "objective")
+
+
+def final_metrics(
+    problem: Problem, potentials: Potential, keys: Array, n: int, baseline: Potential | None
+) -> dict:
+    """:func:`~mongeflow.metrics.evaluate` for each seed of stacked ``potentials`` and, on
+    the same samples, the figures of the ``baseline`` map (``linear_energy_distance``, ...).
 
     One seed after another (``lax.map``), not ``vmap``: for 10⁴ × 10⁴ energy distances the
     batched matrix products are several times slower on CPU than the sequential ones.
@@ -235,7 +251,11 @@ def final_metrics(problem: Problem, potentials: Potential, keys: Array, n: int) 
     def run(params, keys):
         def one(args):
             p, key = args
-            return evaluate(problem, eqx.combine(p, static), key, n)
+            out = evaluate(problem, eqx.combine(p, static), key, n)
+            if baseline is not None:
+                base = evaluate(problem, baseline, key, n)
+                out.update({f"linear_{k}": base[k] for k in BASELINE_FIGURES if k in base})
+            return out
 
         return jax.lax.map(one, (params, keys))
 
@@ -399,9 +419,10 @@ def fit(
     for callback in callbacks:
         callback.on_end(run, current(), False)
 
-    final = (
-        final_metrics(problem, carry[0], eval_keys, final_eval_size) if final_eval_size > 0 else {}
-    )
+    final = {}
+    if final_eval_size > 0:
+        baseline = linear_baseline(problem, jax.random.fold_in(var_key, 3))
+        final = final_metrics(problem, carry[0], eval_keys, final_eval_size, baseline)
     return FitResult(
         potentials=carry[0],
         problem=problem,
