@@ -76,6 +76,15 @@ def report(task: Task, loss: Array, objective: Array) -> StepInfo:
     return StepInfo(shown, objective)
 
 
+def start_loss(task: Task, potential: Potential, key: Array) -> Array:
+    """The divergence's loss at a step's starting map, on a batch of its own: what schemes
+    with an inner solve report as ``StepInfo.loss`` (NaN when the loss is only a surrogate)."""
+    if not task.divergence.loss_is_value:
+        return jnp.asarray(jnp.nan)
+    k_batch, k_loss = jax.random.split(jax.random.fold_in(key, 0x5EED))
+    return task.loss(potential, task.sample(k_batch), k_loss)
+
+
 def params_of(potential: Potential):
     return eqx.filter(potential, eqx.is_inexact_array)
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from mongeflow.maps.base import transport
-from mongeflow.schemes.base import Objective, Scheme, previous_map, report
+from mongeflow.schemes.base import Objective, Scheme, previous_map, report, start_loss
 from mongeflow.schemes.inner import INNER_SOLVERS, AdamInner, InnerSolver
 from mongeflow.settings import setting
 
@@ -52,17 +52,8 @@ class Explicit(Scheme):
         def value(phi, x, key):
             return jnp.mean(jnp.sum(residual(phi, x, key) ** 2, axis=-1))
 
-        loss = _start_loss(task, potential, key)
+        loss = start_loss(task, potential, key)
         potential, objective = self.inner.minimise(
             potential, Objective(value, task.sample, residual), key
         )
         return potential, state + 1, report(task, loss, objective)
-
-
-def _start_loss(task, potential, key):
-    """The divergence's loss at the step's starting map, on a batch of its own (the
-    schemes' common report; skipped when the loss is only a surrogate)."""
-    if not task.divergence.loss_is_value:
-        return jnp.asarray(jnp.nan)
-    k_batch, k_loss = jax.random.split(jax.random.fold_in(key, 0x5EED))
-    return task.loss(potential, task.sample(k_batch), k_loss)

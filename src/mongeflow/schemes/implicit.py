@@ -7,8 +7,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 from mongeflow.maps.base import transport
-from mongeflow.schemes.base import Objective, Scheme, previous_map, report
-from mongeflow.schemes.explicit import _start_loss
+from mongeflow.schemes.base import Objective, Scheme, previous_map, report, start_loss
 from mongeflow.schemes.inner import INNER_SOLVERS, AdamInner, InnerSolver
 from mongeflow.settings import setting
 
@@ -48,7 +47,7 @@ class Implicit(Scheme):
             proximal = jnp.mean(jnp.sum((transport(phi, x) - transport(previous, x)) ** 2, -1))
             return task.loss(phi, x, key) + proximal / (2.0 * self.tau)
 
-        loss = _start_loss(task, potential, key)
+        loss = start_loss(task, potential, key)
         objective = Objective(value, task.sample, exact=task.divergence.loss_is_value)
         potential, value_end = self.inner.minimise(potential, objective, key)
         return potential, state + 1, report(task, loss, value_end)
