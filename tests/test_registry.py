@@ -50,7 +50,16 @@ def registered(monkeypatch):
 
 
 def test_a_registered_scheme_and_divergence_run_through_fit(registered):
-    res = mf.fit("gaussian", "sign-descent", "weighted-kl", dim=2, steps=60, final_eval_size=2000)
+    res = mf.fit(
+        "gaussian",
+        "sign-descent",
+        "weighted-kl",
+        dim=2,
+        steps=60,
+        final_eval_size=2000,
+        standardize=False,  # the problem as posed: its loss starts far from its optimum
+        patience=None,
+    )
     assert res.scheme == SignDescent() and res.divergence == WeightedKL()
     loss = res.history["loss"][:, 0]
     assert loss[-1] < loss[0] - 0.1, loss

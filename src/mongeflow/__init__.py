@@ -11,7 +11,16 @@ from mongeflow.platform import prefer_sequential_cpu_schedule as _prefer_sequent
 
 _prefer_sequential()  # before JAX creates its CPU client (see mongeflow.platform)
 
-from mongeflow.divergences import DIVERGENCES, KL, Divergence, entropic_score  # noqa: E402
+from mongeflow.divergences import (  # noqa: E402
+    DIVERGENCES,
+    KL,
+    MMD,
+    Divergence,
+    Drift,
+    EnergyDistance,
+    Sinkhorn,
+    entropic_score,
+)
 from mongeflow.fit import Callback, FitInterrupted, FitResult, fit  # noqa: E402
 from mongeflow.io import InputError, data_problem, load_array  # noqa: E402
 from mongeflow.mapping import load, save  # noqa: E402
@@ -58,6 +67,10 @@ __all__ = [
     "DIVERGENCES",
     "ICNN",
     "KL",
+    "MMD",
+    "Drift",
+    "EnergyDistance",
+    "Sinkhorn",
     "PROBLEMS",
     "SCHEMES",
     "Adam",

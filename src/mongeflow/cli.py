@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     for dest, (default, text) in FIT_OPTIONS.items():
         flag = f"--{dest.replace('_', '-')}"
         shown = f"{text} (default {default})" if default not in (None, False) else text
-        if isinstance(default, bool):
+        if default is True:
+            f.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif isinstance(default, bool):
             f.add_argument(flag, action="store_true", default=None, help=text)
         elif isinstance(default, list):
             f.add_argument(flag, type=int, nargs="+", default=None, help=shown)
-        elif dest in ("dim", "steps", "batch_size", "checkpoint_every", "eval_size"):
+        elif dest in ("dim", "steps", "batch_size", "checkpoint_every", "eval_size", "patience"):
             f.add_argument(flag, type=int, default=None, help=shown)
-        elif dest == "strong_convexity":
+        elif dest in ("strong_convexity", "validation"):
             f.add_argument(flag, type=float, default=None, help=shown)
         elif dest == "keep":
             f.add_argument(flag, choices=["all", "best"], default=None, help=shown)
@@ -135,9 +138,29 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="output directory")
     b.add_argument("--seeds", type=int, default=100, help="paper: number of seeds (0 … N−1)")
     b.add_argument("--rows", nargs="+", default=None, help="paper: only these rows (all if unset)")
-    b.add_argument("--dims", type=int, nargs="+", default=[2, 8, 32, 64], help="maps: dimensions")
     b.add_argument(
-        "--problems", nargs="+", default=["gaussian", "known-potential"], help="maps: problems"
+        "--dims", type=int, nargs="+", default=[2, 8, 16, 32, 64], help="maps: dimensions"
+    )
+    b.add_argument(
+        "--problems",
+        nargs="+",
+        default=["dense-potential"],
+        help="maps: registered problems with a known map",
+    )
+    b.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        metavar="METHOD",
+        help="maps: only these rows: identity, linear, entropic-map, neural-dual (OTT-JAX's "
+        "W2NeuralDual, needs the 'bench' extra), auto, or a registered scheme (all if unset)",
+    )
+    b.add_argument(
+        "--time-cap",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="maps: every W2NeuralDual budget stops after this much training time",
     )
     b.add_argument(
         "--quick", action="store_true", help="tiny budgets: tests the code path, measures nothing"
@@ -158,7 +181,8 @@ def _run_arguments(parser, output_help: str, with_input: bool) -> None:
 
 def cmd_fit(args) -> int:
     from mongeflow import runs
-    from mongeflow.fit import FitInterrupted, fit
+    from mongeflow.fit import FitInterrupted, FitWarning, fit
+    from mongeflow.io import DataWarning
 
     out = Path(args.out)
     settings = runs.fit_settings(vars(args), out, resume=args.resume, overwrite=args.overwrite)
@@ -166,29 +190,37 @@ def cmd_fit(args) -> int:
         import jax
 
         jax.config.update("jax_enable_x64", True)
-    problem, scheme, divergence, potential = runs.build(settings)
-    runs.start(settings, out)
-    callbacks = runs.callbacks(settings, out, resume=args.resume, quiet=args.quiet)
-    try:
-        result = fit(
-            problem,
-            scheme,
-            divergence,
-            potential,
-            steps=settings["steps"],
-            batch_size=settings["batch_size"],
-            seed=settings["seed"],
-            callbacks=callbacks,
-            final_eval_size=settings["eval_size"],
-        )
-    except FitInterrupted as err:
-        print(
-            f"mongeflow: {err}: continue with `mongeflow fit --resume --out {out}`", file=sys.stderr
-        )
-        return 130
-    runs.write(result, out, settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        problem, scheme, divergence, potential = runs.build(settings)
+        runs.start(settings, out)
+        callbacks = runs.callbacks(settings, out, resume=args.resume, quiet=args.quiet)
+        try:
+            result = fit(
+                problem,
+                scheme,
+                divergence,
+                potential,
+                steps=settings["steps"],
+                batch_size=settings["batch_size"],
+                seed=settings["seed"],
+                callbacks=callbacks,
+                final_eval_size=settings["eval_size"],
+                patience=settings["patience"] or None,
+                standardize=settings["standardize"],
+            )
+        except FitInterrupted as err:
+            print(
+                f"mongeflow: {err}: continue with `mongeflow fit --resume --out {out}`",
+                file=sys.stderr,
+            )
+            return 130
+        runs.write(result, out, settings)
     for line in runs.summary_lines(result, out):
         print(line, file=sys.stderr if line.startswith("mongeflow:") else sys.stdout)
+    for w in caught:
+        if issubclass(w.category, (FitWarning, DataWarning)):
+            print(f"mongeflow: warning: {w.message}", file=sys.stderr)
     return 3 if (result.stopped_at >= 0).all() else 0
 
 
@@ -203,17 +235,29 @@ def cmd_bench(args) -> int:
             raise CLIError(f"--seeds must be ≥ 1, got {args.seeds}")
         run_paper(args.seeds, out, quick=args.quick, rows=args.rows, progress=not args.quiet)
     else:
-        from mongeflow.bench.maps import run_maps
+        from mongeflow.bench.maps import method_names, missing_neural_dual, run_maps
 
         bad = [p for p in args.problems if p not in PROBLEMS]
         if bad:
             raise CLIError(f"unknown problem {bad[0]!r}; valid problems: {', '.join(PROBLEMS)}")
         if min(args.dims) < 1:
             raise CLIError(f"--dims must be ≥ 1, got {args.dims}")
+        methods = args.methods or method_names()
+        unknown = [m for m in methods if m not in method_names()]
+        if unknown:
+            raise CLIError(
+                f"unknown method {unknown[0]!r}; valid methods: {', '.join(method_names())}"
+            )
+        if "neural-dual" in methods and (why := missing_neural_dual()):
+            raise CLIError(why)
+        if args.time_cap <= 0:
+            raise CLIError(f"--time-cap must be positive, got {args.time_cap}")
         run_maps(
             out,
             dims=tuple(args.dims),
             problems=tuple(args.problems),
+            methods_=tuple(methods),
+            time_cap=args.time_cap,
             quick=args.quick,
             progress=not args.quiet,
         )

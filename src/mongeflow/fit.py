@@ -13,20 +13,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mongeflow.divergences import DIVERGENCES, Divergence, Task, get_divergence
-from mongeflow.maps.base import Array, Potential, transport
+from mongeflow.auto import choose, choose_divergence
+from mongeflow.divergences import Divergence, Task, get_divergence
+from mongeflow.maps.base import Array, Potential, log_det_hessian, transport
 from mongeflow.maps.default import default_potential
 from mongeflow.maps.monge import MongeMap
 from mongeflow.metrics import (
     energy_distance,
+    energy_distance_floor,
     evaluate,
     l2_uvp,
     linear_baseline,
+    posterior_figures,
     source_with_map,
+    target_samples,
     target_variance,
 )
 from mongeflow.problems import Problem, get_problem
 from mongeflow.problems.base import EmpiricalSource
+from mongeflow.problems.base import standardize as standardize_problem
 from mongeflow.schemes import Scheme, get_scheme
 
 
@@ -58,6 +63,10 @@ class FitState(NamedTuple):
         stopped_at: ``[S]``, the step at which each seed stopped, or −1.
         history: lists, one entry per record: ``step`` and, each ``[S]``, ``loss``,
             ``objective``, ``time_s`` and the evaluation metrics.
+        best: per seed, the potential with the best validation figure so far (see
+            :func:`fit`'s ``keep_best``), or ``None`` before the first evaluation.
+        best_value, best_step: ``[S]``, that figure and the step of that potential.
+        early_stop: ``[S]``, the step at which each seed stopped improving, or −1.
     """
 
     potentials: Potential
@@ -66,6 +75,10 @@ class FitState(NamedTuple):
     step: int
     stopped_at: np.ndarray
     history: dict[str, list]
+    best: Potential | None = None
+    best_value: np.ndarray | None = None
+    best_step: np.ndarray | None = None
+    early_stop: np.ndarray | None = None
 
 
 class Callback:
@@ -111,7 +124,13 @@ class FitResult:
             ``linear_energy_distance``, ``linear_l2_uvp``, ``linear_objective``.
         stopped_at: per seed, the step at which a non-finite loss or map stopped it, or −1.
         wall_time_s: wall time of the training (compilation included).
-        steps, batch_size: as run.
+        steps, batch_size: as run (``steps`` is the cap; see ``last_step``).
+        selection: the history figure that picks each seed's map and stops the fit early
+            (``"validation_objective"``: the held-out F; ``"energy_distance"``), or ``None``.
+        best_step: ``[S]``, the step of each seed's returned map (−1: its last).
+        last_step: the last step run (below ``steps`` when every seed stopped early).
+        early_stop: ``[S]``, the step at which each seed stopped because its validation
+            figure had not improved for ``patience`` records, or −1.
     """
 
     potentials: Potential
@@ -125,6 +144,10 @@ class FitResult:
     wall_time_s: float
     steps: int
     batch_size: int
+    selection: str | None = None
+    best_step: np.ndarray | None = None
+    last_step: int | None = None
+    early_stop: np.ndarray | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -136,9 +159,10 @@ class FitResult:
 
     @property
     def best(self) -> int:
-        """Index of the best seed: by L2-UVP when T* is known, else by energy distance, else
-        by the last recorded loss; seeds that stopped on a non-finite value come last."""
-        for key in ("l2_uvp", "energy_distance"):
+        """Index of the best seed, by figures that need no T*: the held-out objective F when
+        γ has a potential, else the energy distance, else the last recorded loss; seeds that
+        stopped on a non-finite value come last."""
+        for key in ("objective", "energy_distance"):
             if key in self.metrics:
                 score = np.asarray(self.metrics[key], dtype=float)
                 break
@@ -218,7 +242,7 @@ def _run_chunk(scheme, task, carry, keys, first_step, count, length: int):
 
 
 @eqx.filter_jit
-def _evaluate_history(potentials, x_eval, y_eval, true_eval, variance):
+def _evaluate_history(potentials, target, x_eval, y_eval, true_eval, variance):
     # the evaluation samples are arguments, not constants, so XLA does not fold them
     def one(phi):
         mapped = transport(phi, x_eval)
@@ -227,13 +251,53 @@ def _evaluate_history(potentials, x_eval, y_eval, true_eval, variance):
             out["energy_distance"] = energy_distance(mapped, y_eval)
         if true_eval is not None:
             out["l2_uvp"] = l2_uvp(mapped, true_eval, variance)
+        if target.has_potential:
+            # the held-out F, and the standard error of its per-sample terms
+            terms = jax.vmap(target.potential)(mapped) - jax.vmap(
+                lambda xi: log_det_hessian(phi, xi)
+            )(x_eval)
+            out["validation_objective"] = jnp.mean(terms)
+            out["validation_objective_se"] = jnp.std(terms) / jnp.sqrt(terms.shape[0])
         return out
 
     return eqx.filter_vmap(one)(potentials)
 
 
+def _selection(problem: Problem) -> str | None:
+    """The figure that picks the best map: the held-out F when γ has a potential, else the
+    held-out energy distance when γ can be sampled."""
+    if problem.target.has_potential:
+        return "validation_objective"
+    if problem.target.can_sample:
+        return "energy_distance"
+    return None
+
+
+def _pick_seeds(flags: np.ndarray, new, old):
+    """Per seed (leading axis), ``new`` where ``flags`` else ``old``."""
+    flags = jnp.asarray(flags)
+
+    def one(a, b):
+        if not eqx.is_array(a):
+            return a
+        return jnp.where(flags.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree_util.tree_map(one, new, old)
+
+
+class FitWarning(UserWarning):
+    """A fit that finished, but not as well as it had been: its validation figure rose."""
+
+
 #: the figures of the linear baseline reported beside the map's (as ``linear_<name>``)
-BASELINE_FIGURES = ("energy_distance", "l2_uvp", "objective")
+BASELINE_FIGURES = (
+    "energy_distance",
+    "l2_uvp",
+    "objective",
+    "ksd",
+    "posterior_mean_error",
+    "posterior_sd_error",
+)
 
 
 def final_metrics(
@@ -264,7 +328,7 @@ def final_metrics(
 
 def fit(
     problem: Problem | str,
-    scheme: Scheme | str = "natural",
+    scheme: Scheme | str | None = None,
     divergence: Divergence | str | None = None,
     potential: Potential | Callable[[Array], Potential] | None = None,
     *,
@@ -277,15 +341,21 @@ def fit(
     eval_size: int = 2000,
     final_eval_size: int = 10_000,
     chunk_seconds: float = 2.0,
+    keep_best: bool = True,
+    patience: int | None = 5,
+    standardize: bool = True,
 ) -> FitResult:
     """Learn the Monge map of ``problem`` with ``scheme``, for one or many seeds at once.
 
     Args:
         problem: a :class:`Problem` (for data, see :func:`mongeflow.io.data_problem`) or a
             registered problem name (with ``dim``).
-        scheme: a :class:`Scheme` or a registered scheme name (its default settings).
+        scheme: a :class:`Scheme`, a registered scheme name (its default settings), or
+            ``None`` for the choice of :func:`mongeflow.auto.choose` (Adam with a decaying
+            rate on a loss, the explicit scheme on a velocity).
         divergence: the lifted divergence (a value or a registered name); default the KL
-            with the exact log-det gradient.
+            with the exact log-det gradient when γ has a potential, else the energy
+            distance (:func:`mongeflow.auto.choose_divergence`).
         potential: a potential (every seed starts from it), a factory ``key -> potential``
             (each seed initialised from its own key), or ``None`` for
             :func:`~mongeflow.maps.default_potential`.
@@ -299,6 +369,20 @@ def fit(
         final_eval_size: samples per side for the final metrics; 0 skips them.
         chunk_seconds: the longest a compiled chunk of steps may run, so that Ctrl-C and
             the callbacks are answered within about this time.
+        keep_best: return, for each seed, the map whose validation figure was best among
+            the start and the history records (the held-out objective F when γ has a
+            potential, else the energy distance to held-out target samples; held out means
+            the problem's ``validation`` samples when it has them, fresh samples otherwise),
+            not the last map. A seed whose last figure is clearly worse than its best (by
+            more than three standard errors, or than the energy distance's noise floor)
+            gets a :class:`FitWarning`.
+        patience: a seed stops once its validation figure has not improved for this many
+            consecutive history records (``steps`` is then a cap); ``None`` runs every step.
+        standardize: pose the problem in standardised coordinates
+            (:func:`~mongeflow.problems.standardize`: the source's mean removed, one overall
+            scale) unless it already is; the map is reported in the problem's units all the
+            same. Network initialisations, learning rates and step sizes are tuned for
+            coordinates of unit scale.
 
     Returns:
         A :class:`FitResult`.
@@ -308,7 +392,7 @@ def fit(
 
     Example:
         >>> import mongeflow as mf
-        >>> res = mf.fit("gaussian", "natural", dim=2, steps=5)
+        >>> res = mf.fit("gaussian", dim=2, steps=5)
         >>> res.metrics["l2_uvp"].shape
         (1,)
     """
@@ -319,13 +403,18 @@ def fit(
             f"problem must be a Problem or a registered name, got {type(problem).__name__}; "
             "for data use mongeflow.data_problem(x, target=...)"
         )
-    if isinstance(scheme, str):
-        scheme = get_scheme(scheme)
+    if standardize:
+        problem = standardize_problem(problem)
     if divergence is None:
-        divergence = DIVERGENCES["kl"]
+        divergence = choose_divergence(problem)
     elif isinstance(divergence, str):
         divergence = get_divergence(divergence)
     divergence.check(problem)
+    if scheme is None:
+        choice = choose(problem, divergence, steps)
+        scheme, steps = choice.scheme, choice.steps
+    elif isinstance(scheme, str):
+        scheme = get_scheme(scheme)
     steps = int(scheme.default_steps if steps is None else steps)
     if steps < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
@@ -360,20 +449,45 @@ def fit(
     var_key = jax.random.key(12345)
     x_eval, true_eval = source_with_map(problem, jax.random.fold_in(var_key, 1), eval_size)
     y_eval = (
-        problem.target.sample(jax.random.fold_in(var_key, 2), eval_size)
+        target_samples(problem, jax.random.fold_in(var_key, 2), eval_size)
         if problem.target.can_sample
         else None
     )
     variance = target_variance(problem, var_key) if true_eval is not None else None
+    evaluate_now = lambda p: _evaluate_history(
+        p, problem.target, x_eval, y_eval, true_eval, variance
+    )
+    selection = _selection(problem) if keep_best or patience else None
+    floor = None if y_eval is None else float(energy_distance_floor(y_eval, x_eval.shape[0]))
+    if selection is not None and state.best is None:  # the starting map competes too
+        value = np.asarray(evaluate_now(state.potentials)[selection], dtype=float)
+        state = state._replace(
+            best=state.potentials,
+            best_value=np.where(np.isfinite(value), value, np.inf),
+            best_step=np.full(len(seeds), state.step),
+        )
 
     carry = (state.potentials, state.states, (state.potentials, state.states), state.alive)
     step, stopped_at, history = state.step, state.stopped_at.copy(), state.history
+    best, best_value, best_step = state.best, state.best_value, state.best_step
+    # per seed, the step at which it stopped improving
+    early_at = np.full(len(seeds), -1) if state.early_stop is None else state.early_stop.copy()
     pending_loss, pending_objective = [], []
     per_step = None  # seconds per step, measured after the first (compiling) chunk
     start = time.perf_counter()
 
     def current() -> FitState:
-        return FitState(carry[0], carry[1], carry[3], step, stopped_at, history)
+        return FitState(
+            *(carry[0], carry[1], carry[3], step, stopped_at, history),
+            *(best, best_value, best_step, early_at),
+        )
+
+    def plateaued() -> np.ndarray:
+        """``[S]``: the seeds that have gone ``patience`` records without a new best."""
+        if selection is None or not patience:
+            return np.zeros(len(seeds), bool)
+        records = np.asarray(history["step"])
+        return np.array([np.sum(records > b) >= patience for b in best_step])
 
     try:
         while step < steps:
@@ -389,7 +503,7 @@ def fit(
             elapsed = time.perf_counter() - tic
             per_step = elapsed / count  # the first chunk's includes compilation: an upper bound
             alive_np = np.asarray(carry[3])
-            for s in np.flatnonzero(~alive_np & (stopped_at < 0)):
+            for s in np.flatnonzero(~alive_np & (stopped_at < 0) & (early_at < 0)):
                 bad = np.flatnonzero(~np.isfinite(objectives[s]))
                 stopped_at[s] = step + (int(bad[0]) if bad.size else 0)
             step += count
@@ -404,12 +518,25 @@ def fit(
                     history["objective"].append(np.nanmean(np.concatenate(pending_objective, 1), 1))
                 pending_loss, pending_objective = [], []
                 history["time_s"].append(np.full(len(seeds), time.perf_counter() - start))
-                metrics = _evaluate_history(carry[0], x_eval, y_eval, true_eval, variance)
+                metrics = evaluate_now(carry[0])
                 for k, v in metrics.items():
                     history.setdefault(k, []).append(np.asarray(v))
+                if selection is not None:
+                    value = np.asarray(metrics[selection], dtype=float)
+                    better = np.isfinite(value) & (value < best_value) & alive_np
+                    best_value = np.where(better, value, best_value)
+                    best_step = np.where(better, step, best_step)
+                    best = _pick_seeds(better, carry[0], best)
+                # a seed that stopped improving stops (each seed on its own, so that a
+                # seed's map does not depend on the seeds trained beside it)
+                newly = plateaued() & alive_np
+                if newly.any():
+                    early_at = np.where(newly, step, early_at)
+                    carry = (*carry[:3], jnp.asarray(alive_np & ~newly))
+                    finished = finished or not (alive_np & ~newly).any()
             for callback in callbacks:
                 callback.on_chunk(run, current())
-            if finished:  # every seed stopped on a non-finite value: nothing left to run
+            if finished:  # every seed stopped, on a non-finite value or a plateau
                 break
     except KeyboardInterrupt:
         for callback in callbacks:
@@ -419,12 +546,27 @@ def fit(
     for callback in callbacks:
         callback.on_end(run, current(), False)
 
+    returned, returned_step = carry[0], np.full(len(seeds), -1)
+    if selection is not None and keep_best:
+        returned, returned_step = best, np.asarray(best_step).copy()
+        _warn_if_worse(history, selection, best_value, best_step, floor, seeds)
     final = {}
     if final_eval_size > 0:
         baseline = linear_baseline(problem, jax.random.fold_in(var_key, 3))
-        final = final_metrics(problem, carry[0], eval_keys, final_eval_size, baseline)
+        final = final_metrics(problem, returned, eval_keys, final_eval_size, baseline)
+        final = {k: np.asarray(v) for k, v in final.items()}
+        posterior = [
+            posterior_figures(problem, p, k, final_eval_size)
+            for p, k in zip(_unstack(returned, len(seeds)), eval_keys, strict=True)
+        ]
+        for name in posterior[0]:
+            final[name] = np.array([fig[name] for fig in posterior])
+        if posterior[0] and baseline is not None:
+            base = posterior_figures(problem, baseline, eval_keys[0], final_eval_size)
+            for name in ("posterior_mean_error", "posterior_sd_error"):
+                final[f"linear_{name}"] = np.full(len(seeds), base[name])
     return FitResult(
-        potentials=carry[0],
+        potentials=returned,
         problem=problem,
         scheme=scheme,
         divergence=divergence,
@@ -435,7 +577,40 @@ def fit(
         wall_time_s=wall,
         steps=steps,
         batch_size=batch_size,
+        selection=selection if keep_best else None,
+        best_step=returned_step,
+        last_step=step,
+        early_stop=early_at,
     )
+
+
+def _unstack(potentials: Potential, n: int) -> list[Potential]:
+    return [
+        jax.tree_util.tree_map(lambda a, i=i: a[i] if eqx.is_array(a) else a, potentials)
+        for i in range(n)
+    ]
+
+
+def _warn_if_worse(history, selection, best_value, best_step, floor, seeds) -> None:
+    """A :class:`FitWarning` for each seed whose last validation figure is clearly worse
+    than its best: by more than 3 standard errors (F) or 3 noise floors (energy distance)."""
+    if not history.get(selection):
+        return
+    last = np.asarray(history[selection][-1], dtype=float)
+    if selection == "validation_objective":
+        noise = 3.0 * np.asarray(history["validation_objective_se"][-1], dtype=float)
+    else:
+        noise = np.full(len(seeds), 3.0 * (floor or 0.0))
+    name = "held-out objective F" if selection == "validation_objective" else "energy distance"
+    for i, seed in enumerate(seeds):
+        if not np.isfinite(last[i]) or last[i] > best_value[i] + noise[i]:
+            warnings.warn(
+                f"seed {seed}: the {name} got worse, from {best_value[i]:.4g} at step "
+                f"{int(best_step[i])} to {last[i]:.4g} at the last record; the map of step "
+                f"{int(best_step[i])} is kept (a smaller step size or learning rate may help)",
+                FitWarning,
+                stacklevel=3,
+            )
 
 
 def _batch_size(problem: Problem, batch_size: int | None) -> int:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mongeflow.problems.base import EmpiricalSource, Gaussian, PotentialTarget, Problem, Target
+from mongeflow.problems.base import (
+    EmpiricalSource,
+    EmpiricalTarget,
+    Gaussian,
+    PotentialTarget,
+    Problem,
+    Target,
+)
 
 
 class InputError(ValueError):
@@ -166,8 +174,9 @@ def check_samples(arr, where: str = "data") -> np.ndarray:
 def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> Target:
     """A target from a specification, checked against the data's dimension.
 
-    ``gaussian`` (standard normal), ``gaussian:MEAN.npy,COV.npy``, or ``FILE.py:NAME`` with
-    NAME a JAX function V: [d] → scalar (γ ∝ exp(−V), V convex). A target read from a file
+    ``gaussian`` (standard normal), ``gaussian:MEAN.npy,COV.npy``, ``samples:FILE`` (a
+    target known by samples, read as a source is), or ``FILE.py:NAME`` with NAME a JAX
+    function V: [d] → scalar (γ ∝ exp(−V), V convex). A target read from a file
     remembers where from (``PotentialTarget.origin``), so a saved map can rebuild it
     (:func:`mongeflow.mapping.target_record`, :func:`target_from_record`).
 
@@ -197,6 +206,14 @@ def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> Target:
         if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
             raise InputError(f"target {spec!r}: the covariance must be symmetric positive definite")
         return Gaussian(mean, cov)
+    if spec.startswith("samples:"):
+        samples = check_samples(load_array(spec[len("samples:") :], "target samples"), "target")
+        if samples.shape[1] != dim:
+            raise InputError(
+                f"target {spec!r}: the target samples have dimension {samples.shape[1]} but "
+                f"the source has dimension {dim}"
+            )
+        return EmpiricalTarget(jnp.asarray(samples, jnp.zeros(()).dtype))
     if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
         file, name = spec.rsplit(":", 1)
         fn = _load_function(file, name)
@@ -204,8 +221,9 @@ def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> Target:
         check_potential(target, dim, data, spec)
         return target
     raise InputError(
-        f"unknown target {spec!r}; expected 'gaussian', 'gaussian:MEAN.npy,COV.npy' or "
-        "'FILE.py:NAME' (NAME a JAX function V: [d] -> scalar, target ∝ exp(-V))"
+        f"unknown target {spec!r}; expected 'gaussian', 'gaussian:MEAN.npy,COV.npy', "
+        "'samples:FILE' (target samples: .npy, .npz:KEY or .csv) or 'FILE.py:NAME' (NAME a "
+        "JAX function V: [d] -> scalar, target ∝ exp(-V))"
     )
 
 
@@ -326,51 +344,78 @@ def data_problem(
     data,
     target: str | Target = "gaussian",
     *,
-    standardize: bool = False,
+    standardize: bool = True,
+    validation: float = 0.1,
     name: str = "data",
+    seed: int = 0,
 ) -> Problem:
     """The problem of mapping data samples to a target: where data become a :class:`Problem`.
 
-    With ``standardize``, the problem is posed in z = (x − m)/s with m the data's mean and
-    one overall scale s = sqrt(mean_i |x_i − m|² / d) (the root mean squared coordinate
-    deviation), so the z have mean 0 and mean squared norm d. One scale for all coordinates
-    keeps the Brenier map of the standardised data the gradient of a convex function in the
-    data's units (see :class:`~mongeflow.maps.MongeMap`).
+    A fraction ``validation`` of the rows (and of the target's rows, for a target known by
+    samples) is set aside, never trained on: the final metrics, the choice of the best map
+    and early stopping use it (see :func:`mongeflow.fit`).
+
+    With ``standardize`` (the default), the problem is posed in z = (x − m)/s with m the
+    training rows' mean and one overall scale s = sqrt(mean_i |x_i − m|² / d) (the root mean
+    squared coordinate deviation), so the z have mean 0 and mean squared norm d. One scale
+    for all coordinates keeps the Brenier map of the standardised data the gradient of a
+    convex function in the data's units (see :class:`~mongeflow.maps.MongeMap`): the map is
+    still optimal for the squared distance in the data's units. When the features' scales
+    differ by more than 100×, a :class:`DataWarning` says so: the map is then ruled by the
+    widest features, and rescaling the features first (the map is then optimal for the
+    rescaled cost) may be what is wanted.
 
     Args:
         data: samples ``[n, d]`` (checked by :func:`check_samples`).
         target: a specification for :func:`parse_target` (its V is checked at the
             standardised data) or a :class:`~mongeflow.problems.Target` of dimension d.
         standardize: pose the problem in standardised coordinates.
+        validation: the fraction of rows held out, in [0, 0.5) (0: none).
         name: the problem's label.
+        seed: the seed of the random split.
 
     Returns:
-        ``Problem(name, EmpiricalSource(z), target, shift=m or None, scale=s)``.
+        ``Problem(name, EmpiricalSource(z_train), target, shift=m or None, scale=s,
+        validation=z_val, validation_target=y_val)``.
 
     Raises:
         InputError: bad data, samples that are all equal (with ``standardize``), a bad
-            target specification, or a target whose dimension is not the data's.
+            target specification, a target whose dimension is not the data's, or a
+            validation fraction that leaves too few rows.
 
     Example:
         >>> import numpy as np
         >>> x = np.random.default_rng(0).normal(size=(100, 2)) * 3.0 + 5.0
-        >>> problem = data_problem(x, standardize=True)
-        >>> problem.dim, bool(abs(problem.scale - 3.0) < 0.5)
-        (2, True)
+        >>> problem = data_problem(x)
+        >>> problem.dim, bool(abs(problem.scale - 3.0) < 0.5), problem.validation.shape
+        (2, True, (10, 2))
     """
     data = check_samples(data, name)
     n, d = data.shape
+    train, held = _split(data, validation, seed, name)
     shift, scale = None, 1.0
     if standardize:
-        if np.all(data == data[0]):
+        if np.all(train == train[0]):
             raise InputError(
                 f"{name}: cannot standardise: all {n} samples are equal (no spread to scale by)"
             )
-        shift = data.mean(axis=0)
-        scale = float(np.sqrt(np.mean(np.sum((data - shift) ** 2, axis=1)) / d))
-        data = (data - shift) / scale
+        shift = train.mean(axis=0)
+        scale = float(np.sqrt(np.mean(np.sum((train - shift) ** 2, axis=1)) / d))
+        spread = train.std(axis=0)
+        if d > 1 and spread.min() > 0 and spread.max() / spread.min() > 100:
+            warnings.warn(
+                f"{name}: the features' standard deviations range from {spread.min():.3g} "
+                f"(column {int(spread.argmin())}) to {spread.max():.3g} (column "
+                f"{int(spread.argmax())}); the map is optimal for the squared distance in "
+                "these units, so the widest features rule it. Rescale the columns first if "
+                "the map should be optimal for the rescaled cost",
+                DataWarning,
+                stacklevel=2,
+            )
+        train = (train - shift) / scale
+        held = None if held is None else (held - shift) / scale
     if isinstance(target, str):
-        target = parse_target(target, d, data)
+        target = parse_target(target, d, train)
     elif not isinstance(target, Target):
         raise InputError(
             f"target must be a specification string or a Target, got {type(target).__name__}"
@@ -381,10 +426,60 @@ def data_problem(
             f"({type(target).__name__}) has dimension {target.dim}"
         )
     dtype = jnp.zeros(()).dtype
+    held_target = None
+    if isinstance(target, EmpiricalTarget) and validation > 0:
+        rows, rows_held = _split(np.asarray(target.data), validation, seed + 1, "target")
+        target, held_target = EmpiricalTarget(jnp.asarray(rows, dtype)), rows_held
+    data = train
     return Problem(
         name,
         EmpiricalSource(jnp.asarray(data, dtype)),
         target,
         shift=None if shift is None else jnp.asarray(shift, dtype),
         scale=scale,
+        validation=None if held is None else jnp.asarray(held, dtype),
+        validation_target=None if held_target is None else jnp.asarray(held_target, dtype),
     )
+
+
+def gaussian_source_problem(target: str | Target, dim: int) -> Problem:
+    """The problem of pushing N(0, I_d), a built-in source that needs no file, to a target
+    (``mongeflow fit --source gaussian --dim D --target ...``): the map is then a sampler
+    of the target and, through its inverse, a density model of it.
+
+    Raises:
+        InputError: a dimension below 1, or a bad target specification.
+    """
+    if dim is None or int(dim) < 1:
+        raise InputError(f"--source gaussian needs --dim D with D ≥ 1, got {dim}")
+    dim = int(dim)
+    source = Gaussian.standard(dim)
+    if isinstance(target, str):
+        check_at = np.asarray(source.sample(jax.random.key(0), 64), dtype=np.float64)
+        target = parse_target(target, dim, check_at)
+    elif target.dim != dim:
+        raise InputError(f"the target has dimension {target.dim}, the source {dim}")
+    return Problem("gaussian-source", source, target)
+
+
+class DataWarning(UserWarning):
+    """Data that can be fitted, but perhaps not as meant."""
+
+
+def _split(rows: np.ndarray, fraction: float, seed: int, name: str):
+    """``(train, held)``: a random ``fraction`` of ``rows`` held out (``held`` is ``None``
+    for a fraction of 0)."""
+    fraction = float(fraction)
+    if not 0.0 <= fraction < 0.5:
+        raise InputError(f"validation fraction must be in [0, 0.5), got {fraction}")
+    if fraction == 0.0:
+        return rows, None
+    n = rows.shape[0]
+    n_held = max(1, int(round(fraction * n)))
+    if n - n_held < 2:
+        raise InputError(
+            f"{name}: {n} rows are too few to hold out {fraction:.0%} for validation and "
+            "train on the rest; give more rows or --validation 0"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return rows[order[n_held:]], rows[order[:n_held]]

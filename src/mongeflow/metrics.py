@@ -1,16 +1,23 @@
-"""Metrics: energy distance, L² and L2-UVP (Korotin et al. 2021), KL, convexity checks."""
+"""Metrics: energy distance, L² and L2-UVP (Korotin et al. 2021), KL, kernel Stein
+discrepancy, posterior moments, convexity checks."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.optimize
 
 from mongeflow.divergences.kl import KL
 from mongeflow.maps.affine import AffinePotential
 from mongeflow.maps.base import Array, Potential, hessian, transport
 from mongeflow.problems.base import Gaussian, Problem
 from mongeflow.problems.gaussian import bures_map
+from mongeflow.problems.posterior import posterior_errors, reference_for
+from mongeflow.stein import kernel_stein_discrepancy, target_score
+
+#: samples of T#μ0 in the kernel Stein discrepancy (its cost is quadratic in them)
+KSD_SIZE = 2000
 
 
 def _mean_pairwise_distance(a: Array, b: Array, block: int) -> Array:
@@ -84,7 +91,14 @@ def l2_uvp(mapped: Array, true: Array, variance: Array) -> Array:
 
 
 def source_with_map(problem: Problem, key: Array, n: int) -> tuple[Array, Array | None]:
-    """Samples of μ0 and, when known, T* at them (exact pairs when the source has them)."""
+    """Samples of μ0 and, when known, T* at them (exact pairs when the source has them).
+
+    When the problem holds validation samples, they are used (at most ``n`` of them), never
+    training samples.
+    """
+    if problem.validation is not None:
+        x = problem.validation[:n]
+        return x, None if problem.true_map is None else jax.vmap(problem.true_map)(x)
     src = problem.source
     if hasattr(src, "sample_with_map"):
         return src.sample_with_map(key, n)
@@ -92,6 +106,24 @@ def source_with_map(problem: Problem, key: Array, n: int) -> tuple[Array, Array 
     if problem.true_map is None:
         return x, None
     return x, jax.vmap(problem.true_map)(x)
+
+
+def target_samples(problem: Problem, key: Array, n: int) -> Array:
+    """Samples of γ: the held-out ones when the problem has them (at most ``n``), else
+    ``n`` fresh ones."""
+    if problem.validation_target is not None:
+        return problem.validation_target[:n]
+    return problem.target.sample(key, n)
+
+
+def energy_distance_floor(y: Array, n: int) -> Array:
+    """The energy distance expected between ``n`` points and ``y`` (m points) when both are
+    independent samples of the same law: E ED = δ (1/n + 1/m) with δ = E|Y − Y'|, estimated
+    from ``y``. A map whose energy distance is at this floor cannot be told from perfect by
+    samples of these sizes."""
+    m = y.shape[0]
+    delta = mean_distance(y, y) * m / max(m - 1, 1)
+    return delta * (1.0 / n + 1.0 / m)
 
 
 def min_hessian_eigenvalue(potential: Potential, x: Array) -> Array:
@@ -113,8 +145,9 @@ def linear_baseline(problem: Problem, key: Array, n: int = 10_000) -> AffinePote
     T(x) = m1 + A (x − m0), A = Σ0^{-1/2} (Σ0^{1/2} Σ1 Σ0^{1/2})^{1/2} Σ0^{-1/2}.
 
     It is exact when both sides are Gaussian; every learnt map should beat it (the baseline
-    of Korotin et al. 2021's Wasserstein-2 benchmark). ``None`` when γ has neither known
-    moments nor samples.
+    of Korotin et al. 2021's Wasserstein-2 benchmark). For γ known only by V, its moments
+    are those of the Laplace approximation (:func:`laplace_moments`). ``None`` when γ has
+    neither moments, samples nor a usable mode.
     """
     k_src, k_tgt = jax.random.split(key)
     x = np.asarray(problem.source.sample(k_src, n), dtype=np.float64)
@@ -124,6 +157,10 @@ def linear_baseline(problem: Problem, key: Array, n: int = 10_000) -> AffinePote
     elif target.can_sample:
         y = np.asarray(target.sample(k_tgt, n), dtype=np.float64)
         m1, cov1 = y.mean(0), np.atleast_2d(np.cov(y.T, bias=True))
+    elif target.has_potential:
+        m1, cov1 = laplace_moments(target, x.mean(0))
+        if m1 is None:
+            return None
     else:
         return None
     m0, cov0 = x.mean(0), np.atleast_2d(np.cov(x.T, bias=True))
@@ -133,11 +170,39 @@ def linear_baseline(problem: Problem, key: Array, n: int = 10_000) -> AffinePote
     return AffinePotential(d, A=A, b=m1 - A @ m0, dtype=jnp.zeros(()).dtype)
 
 
+def laplace_moments(target, start: np.ndarray):
+    """The Laplace approximation N(y*, ∇²V(y*)⁻¹) of γ ∝ exp(−V): y* = argmin V (L-BFGS
+    from ``start``). ``(None, None)`` when the minimisation fails or ∇²V(y*) is not
+    positive definite."""
+    v = jax.jit(target.potential)
+    grad = jax.jit(jax.grad(target.potential))
+    dtype = jnp.zeros(()).dtype
+    res = scipy.optimize.minimize(
+        lambda y: float(v(jnp.asarray(y, dtype))),
+        start,
+        jac=lambda y: np.asarray(grad(jnp.asarray(y, dtype)), np.float64),
+        method="L-BFGS-B",
+    )
+    mode = np.asarray(res.x, np.float64)
+    hess = np.asarray(jax.hessian(target.potential)(jnp.asarray(mode, dtype)), np.float64)
+    hess = 0.5 * (hess + hess.T)
+    if not np.all(np.isfinite(hess)) or np.linalg.eigvalsh(hess).min() <= 0:
+        return None, None
+    return mode, np.linalg.inv(hess)
+
+
 def evaluate(problem: Problem, potential: Potential, key: Array, n: int = 10_000) -> dict:
     """Metrics of one trained map on ``n`` fresh samples of each side.
 
-    Returns a dict with ``energy_distance`` (if γ can be sampled), ``l2``, ``l2_uvp`` (if T*
-    is known), ``transport_cost`` (E|x − T(x)|²), ``objective`` (the held-out
+    Held-out samples of the problem (``problem.validation``, ``validation_target``) are used
+    when it has them.
+
+    Returns a dict with ``ksd`` (the kernel Stein discrepancy of T#μ0 against γ on
+    ``KSD_SIZE`` of the samples, :func:`~mongeflow.stein.kernel_stein_discrepancy`, when γ
+    has a potential but no sampler), ``energy_distance`` and its noise floor
+    ``energy_distance_floor`` (:func:`energy_distance_floor`; if γ can be sampled), ``l2``,
+    ``l2_uvp`` (if T* is known), ``transport_cost`` (E|x − T(x)|², x in the data's units),
+    ``objective`` (the held-out
     F = mean V(T(x)) − mean log det ∇²φ(x), if γ has a potential: up to a constant the
     negative log-likelihood of the samples under the model (T⁻¹)#γ, so it ranks maps without
     T*) and ``kl`` (if log ρ0 and log Z are known).
@@ -145,14 +210,40 @@ def evaluate(problem: Problem, potential: Potential, key: Array, n: int = 10_000
     k_src, k_tgt, k_var = jax.random.split(key, 3)
     x, true = source_with_map(problem, k_src, n)
     mapped = transport(potential, x)
-    out = {"transport_cost": jnp.mean(jnp.sum((x - mapped) ** 2, axis=-1))}
+    # the cost in the data's units: x = m + s z when the problem is standardised
+    x_units = x if problem.shift is None else problem.shift[None, :] + problem.scale * x
+    out = {"transport_cost": jnp.mean(jnp.sum((x_units - mapped) ** 2, axis=-1))}
     if problem.target.can_sample:
-        out["energy_distance"] = energy_distance(mapped, problem.target.sample(k_tgt, n))
+        y = target_samples(problem, k_tgt, n)
+        out["energy_distance"] = energy_distance(mapped, y)
+        out["energy_distance_floor"] = energy_distance_floor(y, x.shape[0])
     if true is not None:
         out["l2"] = l2_error(mapped, true)
         out["l2_uvp"] = l2_uvp(mapped, true, target_variance(problem, k_var))
     if problem.target.has_potential:
         out["objective"] = KL().objective(potential, x, problem)
+        if not problem.target.can_sample:  # no target samples: the KSD instead of the ED
+            y = mapped[:KSD_SIZE]
+            out["ksd"] = kernel_stein_discrepancy(y, target_score(problem, y))
     if problem.source.has_log_prob and problem.target.log_normaliser is not None:
         out["kl"] = KL().value(potential, x, problem)
     return out
+
+
+def posterior_figures(problem: Problem, potential: Potential, key: Array, n: int) -> dict:
+    """For a posterior with a shipped MCMC reference
+    (:func:`~mongeflow.problems.posterior.reference_for`): the largest error of T#μ0's
+    means (``posterior_mean_error``, in posterior sds) and sds (``posterior_sd_error``,
+    relative) on ``n`` samples, and the typical largest errors of ``n`` exact draws
+    (``posterior_mean_noise``, ``posterior_sd_noise``). Empty for other problems."""
+    reference = reference_for(problem)
+    if reference is None:
+        return {}
+    x, _ = source_with_map(problem, key, n)
+    errors = posterior_errors(np.asarray(transport(potential, x)), reference)
+    return {
+        "posterior_mean_error": errors["mean_error"],
+        "posterior_sd_error": errors["sd_error"],
+        "posterior_mean_noise": errors["mean_noise_max"],
+        "posterior_sd_noise": errors["sd_noise_max"],
+    }

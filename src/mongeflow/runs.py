@@ -17,16 +17,18 @@ import equinox as eqx
 import numpy as np
 
 from mongeflow import __version__ as _version
+from mongeflow.auto import choose, choose_divergence
 from mongeflow.divergences import DIVERGENCES, get_divergence
 from mongeflow.fit import Callback, FitResult, FitState, Run
-from mongeflow.io import data_problem, load_array
+from mongeflow.io import data_problem, gaussian_source_problem, load_array
 from mongeflow.mapping import save
 from mongeflow.maps import default_potential
+from mongeflow.maps.default import auto_widths
 from mongeflow.plot import plot_displacement, plot_history, plot_pushforward
 from mongeflow.problems import PROBLEMS, get_problem
 from mongeflow.progress import Progress
 from mongeflow.schemes import SCHEMES, get_scheme
-from mongeflow.settings import flat, options, record
+from mongeflow.settings import configure, flat, options, record
 
 #: fit's own options (not scheme or divergence settings): dest -> (default, help)
 FIT_OPTIONS = {
@@ -34,7 +36,8 @@ FIT_OPTIONS = {
     "dim": (None, "dimension d of a built-in problem (its default if unset)"),
     "source": (
         None,
-        "source samples [n, d]: FILE.npy, FILE.npz:KEY or FILE.csv (instead of --problem)",
+        "source samples [n, d]: FILE.npy, FILE.npz:KEY or FILE.csv (instead of --problem), "
+        "or 'gaussian' for N(0, I) with --dim D (no file: the map samples the target)",
     ),
     "target": (
         "gaussian",
@@ -42,16 +45,34 @@ FIT_OPTIONS = {
         "with NAME a JAX function V: [d] -> scalar (target ∝ exp(-V), V convex)",
     ),
     "standardize": (
-        False,
-        "with --source: train on (x - mean) / s, s one overall scale (keeps T a Brenier map); "
-        "the saved map applies to x in the file's units",
+        True,
+        "train on (x - mean) / s, s one overall scale (keeps T a Brenier map); the saved map "
+        "applies to x in the source's units (--no-standardize: train on x as given)",
     ),
-    "scheme": ("natural", f"how θ moves: {', '.join(SCHEMES)}"),
-    "divergence": ("kl", f"the lifted divergence: {', '.join(DIVERGENCES)}"),
+    "validation": (
+        0.1,
+        "with --source: fraction of the rows (and of samples:FILE target rows) held out for "
+        "the final metrics, the choice of the best map and early stopping",
+    ),
+    "patience": (
+        5,
+        "stop a seed when its held-out figure has not improved for this many history "
+        "records (0: run every step; --steps is the cap)",
+    ),
+    "scheme": (
+        "auto",
+        f"how θ moves: auto (chosen from the problem: Adam with a decaying rate on a loss, "
+        f"explicit on a velocity), {', '.join(SCHEMES)}",
+    ),
+    "divergence": (
+        "auto",
+        f"the lifted divergence: auto (kl when the target has a potential V, else energy), "
+        f"{', '.join(DIVERGENCES)}",
+    ),
     "steps": (None, "outer steps, the total when resuming (default: the scheme's own)"),
     "batch_size": (None, "mini-batch size n (default 256, at most the number of samples)"),
     "seed": ([0], "seed(s), trained side by side"),
-    "widths": ([20, 20], "ICNN hidden widths"),
+    "widths": (None, "ICNN hidden widths (default: (64, 64) up to d = 32, (2d, 2d) above)"),
     "strong_convexity": (0.0, "α of an added (α/2)|x|² (∇²φ ⪰ αI)"),
     "float64": (False, "compute in float64"),
     "checkpoint_every": (None, "steps between checkpoints in DIR (default: each history record)"),
@@ -148,13 +169,17 @@ class Checkpoint(Callback):
     def save(self, run: Run, state: FitState) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.path / "state.eqx.tmp"
-        eqx.tree_serialise_leaves(tmp, (state.potentials, state.states, state.alive))
+        best = state.potentials if state.best is None else state.best
+        eqx.tree_serialise_leaves(tmp, (state.potentials, state.states, state.alive, best))
         tmp.replace(self.path / "state.eqx")  # atomic: a crash mid-write keeps the last one
         meta = {
             "step": int(state.step),
             "run": run_record(run),
             "stopped_at": [int(v) for v in state.stopped_at],
             "history": {k: np.asarray(v).tolist() for k, v in state.history.items()},
+            "best_value": None if state.best is None else np.asarray(state.best_value).tolist(),
+            "best_step": None if state.best is None else np.asarray(state.best_step).tolist(),
+            "early_stop": None if state.early_stop is None else state.early_stop.tolist(),
         }
         (self.path / "checkpoint.json").write_text(json.dumps(meta))
         self.saved_at = state.step
@@ -173,8 +198,8 @@ class Checkpoint(Callback):
                 + "; ".join(changed)
             )
         try:
-            potentials, states, alive = eqx.tree_deserialise_leaves(
-                leaves, (template.potentials, template.states, template.alive)
+            potentials, states, alive, best = eqx.tree_deserialise_leaves(
+                leaves, (template.potentials, template.states, template.alive, template.potentials)
             )
         except Exception as err:
             raise ValueError(
@@ -185,7 +210,16 @@ class Checkpoint(Callback):
         step = int(meta["step"])
         if step > run.steps:
             raise ValueError(f"the checkpoint is at step {step}, beyond steps={run.steps}")
-        return FitState(potentials, states, alive, step, np.asarray(meta["stopped_at"]), history)
+        stopped_at = np.asarray(meta["stopped_at"])
+        if meta.get("best_value") is None:
+            return FitState(potentials, states, alive, step, stopped_at, history)
+        best_value = np.asarray(meta["best_value"], dtype=float)
+        best_step = np.asarray(meta["best_step"], dtype=int)
+        early = meta.get("early_stop")
+        return FitState(
+            *(potentials, states, alive, step, stopped_at, history),
+            *(best, best_value, best_step, None if early is None else np.asarray(early)),
+        )
 
 
 # --- the command line's runs ----------------------------------------------------------
@@ -241,8 +275,12 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
                 target.unlink()
     settings = {k: v for k, (v, _) in FIT_OPTIONS.items()}
     settings.update(given)
-    if settings["source"] is None and (settings["target"] != "gaussian" or settings["standardize"]):
-        raise ValueError("--target and --standardize apply to --source FILE only")
+    if settings["source"] is None and settings["target"] != "gaussian":
+        raise ValueError("--target applies to --source FILE only")
+    if not 0.0 <= settings["validation"] < 0.5:
+        raise ValueError(f"--validation must be in [0, 0.5), got {settings['validation']}")
+    if settings["patience"] < 0:
+        raise ValueError(f"--patience must be ≥ 0, got {settings['patience']}")
     for name, low in (("dim", 1), ("steps", 1), ("checkpoint_every", 1), ("eval_size", 0)):
         if settings[name] is not None and settings[name] < low:
             raise ValueError(f"--{name.replace('_', '-')} must be ≥ {low}, got {settings[name]}")
@@ -253,19 +291,34 @@ def build(settings: dict):
     """``(problem, scheme, divergence, potential)`` from the settings of a run; the
     effective scheme and divergence settings are added to ``settings``."""
     scheme_opts, divergence_opts = setting_options()
-    if settings["source"] is not None:
+    if settings["source"] == "gaussian":
+        problem = gaussian_source_problem(settings["target"], settings["dim"])
+    elif settings["source"] is not None:
         data = load_array(settings["source"], "source")
-        problem = data_problem(data, settings["target"], standardize=settings["standardize"])
+        problem = data_problem(
+            data,
+            settings["target"],
+            standardize=settings["standardize"],
+            validation=settings["validation"],
+        )
     else:
         problem = get_problem(settings["problem"], dim=settings["dim"])
     picked = lambda opts: {k: v for k, v in settings.items() if k in opts}
-    # on resume every stored setting is the scheme's own; on a new run only the given ones
-    scheme = get_scheme(settings["scheme"], **picked(scheme_opts))
+    if settings["divergence"] == "auto":
+        settings["divergence"] = choose_divergence(problem).name
     divergence = get_divergence(settings["divergence"], **picked(divergence_opts))
-    potential = default_potential(
-        problem.dim, tuple(settings["widths"]), settings["strong_convexity"]
-    )
-    settings.update(flat(scheme), **flat(divergence))
+    if settings["scheme"] == "auto":
+        choice = choose(problem, divergence, settings["steps"])
+        given = picked(scheme_opts)
+        scheme = configure(choice.scheme, given, choice.scheme.name) if given else choice.scheme
+        settings.update(scheme=scheme.name, steps=choice.steps, chosen=list(choice.reasons))
+    else:
+        # on resume every stored setting is the scheme's own; on a new run the given ones
+        scheme = get_scheme(settings["scheme"], **picked(scheme_opts))
+    widths = settings["widths"]
+    widths = auto_widths(problem.dim) if widths is None else tuple(widths)
+    potential = default_potential(problem.dim, widths, settings["strong_convexity"])
+    settings.update(flat(scheme), **flat(divergence), widths=list(widths))
     settings["steps"] = settings["steps"] or scheme.default_steps
     return problem, scheme, divergence, potential
 
@@ -300,8 +353,21 @@ def write(result: FitResult, out: Path, settings: dict) -> None:
         "divergence": record(result.divergence),
         "steps": result.steps,
         "batch_size": result.batch_size,
+        "widths": settings.get("widths"),
+        "standardize": settings.get("standardize"),
+        # why the scheme and its settings were chosen, when --scheme auto chose them
+        "chosen": settings.get("chosen"),
         "seeds": list(result.seeds),
         "stopped_at": [int(k) for k in result.stopped_at],  # per seed, −1: ran to the end
+        # the figure that chose each seed's map, that map's step (−1: the last), the step at
+        # which each seed stopped improving (−1: it did not), the last step run
+        "selection": result.selection,
+        "best_step": [int(k) for k in np.atleast_1d(result.best_step)],
+        "early_stop": [int(k) for k in np.atleast_1d(result.early_stop)],
+        "last_step": result.last_step,
+        "validation_size": (
+            None if result.problem.validation is None else int(result.problem.validation.shape[0])
+        ),
         "version": _version,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
@@ -355,8 +421,13 @@ def summary_lines(result: FitResult, out: Path) -> list[str]:
     best = result.best
     figures = ", ".join(f"{m} {float(np.asarray(v)[best]):.4g}" for m, v in result.metrics.items())
     which = f"best seed {result.seeds[best]}: " if result.n_seeds > 1 else ""
+    held = result.problem.validation
+    where = f"on {held.shape[0]} held-out rows, " if held is not None else ""
+    chosen = ""
+    if result.best_step is not None and result.best_step[best] >= 0:
+        chosen = f"map of step {int(result.best_step[best])} of {result.last_step}, "
     lines.append(
-        f"{which}{figures}{', ' if figures else ''}wall time {result.wall_time_s:.1f} s "
-        f"-> {out}/metrics.json, {out}/map.json"
+        f"{which}{where}{figures}{', ' if figures else ''}{chosen}wall time "
+        f"{result.wall_time_s:.1f} s -> {out}/metrics.json, {out}/map.json"
     )
     return lines

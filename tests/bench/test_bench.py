@@ -9,6 +9,7 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -17,9 +18,10 @@ from mongeflow.bench import maps
 from mongeflow.bench.common import SeedEnergyDistance, markdown_table, time_to
 from mongeflow.bench.paper import PAPER, SCORE, better_rows, faithful_rows
 from mongeflow.divergences import KL
-from mongeflow.maps import ICNN, parameter_count, transport
-from mongeflow.metrics import energy_distance
+from mongeflow.maps import ICNN, MongeMap, parameter_count, transport
+from mongeflow.metrics import energy_distance, linear_baseline
 from mongeflow.problems import get_problem
+from mongeflow.problems.base import standardize
 from mongeflow.schemes import Adam, AdamInner, Explicit, Implicit
 from mongeflow.settings import record
 
@@ -112,29 +114,113 @@ def test_common_helpers():
     assert time_to([1.0, 2.0], [2.0, 3.0], 1.0) is None
 
 
-def test_maps_bench_runs_every_registered_scheme():
-    methods = {m.name: m for m in maps.methods(dim=64)}
-    assert list(methods) == list(schemes.SCHEMES)
-    assert methods["natural"].batch_size == 1024 and methods["natural"].steps == 100
-    assert methods["natural"].scheme == schemes.SCHEMES["natural"]
-    assert methods["adam"].scheme == Adam(learning_rate=0.01, decay_steps=500)
-    assert methods["euclidean"].scheme.learning_rate == pytest.approx(0.05 * 8 / 64)
-    inner = AdamInner(steps=50, learning_rate=0.05, decay=True)
-    assert methods["explicit"].scheme == Explicit(tau=0.4, inner=inner)
-    assert methods["implicit"].scheme == Implicit(tau=0.4, inner=inner, identity_start=True)
-    assert all(m.batch_size == maps.BATCH for n, m in methods.items() if n != "natural")
+def test_maps_bench_runs_auto_and_every_registered_scheme():
+    methods = {m.name: m for m in maps.methods()}
+    assert list(methods) == ["auto", *schemes.SCHEMES]
+    assert methods["auto"].scheme is None and methods["auto"].steps is None  # fit's choice
+    for name, scheme in schemes.SCHEMES.items():
+        # the registered value at its default steps
+        assert methods[name].scheme == scheme and methods[name].steps is None
+    assert set(maps.method_names()) == {*maps.GROUPS, *schemes.SCHEMES}
 
 
 def test_a_registered_scheme_joins_the_maps_bench_with_no_other_edit(monkeypatch):
     extra = Adam(learning_rate=0.02)
     monkeypatch.setattr(schemes, "SCHEMES", {**schemes.SCHEMES, "adam2": extra})
     methods = {m.name: m for m in maps.methods(scale=0.05)}
-    assert set(methods) == set(schemes.SCHEMES)
-    # no budget of its own: its registered value, its default steps (scaled), the batch
+    assert set(methods) == {"auto", *schemes.SCHEMES}
     assert methods["adam2"].scheme == extra
     assert methods["adam2"].steps == round(extra.default_steps * 0.05)
-    assert methods["adam2"].batch_size == maps.BATCH
-    assert methods["adam"].scheme == Adam(learning_rate=0.01, decay_steps=25)
+    assert "adam2" in maps.method_names()
+
+
+def test_maps_figures_of_a_map_agree_with_evaluate():
+    # the entropic map's figures (a map, not a potential) are drawn and computed as
+    # metrics.evaluate computes a potential's: checked on the linear baseline
+    problem = get_problem("dense-potential", dim=3)
+    key = jax.random.key(3)
+    linear = linear_baseline(problem, jax.random.key(4))
+    by_potential = maps.potential_figures(problem, linear, key, 200)
+    by_map = maps.map_figures(problem, lambda x: transport(linear, x), key, 200, jax.grad(linear))
+    for name in ("l2_uvp", "energy_distance", "objective"):
+        assert by_map[name] == pytest.approx(by_potential[name], rel=1e-4, abs=1e-6), name
+
+
+def test_maps_potentials_in_the_datas_units():
+    # Φ(x) = s φ((x − m)/s): ∇Φ(x) = ∇φ(z), the map MongeMap reports for a fit
+    posed = standardize(get_problem("dense-potential", dim=2))
+    phi = ICNN(2, jax.random.key(0), widths=(8,))
+    x = get_problem("dense-potential", dim=2).source.sample(jax.random.key(1), 5)
+    z = (x - posed.shift[None, :]) / posed.scale
+    mapped = transport(maps.in_units(phi, posed), x)
+    np.testing.assert_allclose(mapped, transport(phi, z), rtol=1e-5, atol=1e-5)
+    reported = MongeMap(phi, shift=posed.shift, scale=posed.scale).transport(x)
+    np.testing.assert_allclose(mapped, reported, rtol=1e-5, atol=1e-5)
+
+
+def test_neural_dual_map_is_the_gradient_of_the_source_potential():
+    pytest.importorskip("flax")
+    import warnings
+
+    from ott.neural.methods.neuraldual import W2NeuralDual
+
+    with warnings.catch_warnings(), jax.numpy_rank_promotion("allow"):
+        warnings.simplefilter("ignore", UserWarning)
+        solver = W2NeuralDual(2, rng=jax.random.key(0))
+    # a non-trivial f: its parameters moved at random
+    leaves, tree = jax.tree_util.tree_flatten(solver.state_f.params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    leaves = [a + 0.3 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys, strict=True)]
+    params = jax.tree_util.tree_unflatten(tree, leaves)
+    solver.state_f = solver.state_f.replace(params=params)
+    f = solver.state_f.potential_value_fn(params)
+    x = jax.random.normal(jax.random.key(2), (7, 2))
+    with jax.numpy_rank_promotion("allow"):
+        grad_f = jax.vmap(jax.grad(f))(x)
+    ours = transport(maps.NeuralDualPotential(params, solver.state_f.potential_value_fn), x)
+    np.testing.assert_allclose(ours, grad_f, rtol=1e-5, atol=1e-5)
+    assert float(jnp.max(jnp.abs(grad_f - x))) > 0.1  # not the identity
+    # OTT-JAX's own forward transport is halfway, (x + ∇f(x))/2 (the twist of |x − y|²)
+    with jax.numpy_rank_promotion("allow"):
+        ott = solver.to_dual_potentials(finetune_g=False).transport(x)
+    np.testing.assert_allclose(ott, 0.5 * (x + grad_f), rtol=1e-4, atol=1e-5)
+
+
+def test_neural_dual_budgets_stop_at_their_end_or_at_the_cap():
+    now = [0.0]
+    clock = lambda: now[0]
+
+    def advance(first, count):  # 1 s per iteration, after a 5 s compilation
+        now[0] += count + (5.0 if first == 0 else 0.0)
+        return first + count
+
+    budgets = [
+        maps.Budget("short", 20, None),
+        maps.Budget("same-time", None, 12.0),
+        maps.Budget("long", 1000, None),
+    ]
+    reached, curve = maps.run_budgets(advance, float, budgets, time_cap=30.0, clock=clock)
+    assert reached["short"]["iterations"] == 20 and not reached["short"]["capped"]
+    assert reached["same-time"]["time"] == pytest.approx(12.0, abs=0.5)
+    assert not reached["same-time"]["capped"]
+    assert reached["long"]["capped"] and reached["long"]["time"] >= 30.0
+    assert reached["long"]["iterations"] < 1000
+    assert reached["long"]["state"] == reached["long"]["iterations"]
+    # the curve: one point per chunk, chunks of at most CHUNK_SECONDS after the first
+    assert curve["time_s"] == sorted(curve["time_s"]) and len(curve["time_s"]) >= 14
+    assert reached["long"]["points"] == len(curve["time_s"])
+
+
+def test_maps_bench_needs_the_bench_extra_for_neural_dual(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "flax" else real(name, *a)
+    )
+    assert "pip install -e '.[bench]'" in maps.missing_neural_dual()
+    with pytest.raises(ImportError, match="flax"):
+        maps.run_maps(tmp_path, methods_=["identity", "neural-dual"], progress=False)
 
 
 def test_bench_paper_quick_writes_results(tmp_path):
@@ -177,31 +263,43 @@ def test_bench_paper_rejects_unknown_rows(tmp_path):
 @pytest.mark.slow
 def test_bench_maps_quick_writes_results(tmp_path):
     out = tmp_path / "maps"
-    r = run(
-        "bench",
-        "maps",
-        "--quick",
-        "--problems",
-        "known-potential",
-        "--quiet",
-        "--out",
-        str(out),
-    )
+    # a registered scheme takes fit's code path, as auto does: auto stands for them here
+    rows = ["identity", "linear", "entropic-map", "neural-dual", "auto"]
+    r = run("bench", "maps", "--quick", "--methods", *rows, "--quiet", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
     (run_,) = results["runs"]
-    assert run_["problem"] == "known-potential" and run_["dim"] == 2
-    expected = {*schemes.SCHEMES, "ou-flow (unconstrained)"}
-    assert expected <= set(run_["methods"])
-    for m in run_["methods"].values():
-        assert np.isfinite(m["l2_uvp"]) and np.isfinite(m["energy_distance"])
-        assert m["wall_time_s"] > 0
-    assert run_["methods"]["natural"]["settings"]["scheme"] == record(schemes.SCHEMES["natural"])
+    assert run_["problem"] == "dense-potential" and run_["dim"] == 2
+    names = list(run_["methods"])
+    assert names == [
+        maps.IDENTITY,
+        maps.LINEAR,
+        maps.ENTROPIC,
+        *maps.ND_ROWS.values(),
+        "auto",
+    ]
+    for name, m in run_["methods"].items():
+        assert np.isfinite(m["l2_uvp"]) and np.isfinite(m["energy_distance"]), name
+        assert m["objective"] is not None and np.isfinite(m["objective"]), name
+        assert m["wall_time_s"] > 0 or name == maps.IDENTITY
+    nd = run_["methods"][maps.ND_ROWS["default"]]
+    assert nd["settings"]["iterations"] == maps.QUICK_ND_ITERS
+    assert nd["settings"]["icnn_widths"] == [64, 64, 64, 64]
+    long = run_["methods"][maps.ND_ROWS["long"]]
+    assert long["settings"]["iterations"] == 4 * maps.QUICK_ND_ITERS or "cap" in long["note"]
+    auto = run_["methods"]["auto"]
+    assert auto["settings"]["scheme"]["name"] == "adam" and "curve" in auto
     assert (out / "l2_uvp_vs_time.png").stat().st_size > 0
-    assert "| known-potential | 2 | natural |" in (out / "table.md").read_text()
+    table = (out / "table.md").read_text()
+    assert "## dense-potential, d = 2" in table and "| auto |" in table
 
 
-def test_bench_maps_rejects_unknown_problem(tmp_path):
+def test_bench_maps_rejects_bad_requests(tmp_path):
     r = run("bench", "maps", "--problems", "nope", "--out", str(tmp_path / "x"), "--quiet")
     assert r.returncode == 2
     assert "unknown problem" in r.stderr and "Traceback" not in r.stderr
+    # the CLI prints these ValueErrors as one line too
+    with pytest.raises(ValueError, match="no known map"):
+        maps.run_maps(tmp_path, problems=["paper-gmm"], progress=False)
+    with pytest.raises(ValueError, match="unknown method 'magic'"):
+        maps.run_maps(tmp_path, methods_=["magic"], progress=False)

@@ -282,6 +282,10 @@ def run_paper(
                 log_every=row.steps,
                 eval_size=200,
                 final_eval_size=0,
+                # the paper's setting: its coordinates, its last map, every step
+                standardize=False,
+                keep_best=False,
+                patience=None,
             )
             trained = time.perf_counter()
             ed = scorer(res.potentials)

@@ -173,6 +173,42 @@ class ICNN(Potential):
             out = out + 0.5 * self.strong_convexity * jnp.sum(x**2)
         return out
 
+    def hessian(self, x: Array) -> Array:
+        """∇²φ(x) in closed form, for one sample.
+
+        Every layer is affine in (z_k, x) followed by the elementwise σ, so
+
+            ∇²φ(x) = Σ_k J_kᵀ diag(g_k ⊙ σ''(a_k)) J_k + Q + α I,
+
+        with a_k the pre-activations, J_k = da_k/dx (J_1 = W_0,
+        J_{k+1} = W^z_k diag(σ'(a_k)) J_k + W^x_k), g_k = ∂φ/∂z_k (g_L = w_out,
+        g_k = W^z_kᵀ (σ'(a_{k+1}) ⊙ g_{k+1})) and Q the quadratic term's matrix. It costs
+        O(w² d + w d²) per layer of width w, and its derivatives in θ are several times
+        cheaper than those of the autodiff Hessian (d = 64, widths 64, a batch of 256:
+        see ``tests/maps``).
+        """
+        a = [self.input_weight @ x + self.input_bias]
+        jac = [self.input_weight]
+        for wz, wx, b in zip(self.z_weights, self.x_weights, self.biases, strict=True):
+            wz = self._nonneg(wz)
+            s1 = jax.nn.sigmoid(a[-1])
+            jac.append(wz @ (s1[:, None] * jac[-1]) + wx)
+            a.append(wz @ jax.nn.softplus(a[-1]) + wx @ x + b)
+        g = self._nonneg(self.out_weight)
+        hess = jnp.zeros((x.shape[0], x.shape[0]), x.dtype)
+        for k in range(len(a) - 1, -1, -1):
+            s1 = jax.nn.sigmoid(a[k])
+            curvature = g * s1 * (1.0 - s1)  # g_k ⊙ σ''(a_k)
+            hess = hess + jac[k].T @ (curvature[:, None] * jac[k])
+            if k > 0:
+                g = self._nonneg(self.z_weights[k - 1]).T @ (s1 * g)
+        if self.quad_diag is not None:
+            hess = hess + jnp.diag(jax.nn.softplus(self.quad_diag))
+            hess = hess + self.quad_factor @ self.quad_factor.T
+        if self.strong_convexity:
+            hess = hess + self.strong_convexity * jnp.eye(x.shape[0], dtype=x.dtype)
+        return hess
+
     def _constrained(self) -> list[Array]:
         return [*self.z_weights, self.out_weight]
 

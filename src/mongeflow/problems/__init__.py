@@ -15,13 +15,29 @@ from mongeflow.problems.base import (
     Source,
     Target,
 )
-from mongeflow.problems.builtin import KnownPotentialSource, gaussian, known_potential, paper_gmm
+from mongeflow.problems.builtin import (
+    KnownPotentialSource,
+    dense_potential,
+    gaussian,
+    known_potential,
+    paper_gmm,
+)
 from mongeflow.problems.gaussian import affine_flow, bures_map, gaussian_kl
+from mongeflow.problems.posterior import (
+    logistic_cancer,
+    logistic_regression,
+    logistic_wine,
+    posterior_errors,
+    posterior_reference,
+)
 
 PROBLEMS: dict[str, Callable[..., Problem]] = {
     "paper-gmm": paper_gmm,
     "gaussian": gaussian,
     "known-potential": known_potential,
+    "dense-potential": dense_potential,
+    "logistic-wine": logistic_wine,
+    "logistic-cancer": logistic_cancer,
 }
 
 
@@ -51,9 +67,15 @@ __all__ = [
     "Target",
     "affine_flow",
     "bures_map",
+    "dense_potential",
     "gaussian",
     "gaussian_kl",
     "get_problem",
     "known_potential",
+    "logistic_cancer",
+    "logistic_regression",
+    "logistic_wine",
     "paper_gmm",
+    "posterior_errors",
+    "posterior_reference",
 ]

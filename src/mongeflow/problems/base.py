@@ -345,6 +345,11 @@ class Problem(eqx.Module):
         true_map: T*: [d] -> [d] for one sample, or ``None``.
         shift: the data's mean m ``[d]``, or ``None`` (no standardisation).
         scale: the data's overall scale s.
+        validation: held-out source samples ``[n_val, d]`` (in the problem's coordinates),
+            never trained on: the metrics, the choice of the best map and early stopping
+            use them. ``None`` when the source can be sampled afresh.
+        validation_target: held-out target samples ``[m_val, d]`` for a target known by
+            samples, or ``None``.
     """
 
     name: str = eqx.field(static=True)
@@ -353,6 +358,8 @@ class Problem(eqx.Module):
     true_map: Callable[[Array], Array] | None = None
     shift: Array | None = None
     scale: float = eqx.field(static=True, default=1.0)
+    validation: Array | None = None
+    validation_target: Array | None = None
 
     def __check_init__(self):
         if self.source.dim != self.target.dim:
@@ -364,3 +371,92 @@ class Problem(eqx.Module):
     @property
     def dim(self) -> int:
         return self.source.dim
+
+
+class StandardizedSource(Source):
+    """μ0 seen in standardised coordinates z = (x − m)/s: the law of (X − m)/s, X ~ ``inner``.
+
+    Its log-density is log ρ0(m + s z) + d log s, and when ``inner`` draws exact pairs
+    (x, T*(x)) (``sample_with_map``), so does this source, as (z, T*(x)).
+    """
+
+    inner: Source
+    shift: Array
+    scale: float = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+
+    def __init__(self, inner: Source, shift, scale: float):
+        self.inner, self.dim = inner, inner.dim
+        self.shift, self.scale = jnp.asarray(shift), float(scale)
+
+    def sample(self, key: Array, n: int) -> Array:
+        return (self.inner.sample(key, n) - self.shift[None, :]) / self.scale
+
+    @property
+    def has_log_prob(self) -> bool:
+        return self.inner.has_log_prob
+
+    def log_prob(self, z: Array) -> Array:
+        return self.inner.log_prob(self.shift + self.scale * z) + self.dim * jnp.log(self.scale)
+
+    def __getattr__(self, name):
+        if name == "sample_with_map" and hasattr(self.inner, "sample_with_map"):
+
+            def sample_with_map(key: Array, n: int) -> tuple[Array, Array]:
+                x, y = self.inner.sample_with_map(key, n)
+                return (x - self.shift[None, :]) / self.scale, y
+
+            return sample_with_map
+        raise AttributeError(name)
+
+
+class _InUnits(eqx.Module):
+    """z ↦ T*(m + s z): a map of the data's units seen from standardised coordinates."""
+
+    true_map: Callable[[Array], Array]
+    shift: Array
+    scale: float = eqx.field(static=True)
+
+    def __call__(self, z: Array) -> Array:
+        return self.true_map(self.shift + self.scale * z)
+
+
+def standardize(problem: Problem, key: Array | None = None, n: int = 10_000) -> Problem:
+    """``problem`` posed in z = (x − m)/s, with m the source's mean and s one overall scale,
+    sqrt(mean |x − m|² / d), both estimated from ``n`` source samples.
+
+    One scale for every coordinate keeps a Brenier map a Brenier map (T(x) = ∇φ((x − m)/s)
+    with φ convex), so the map learnt in z is reported in the data's units through
+    ``shift`` and ``scale`` (see :class:`~mongeflow.maps.MongeMap`). A problem that is
+    already standardised comes back unchanged.
+    """
+    if problem.shift is not None:
+        return problem
+    key = jax.random.key(2024) if key is None else key
+    if isinstance(problem.source, EmpiricalSource):  # every row, once
+        x = np.asarray(problem.source.data, dtype=np.float64)
+    else:
+        x = np.asarray(problem.source.sample(key, n), dtype=np.float64)
+    shift = x.mean(axis=0)
+    scale = float(np.sqrt(np.mean(np.sum((x - shift) ** 2, axis=1)) / problem.dim))
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"cannot standardise {problem.name}: its source has no spread")
+    dtype = jnp.zeros(()).dtype
+    shift = jnp.asarray(shift, dtype)
+    held = problem.validation
+    held = None if held is None else (held - shift[None, :]) / scale
+    true_map = None if problem.true_map is None else _InUnits(problem.true_map, shift, scale)
+    if isinstance(problem.source, EmpiricalSource):
+        source = EmpiricalSource((problem.source.data - shift[None, :]) / scale)
+    else:
+        source = StandardizedSource(problem.source, shift, scale)
+    return Problem(
+        problem.name,
+        source,
+        problem.target,
+        true_map,
+        shift=shift,
+        scale=scale,
+        validation=held,
+        validation_target=problem.validation_target,
+    )

@@ -1,0 +1,39 @@
+"""The settings chosen automatically, and a small hard case where they beat the linear map."""
+
+import numpy as np
+
+import mongeflow as mf
+from mongeflow.auto import AUTO_STEPS, choose
+from mongeflow.divergences import KL
+from mongeflow.maps.default import auto_widths
+
+
+def test_widths_grow_with_the_dimension():
+    assert auto_widths(2) == auto_widths(32) == (64, 64)
+    assert auto_widths(64) == (128, 128)
+
+
+def test_a_loss_gets_adam_with_a_rate_decaying_over_the_run():
+    c = choose(mf.get_problem("dense-potential", dim=8), KL())
+    assert c.scheme.name == "adam" and c.steps == AUTO_STEPS
+    assert c.scheme.decay_steps == AUTO_STEPS and c.scheme.learning_rate == 0.1
+    assert c.widths == (64, 64)
+    c = choose(mf.get_problem("dense-potential", dim=8), KL(), steps=300)
+    assert c.steps == c.scheme.decay_steps == 300
+
+
+def test_a_velocity_only_divergence_gets_the_explicit_scheme():
+    surrogate = KL(gradient="entropic")  # its loss has the right gradient, not F's value
+    assert choose(mf.get_problem("gaussian", dim=2), surrogate).scheme.name == "explicit"
+
+
+def test_default_fit_beats_the_linear_map_on_a_hard_problem():
+    """dense-potential at d = 4 (the linear map: 6.6 % L2-UVP); the default fit, capped at 400
+    steps, must be below 0.6 × the linear map's figure on the same held-out pairs."""
+    res = mf.fit("dense-potential", dim=4, steps=400, final_eval_size=5000)
+    assert res.scheme.name == "adam"
+    ours, linear = res.metrics["l2_uvp"][0], res.metrics["linear_l2_uvp"][0]
+    assert linear > 5.0
+    assert ours < 0.6 * linear, (ours, linear)
+    assert np.isfinite(res.metrics["objective"][0])
+    assert res.metrics["objective"][0] < res.metrics["linear_objective"][0]

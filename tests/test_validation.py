@@ -1,0 +1,117 @@
+"""Held-out figures: the validation split of data, standardisation, the best map kept and
+early stopping."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mongeflow as mf
+from mongeflow.fit import FitWarning
+from mongeflow.io import DataWarning, InputError, data_problem
+from mongeflow.metrics import energy_distance, energy_distance_floor, evaluate
+from mongeflow.problems.base import Gaussian, Problem, StandardizedSource, standardize
+
+
+def test_data_split_is_disjoint_and_standardised_from_training_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)) * 4.0 + 7.0
+    p = data_problem(x, validation=0.25)
+    train = np.asarray(p.source.data) * p.scale + np.asarray(p.shift)
+    held = np.asarray(p.validation) * p.scale + np.asarray(p.shift)
+    assert train.shape == (150, 3) and held.shape == (50, 3)
+    both = np.concatenate([train, held])
+    # a partition of the rows: each row of x comes back exactly once
+    dist = np.linalg.norm(both[:, None, :] - x[None, :, :], axis=-1)
+    assert np.all(dist.min(1) < 1e-3) and len(set(dist.argmin(1))) == 200
+    # m and s come from the training rows only
+    np.testing.assert_allclose(np.asarray(p.shift), train.mean(0), rtol=1e-5)
+    assert abs(np.mean(np.asarray(p.source.data) ** 2) - 1.0) < 1e-4
+    assert data_problem(x, validation=0.0).validation is None
+    with pytest.raises(InputError, match="validation fraction"):
+        data_problem(x, validation=0.6)
+    with pytest.raises(InputError, match="too few"):
+        data_problem(x[:2], validation=0.4)
+
+
+def test_features_of_very_different_scales_are_warned_about():
+    x = np.random.default_rng(1).normal(size=(100, 2)) * [1.0, 500.0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data_problem(x)
+    assert any(issubclass(w.category, DataWarning) for w in caught)
+
+
+def test_target_samples_are_split_too():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(100, 2)), rng.normal(size=(300, 2)) + 3.0
+    p = data_problem(x, mf.EmpiricalTarget(y))
+    assert p.target.data.shape == (270, 2) and p.validation_target.shape == (30, 2)
+
+
+def test_final_metrics_use_the_held_out_rows():
+    rng = np.random.default_rng(3)
+    p = data_problem(rng.normal(size=(400, 2)) * 2.0 + 1.0, validation=0.1)
+    res = mf.fit(p, mf.Adam(), steps=20, final_eval_size=5000)
+    direct = evaluate(p, res.select(0), jax.random.key(0), 5000)
+    # every figure is computed on the 40 held-out rows, whatever the key
+    assert res.metrics["transport_cost"][0] == pytest.approx(float(direct["transport_cost"]))
+    assert res.metrics["objective"][0] == pytest.approx(float(direct["objective"]), rel=1e-5)
+
+
+def test_energy_distance_floor_matches_two_independent_samples():
+    key = jax.random.key(0)
+    n = 400
+    y = jax.random.normal(jax.random.fold_in(key, 0), (n, 2))
+    eds = [
+        float(energy_distance(jax.random.normal(jax.random.fold_in(key, i + 1), (n, 2)), y))
+        for i in range(30)
+    ]
+    floor = float(energy_distance_floor(y, n))
+    assert 0.6 * floor < np.mean(eds) < 1.6 * floor
+
+
+def test_standardize_keeps_the_known_map_and_the_density():
+    raw = mf.get_problem("dense-potential", dim=4)
+    p = standardize(raw)
+    assert isinstance(p.source, StandardizedSource)
+    z, y = p.source.sample_with_map(jax.random.key(0), 4000)
+    assert abs(float(jnp.mean(z))) < 0.05 and abs(float(jnp.mean(z**2)) - 1.0) < 0.05
+    np.testing.assert_allclose(jax.vmap(p.true_map)(z[:20]), y[:20], atol=1e-4)
+    g = Problem("g", Gaussian(jnp.array([2.0, -1.0]), 9.0), Gaussian.standard(2))
+    s = standardize(g, n=50_000)
+    zz = jnp.array([0.3, -0.7])
+    # the law of (X − m)/s for X ~ N(m, 9 I) is N(0, I) when s ≈ 3
+    assert float(s.source.log_prob(zz)) == pytest.approx(
+        float(Gaussian.standard(2).log_prob(zz)), abs=0.02
+    )
+    assert standardize(p) is p
+
+
+def test_a_fit_that_gets_worse_keeps_its_best_map_warns_and_stops_early():
+    # gradient *ascent* on F: every step makes the map worse, so the best map is the start
+    problem = mf.get_problem("gaussian", dim=2)
+    with pytest.warns(FitWarning, match="got worse"):
+        res = mf.fit(
+            problem, mf.Euclidean(learning_rate=-0.05), steps=200, log_every=10, patience=3
+        )
+    assert res.best_step[0] == 0
+    assert res.early_stop[0] == 30 and res.last_step == 30  # 3 records without a new best
+    x = jnp.ones((2, 2))
+    # the returned map is the initial one: T = id in the problem's coordinates
+    p = standardize(problem)
+    z = (x - p.shift[None, :]) / p.scale
+    np.testing.assert_allclose(res.map().transport(x), z, atol=1e-5)
+    # without keep_best the last (worse) map comes back
+    last = mf.fit(
+        problem,
+        mf.Euclidean(learning_rate=-0.05),
+        steps=30,
+        keep_best=False,
+        patience=None,
+        final_eval_size=2000,
+    )
+    worse = last.metrics["objective"][0]
+    assert not np.isfinite(worse) or worse > res.metrics["objective"][0] + 0.1
