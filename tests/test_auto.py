@@ -17,6 +17,7 @@ def test_a_loss_gets_adam_with_a_rate_decaying_over_the_run():
     c = choose(mf.get_problem("dense-potential", dim=8), KL())
     assert c.scheme.name == "adam" and c.steps == AUTO_STEPS
     assert c.scheme.decay_steps == AUTO_STEPS and c.scheme.learning_rate == 0.1
+    assert choose(mf.get_problem("dense-potential", dim=64), KL()).scheme.learning_rate == 0.025
     assert c.widths == (64, 64)
     c = choose(mf.get_problem("dense-potential", dim=8), KL(), steps=300)
     assert c.steps == c.scheme.decay_steps == 300
