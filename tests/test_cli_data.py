@@ -91,7 +91,10 @@ def test_fit_apply_inverse_sample_density(files, tmp_path):
 
 
 def test_resume_through_the_cli(files, tmp_path):
+    # the same record steps in both runs (--log-every): the best map is chosen among them
     common = [
+        "--log-every",
+        "5",
         "--source",
         str(files / "x.npy"),
         "--scheme",
@@ -139,7 +142,7 @@ def test_resume_through_the_cli(files, tmp_path):
         (["--scheme", "sgd"], "valid schemes: euclidean"),
         (["--source", "{d}/two.npz"], "two.npz:KEY"),
         (["--source", "{d}/two.npz:c"], "a, b"),
-        (["--source", "{d}/x.npy", "--batch-size", "900"], "larger than the 800 samples"),
+        (["--source", "{d}/x.npy", "--batch-size", "900"], "larger than the 720 training samples"),
         (["--source", "{d}/x.npy", "--scheme", "adam", "--tau", "0.1"], "has no setting tau"),
     ],
 )

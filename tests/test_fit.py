@@ -90,13 +90,15 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(TypeError, match="data_problem"):
         mf.fit(np.zeros((10, 2)), "adam")
     data = np.random.default_rng(0).normal(size=(10, 2))
-    with pytest.raises(ValueError, match="larger than the 10 samples"):
-        mf.fit(mf.data_problem(data), "adam", batch_size=11)
+    with pytest.raises(ValueError, match="larger than the 10 training samples"):
+        mf.fit(mf.data_problem(data, validation=0.0), "adam", batch_size=11)
+    with pytest.raises(ValueError, match="larger than the 9 training samples"):
+        mf.fit(mf.data_problem(data), "adam", batch_size=10)  # one row held out
     samples_only = mf.Problem(
         "samples", mf.Gaussian.standard(2), mf.EmpiricalTarget(np.zeros((5, 2)))
     )
     with pytest.raises(ValueError, match="needs the target's potential V"):
-        mf.fit(samples_only, "adam")
+        mf.fit(samples_only, "adam", "kl")
 
 
 def test_independent_batched_lapack_calls_do_not_deadlock():

@@ -66,7 +66,7 @@ def test_key_names_the_array_in_data_errors(tmp_path):
 
 def test_data_problem_standardises(tmp_path):
     x = samples(500)
-    problem = data_problem(x, standardize=True, name="cloud")
+    problem = data_problem(x, standardize=True, validation=0.0, name="cloud")
     assert problem.name == "cloud" and problem.dim == 2
     assert isinstance(problem.source, EmpiricalSource) and isinstance(problem.target, Gaussian)
     z = np.asarray(problem.source.data, dtype=np.float64)
@@ -82,7 +82,7 @@ def test_data_problem_standardises(tmp_path):
 
 def test_data_problem_without_standardisation():
     x = samples()
-    problem = data_problem(x)
+    problem = data_problem(x, standardize=False, validation=0.0)
     assert problem.shift is None and problem.scale == 1.0
     np.testing.assert_allclose(problem.source.data, x, rtol=1e-6)
 
@@ -106,7 +106,7 @@ def test_data_problem_targets(tmp_path):
     assert isinstance(problem.target, PotentialTarget)
     assert problem.target.origin == (str((tmp_path / "v.py").resolve()), "V")
     with pytest.raises(InputError, match="not convex at the data"):
-        data_problem(x, f"{tmp_path}/v.py:V")
+        data_problem(x, f"{tmp_path}/v.py:V", standardize=False)
 
 
 def test_data_problem_rejects_bad_data():

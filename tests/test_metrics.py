@@ -64,9 +64,11 @@ def test_energy_distance_is_translation_invariant_in_float32(key, shift):
 
 def test_linear_baseline_is_the_bures_map():
     """On Gaussian → Gaussian the baseline is the exact Monge map, up to the moments'
-    sampling error; γ known by samples only works too; a V without samples gives None."""
+    sampling error; γ known by samples only works too, and so does a γ known only by V
+    (through its Laplace moments)."""
     import mongeflow as mf
     from mongeflow.metrics import evaluate, linear_baseline
+    from mongeflow.problems import bures_map
 
     problem = mf.get_problem("gaussian", dim=3)
     base = linear_baseline(problem, jax.random.key(0), n=20_000)
@@ -77,5 +79,8 @@ def test_linear_baseline_is_the_bures_map():
     by_samples = mf.Problem("s", problem.source, mf.EmpiricalTarget(samples))
     base = linear_baseline(by_samples, jax.random.key(0), n=20_000)
     np.testing.assert_allclose(np.asarray(base.A), true_A, atol=0.08)
+    # γ known only by V = |y|²/2: the Laplace moments N(0, I), so the Bures map to N(0, I)
     only_v = mf.Problem("v", problem.source, mf.PotentialTarget(lambda y: y @ y / 2, 3))
-    assert linear_baseline(only_v, jax.random.key(0)) is None
+    base = linear_baseline(only_v, jax.random.key(0), n=20_000)
+    cov0 = np.asarray(problem.source.cov, np.float64)
+    np.testing.assert_allclose(np.asarray(base.A), bures_map(cov0, np.eye(3)), atol=0.08)

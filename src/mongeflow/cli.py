@@ -80,7 +80,15 @@ def _parser() -> argparse.ArgumentParser:
             f.add_argument(flag, action="store_true", default=None, help=text)
         elif isinstance(default, list):
             f.add_argument(flag, type=int, nargs="+", default=None, help=shown)
-        elif dest in ("dim", "steps", "batch_size", "checkpoint_every", "eval_size", "patience"):
+        elif dest in (
+            "dim",
+            "steps",
+            "batch_size",
+            "checkpoint_every",
+            "eval_size",
+            "patience",
+            "log_every",
+        ):
             f.add_argument(flag, type=int, default=None, help=shown)
         elif dest in ("strong_convexity", "validation"):
             f.add_argument(flag, type=float, default=None, help=shown)
@@ -207,6 +215,7 @@ def cmd_fit(args) -> int:
                 callbacks=callbacks,
                 final_eval_size=settings["eval_size"],
                 patience=settings["patience"] or None,
+                log_every=settings["log_every"],
                 standardize=settings["standardize"],
             )
         except FitInterrupted as err:

@@ -621,7 +621,8 @@ def _batch_size(problem: Problem, batch_size: int | None) -> int:
         raise ValueError(f"batch_size must be ≥ 2, got {batch_size}")
     if n is not None and batch_size > n:
         raise ValueError(
-            f"batch_size {batch_size} is larger than the {n} samples of the data; use at most {n}"
+            f"batch_size {batch_size} is larger than the {n} training samples of the data "
+            f"(those left after the validation split); use at most {n}"
         )
     return int(batch_size)
 

@@ -75,12 +75,13 @@ FIT_OPTIONS = {
     "widths": (None, "ICNN hidden widths (default: (64, 64) up to d = 32, (2d, 2d) above)"),
     "strong_convexity": (0.0, "α of an added (α/2)|x|² (∇²φ ⪰ αI)"),
     "float64": (False, "compute in float64"),
+    "log_every": (None, "steps between history records (default: about 20 records)"),
     "checkpoint_every": (None, "steps between checkpoints in DIR (default: each history record)"),
     "eval_size": (10_000, "fresh samples of each side for the final metrics (0: none)"),
     "keep": ("all", "with several seeds: save every seed's map (all) or only the best's"),
 }
 #: options that may differ when a run is resumed
-RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every"}
+RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every", "log_every"}
 
 
 def setting_options() -> tuple[dict, dict]:
@@ -281,7 +282,13 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
         raise ValueError(f"--validation must be in [0, 0.5), got {settings['validation']}")
     if settings["patience"] < 0:
         raise ValueError(f"--patience must be ≥ 0, got {settings['patience']}")
-    for name, low in (("dim", 1), ("steps", 1), ("checkpoint_every", 1), ("eval_size", 0)):
+    for name, low in (
+        ("dim", 1),
+        ("steps", 1),
+        ("checkpoint_every", 1),
+        ("log_every", 1),
+        ("eval_size", 0),
+    ):
         if settings[name] is not None and settings[name] < low:
             raise ValueError(f"--{name.replace('_', '-')} must be ≥ {low}, got {settings[name]}")
     return settings
