@@ -1,6 +1,7 @@
 """The settings chosen automatically, and a small hard case where they beat the linear map."""
 
 import numpy as np
+import pytest
 
 import mongeflow as mf
 from mongeflow.auto import AUTO_STEPS, choose
@@ -38,3 +39,14 @@ def test_default_fit_beats_the_linear_map_on_a_hard_problem():
     assert ours < 0.6 * linear, (ours, linear)
     assert np.isfinite(res.metrics["objective"][0])
     assert res.metrics["objective"][0] < res.metrics["linear_objective"][0]
+
+
+def test_a_velocity_only_divergence_gets_the_explicit_scheme_with_small_steps():
+    from mongeflow.auto import DRIFT_STEPS, DRIFT_TAU, choose
+
+    problem = mf.get_problem("gaussian-pair", dim=3, n=500)
+    c = choose(problem, mf.Drift())
+    assert c.scheme.name == "explicit" and c.scheme.tau == DRIFT_TAU and c.steps == DRIFT_STEPS
+    assert DRIFT_TAU * DRIFT_STEPS == pytest.approx(mf.Explicit().tau * mf.Explicit.default_steps)
+    # a divergence with a loss gets Adam, on a sample target too
+    assert choose(problem, mf.EnergyDistance()).scheme.name == "adam"

@@ -64,6 +64,9 @@ def test_fit_writes_metrics_and_figures(tmp_path):
         "2",
         "--scheme",
         "natural",
+        "--widths",
+        "16",
+        "16",
         "--steps",
         "60",
         "--quiet",
@@ -71,6 +74,7 @@ def test_fit_writes_metrics_and_figures(tmp_path):
         str(out),
     )
     assert r.returncode == 0, r.stderr
+    assert json.loads((out / "run.json").read_text())["settings"]["widths"] == [16, 16]
     metrics = json.loads((out / "metrics.json").read_text())
     for k in ("energy_distance", "l2_uvp", "kl", "wall_time_s"):
         assert k in metrics
@@ -106,7 +110,8 @@ def test_a_diverging_fit_stops_at_its_last_finite_map(tmp_path):
     out = tmp_path / "run"
     r = run(
         "fit", "--problem", "gaussian", "--scheme", "euclidean", "--learning-rate", "1e6",
-        "--steps", "100", "--checkpoint-every", "5", "--quiet", "--out", str(out),
+        "--widths", "16", "16", "--steps", "100", "--checkpoint-every", "5", "--quiet",
+        "--out", str(out),
     )  # fmt: skip
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert "non-finite loss or map at step" in r.stderr and "--float64" in r.stderr
@@ -116,7 +121,7 @@ def test_a_diverging_fit_stops_at_its_last_finite_map(tmp_path):
     assert 0 <= stopped < checkpoint["step"] < 100  # it ended early, right after the failure
     x = np.random.default_rng(0).normal(size=(50, 2))
     np.save(tmp_path / "x.npy", x)
-    r = run(
+    r = run_here(
         "apply", str(out), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")
     )
     assert r.returncode == 0, r.stderr

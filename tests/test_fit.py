@@ -25,7 +25,13 @@ def test_every_scheme_has_a_budget():
     assert set(SCHEME_BUDGETS) == set(mf.SCHEMES)
 
 
-@pytest.mark.parametrize("name", list(SCHEME_BUDGETS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in ("natural", "euclidean") else n
+        for n in SCHEME_BUDGETS
+    ],
+)
 def test_scheme_reaches_stated_l2_uvp_on_gaussian(name):
     scheme, steps, bound = SCHEME_BUDGETS[name]
     res = mf.fit("gaussian", scheme, dim=2, steps=steps, seed=[0, 1], final_eval_size=5000)
@@ -37,6 +43,7 @@ def test_scheme_reaches_stated_l2_uvp_on_gaussian(name):
     assert np.mean(res.history["l2_uvp"][-1]) < np.mean(res.history["l2_uvp"][0])
 
 
+@pytest.mark.slow
 def test_seeds_are_independent_and_reproducible():
     a = mf.fit(
         "gaussian",

@@ -95,7 +95,7 @@ def test_a_fit_that_gets_worse_keeps_its_best_map_warns_and_stops_early():
     problem = mf.get_problem("gaussian", dim=2)
     with pytest.warns(FitWarning, match="got worse"):
         res = mf.fit(
-            problem, mf.Euclidean(learning_rate=-0.05), steps=200, log_every=10, patience=3
+            problem, mf.Euclidean(learning_rate=-0.01), steps=200, log_every=10, patience=3
         )
     assert res.best_step[0] == 0
     assert res.early_stop[0] == 30 and res.last_step == 30  # 3 records without a new best
@@ -107,7 +107,7 @@ def test_a_fit_that_gets_worse_keeps_its_best_map_warns_and_stops_early():
     # without keep_best the last (worse) map comes back
     last = mf.fit(
         problem,
-        mf.Euclidean(learning_rate=-0.05),
+        mf.Euclidean(learning_rate=-0.01),
         steps=30,
         keep_best=False,
         patience=None,

@@ -78,8 +78,9 @@ def _parser() -> argparse.ArgumentParser:
             f.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif isinstance(default, bool):
             f.add_argument(flag, action="store_true", default=None, help=text)
-        elif isinstance(default, list):
-            f.add_argument(flag, type=int, nargs="+", default=None, help=shown)
+        elif isinstance(default, list) or dest == "widths":
+            metavar = "W" if dest == "widths" else None
+            f.add_argument(flag, type=int, nargs="+", default=None, help=shown, metavar=metavar)
         elif dest in (
             "dim",
             "steps",
@@ -135,14 +136,16 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "bench",
-        help="run a benchmark: the paper's table, or the known-map problems",
+        help="run a benchmark: the paper's table, the known-map problems, or two sample sets",
         description="Benchmarks. 'paper': the experiment of Dumont, Lacombe & Vialard (2026) "
         "and the library's better rows; 'maps': every registered scheme and outside "
-        "baselines on problems with a known Monge map. Both write DIR/results.json and "
-        "DIR/table.md, and figures.",
+        "baselines on problems with a known Monge map; 'twosample': the same when both "
+        "sides are given only as samples (every sample divergence × scheme, OTT-JAX's "
+        "solvers, the linear map, an unconstrained drifting MLP). Each writes "
+        "DIR/results.json and DIR/table.md, and figures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    b.add_argument("which", choices=["paper", "maps"], help="which benchmark")
+    b.add_argument("which", choices=["paper", "maps", "twosample"], help="which benchmark")
     b.add_argument("--out", required=True, help="output directory")
     b.add_argument("--seeds", type=int, default=100, help="paper: number of seeds (0 … N−1)")
     b.add_argument("--rows", nargs="+", default=None, help="paper: only these rows (all if unset)")
@@ -152,23 +155,25 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--problems",
         nargs="+",
-        default=["dense-potential"],
-        help="maps: registered problems with a known map",
+        default=None,
+        help="maps, twosample: registered problems with a known map (default: dense-potential "
+        "for maps, dense-pair for twosample)",
     )
     b.add_argument(
         "--methods",
         nargs="+",
         default=None,
         metavar="METHOD",
-        help="maps: only these rows: identity, linear, entropic-map, neural-dual (OTT-JAX's "
-        "W2NeuralDual, needs the 'bench' extra), auto, or a registered scheme (all if unset)",
+        help="maps, twosample: only these rows (all if unset; an unknown name lists them): "
+        "identity, linear, entropic-map, neural-dual (OTT-JAX's W2NeuralDual, needs the "
+        "'bench' extra), auto, a registered scheme (maps) or DIVERGENCE-SCHEME (twosample)",
     )
     b.add_argument(
         "--time-cap",
         type=float,
         default=300.0,
         metavar="SECONDS",
-        help="maps: every W2NeuralDual budget stops after this much training time",
+        help="maps, twosample: every W2NeuralDual budget stops after this much training time",
     )
     b.add_argument(
         "--quick", action="store_true", help="tiny budgets: tests the code path, measures nothing"
@@ -244,9 +249,17 @@ def cmd_bench(args) -> int:
             raise CLIError(f"--seeds must be ≥ 1, got {args.seeds}")
         run_paper(args.seeds, out, quick=args.quick, rows=args.rows, progress=not args.quiet)
     else:
-        from mongeflow.bench.maps import method_names, missing_neural_dual, run_maps
+        if args.which == "maps":
+            from mongeflow.bench.maps import method_names, missing_neural_dual
+            from mongeflow.bench.maps import run_maps as run
 
-        bad = [p for p in args.problems if p not in PROBLEMS]
+            problems = args.problems or ["dense-potential"]
+        else:
+            from mongeflow.bench.twosample import method_names, missing_neural_dual
+            from mongeflow.bench.twosample import run_twosample as run
+
+            problems = args.problems or ["dense-pair"]
+        bad = [p for p in problems if p not in PROBLEMS]
         if bad:
             raise CLIError(f"unknown problem {bad[0]!r}; valid problems: {', '.join(PROBLEMS)}")
         if min(args.dims) < 1:
@@ -257,14 +270,14 @@ def cmd_bench(args) -> int:
             raise CLIError(
                 f"unknown method {unknown[0]!r}; valid methods: {', '.join(method_names())}"
             )
-        if "neural-dual" in methods and (why := missing_neural_dual()):
+        if {"neural-dual", "monge-gap"} & set(methods) and (why := missing_neural_dual()):
             raise CLIError(why)
         if args.time_cap <= 0:
             raise CLIError(f"--time-cap must be positive, got {args.time_cap}")
-        run_maps(
+        run(
             out,
             dims=tuple(args.dims),
-            problems=tuple(args.problems),
+            problems=tuple(problems),
             methods_=tuple(methods),
             time_cap=args.time_cap,
             quick=args.quick,

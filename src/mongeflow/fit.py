@@ -30,7 +30,6 @@ from mongeflow.metrics import (
     target_variance,
 )
 from mongeflow.problems import Problem, get_problem
-from mongeflow.problems.base import EmpiricalSource
 from mongeflow.problems.base import standardize as standardize_problem
 from mongeflow.schemes import Scheme, get_scheme
 
@@ -183,6 +182,7 @@ class FitResult:
             scale=self.problem.scale,
             target=self.problem.target,
             dim=self.problem.dim,
+            target_shift=self.problem.target_shift,
         )
 
     def transport(self, x, seed_index: int | None = None) -> Array:
@@ -614,16 +614,17 @@ def _warn_if_worse(history, selection, best_value, best_step, floor, seeds) -> N
 
 
 def _batch_size(problem: Problem, batch_size: int | None) -> int:
-    n = problem.source.data.shape[0] if isinstance(problem.source, EmpiricalSource) else None
+    n, m = problem.training_sizes()
     if batch_size is None:
-        return 256 if n is None else min(256, n)
+        return min([256] + [k for k in (n, m) if k is not None])
     if batch_size < 2:
         raise ValueError(f"batch_size must be ≥ 2, got {batch_size}")
-    if n is not None and batch_size > n:
-        raise ValueError(
-            f"batch_size {batch_size} is larger than the {n} training samples of the data "
-            f"(those left after the validation split); use at most {n}"
-        )
+    for rows, side in ((n, "data"), (m, "target")):
+        if rows is not None and batch_size > rows:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the {rows} training samples of the "
+                f"{side} (those left after the validation split); use at most {rows}"
+            )
     return int(batch_size)
 
 

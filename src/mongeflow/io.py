@@ -166,7 +166,8 @@ def check_samples(arr, where: str = "data") -> np.ndarray:
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise InputError(
-            f"{where}: {int(bad.sum())} NaN/inf value(s), the first at row {r}, column {c}"
+            f"{where}: {int(bad.sum())} NaN/inf value(s), the first at row {r}, column {c} "
+            "(0-based); expected finite numbers: remove or fill in those rows"
         )
     return arr.astype(np.float64)
 
@@ -207,13 +208,7 @@ def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> Target:
             raise InputError(f"target {spec!r}: the covariance must be symmetric positive definite")
         return Gaussian(mean, cov)
     if spec.startswith("samples:"):
-        samples = check_samples(load_array(spec[len("samples:") :], "target samples"), "target")
-        if samples.shape[1] != dim:
-            raise InputError(
-                f"target {spec!r}: the target samples have dimension {samples.shape[1]} but "
-                f"the source has dimension {dim}"
-            )
-        return EmpiricalTarget(jnp.asarray(samples, jnp.zeros(()).dtype))
+        return EmpiricalTarget(jnp.asarray(_target_rows(spec, dim), jnp.zeros(()).dtype))
     if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
         file, name = spec.rsplit(":", 1)
         fn = _load_function(file, name)
@@ -227,17 +222,42 @@ def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> Target:
     )
 
 
-def target_from_record(record: dict) -> Target:
+def _target_rows(spec: str, dim: int) -> np.ndarray:
+    """The rows of ``samples:FILE``, checked (:func:`load_array`), in float64."""
+    samples = load_array(spec[len("samples:") :], "target samples")
+    if samples.shape[1] != dim:
+        raise InputError(
+            f"target {spec!r}: the target samples have dimension {samples.shape[1]} but "
+            f"the source has dimension {dim}"
+        )
+    return samples
+
+
+def target_from_record(record: dict, base: str | Path | None = None) -> Target:
     """Rebuild a target from its record (written by :func:`mongeflow.mapping.target_record`).
 
-    ``{"kind": "gaussian", "dim", "mean", "cov"}`` (without mean and cov: standard normal) or
+    ``{"kind": "gaussian", "dim", "mean", "cov"}`` (without mean and cov: standard normal),
     ``{"kind": "python", "dim", "file", "name"}`` (optionally ``log_normaliser``,
-    ``convexity``).
+    ``convexity``) or ``{"kind": "samples", "dim", "file"}`` (a target known by samples,
+    their rows in the ``.npy`` file ``file``, relative to ``base``, the saved map's
+    directory).
 
     Raises:
-        InputError: an unknown record, or a Python file that is gone or fails to import.
+        InputError: an unknown record, a Python file that is gone or fails to import, or a
+            samples file that is gone, unreadable or not ``[n, dim]`` finite numbers.
     """
     kind = record.get("kind")
+    if kind == "samples":
+        file = Path(record["file"])
+        if base is not None and not file.is_absolute():
+            file = Path(base) / file
+        rows = load_array(file, "target samples")
+        if rows.shape[1] != int(record["dim"]):
+            raise InputError(
+                f"target samples file {str(file)!r} has dimension {rows.shape[1]}, the map "
+                f"{int(record['dim'])}"
+            )
+        return EmpiricalTarget(jnp.asarray(rows, record.get("dtype") or jnp.zeros(()).dtype))
     if kind == "gaussian":
         if "mean" in record:
             return Gaussian(np.asarray(record["mean"]), np.asarray(record["cov"]))
@@ -365,10 +385,19 @@ def data_problem(
     widest features, and rescaling the features first (the map is then optimal for the
     rescaled cost) may be what is wanted.
 
+    A target known by samples (``samples:FILE`` or an
+    :class:`~mongeflow.problems.EmpiricalTarget`) is standardised with the source, as
+    :func:`mongeflow.problems.standardize` does: one scale s for both sides,
+    s² = ½ (mean |x − m|² + mean |y − m1|²) / d over the training rows of each, and each
+    side centred on its own mean, z = (x − m)/s, w = (y − m1)/s (``target_shift`` = m1); the
+    learnt map is then T(x) = m1 + s ∇φ(z), still a Brenier map.
+
     Args:
         data: samples ``[n, d]`` (checked by :func:`check_samples`).
         target: a specification for :func:`parse_target` (its V is checked at the
-            standardised data) or a :class:`~mongeflow.problems.Target` of dimension d.
+            standardised data) or a :class:`~mongeflow.problems.Target` of dimension d
+            (an :class:`~mongeflow.problems.EmpiricalTarget`'s rows are checked as the
+            data are).
         standardize: pose the problem in standardised coordinates.
         validation: the fraction of rows held out, in [0, 0.5) (0: none).
         name: the problem's label.
@@ -376,12 +405,13 @@ def data_problem(
 
     Returns:
         ``Problem(name, EmpiricalSource(z_train), target, shift=m or None, scale=s,
-        validation=z_val, validation_target=y_val)``.
+        validation=z_val, validation_target=y_val, target_shift=m1 or None)``.
 
     Raises:
-        InputError: bad data, samples that are all equal (with ``standardize``), a bad
-            target specification, a target whose dimension is not the data's, or a
-            validation fraction that leaves too few rows.
+        InputError: bad data or target samples (NaN/inf, the row and column said),
+            samples that are all equal (with ``standardize``), a bad target specification,
+            a target whose dimension is not the data's, or a validation fraction that
+            leaves too few rows.
 
     Example:
         >>> import numpy as np
@@ -392,7 +422,7 @@ def data_problem(
     """
     data = check_samples(data, name)
     n, d = data.shape
-    train, held = _split(data, validation, seed, name)
+    raw_train, raw_held = train, held = _split(data, validation, seed, name)
     shift, scale = None, 1.0
     if standardize:
         if np.all(train == train[0]):
@@ -414,7 +444,10 @@ def data_problem(
             )
         train = (train - shift) / scale
         held = None if held is None else (held - shift) / scale
-    if isinstance(target, str):
+    rows = None  # the rows of a target known by samples, in float64 until standardised
+    if isinstance(target, str) and target.startswith("samples:"):
+        rows = _target_rows(target, d)
+    elif isinstance(target, str):
         target = parse_target(target, d, train)
     elif not isinstance(target, Target):
         raise InputError(
@@ -425,21 +458,59 @@ def data_problem(
             f"{name}: the data have dimension {d} but the target "
             f"({type(target).__name__}) has dimension {target.dim}"
         )
+    elif isinstance(target, EmpiricalTarget):
+        rows = check_samples(np.asarray(target.data), "target samples")
     dtype = jnp.zeros(()).dtype
-    held_target = None
-    if isinstance(target, EmpiricalTarget) and validation > 0:
-        rows, rows_held = _split(np.asarray(target.data), validation, seed + 1, "target")
+    held_target, target_shift = None, None
+    if rows is not None:
+        rows_held = None
+        if validation > 0:
+            rows, rows_held = _split(rows, validation, seed + 1, "target samples")
+        if standardize:
+            # one scale for both sides, each centred on its own mean
+            shift, target_shift = raw_train.mean(axis=0), rows.mean(axis=0)
+            spread = np.mean(np.sum((raw_train - shift) ** 2, axis=1)) + np.mean(
+                np.sum((rows - target_shift) ** 2, axis=1)
+            )
+            scale = float(np.sqrt(0.5 * spread / d))
+            train = (raw_train - shift) / scale
+            held = None if raw_held is None else (raw_held - shift) / scale
+            rows = (rows - target_shift) / scale
+            rows_held = None if rows_held is None else (rows_held - target_shift) / scale
         target, held_target = EmpiricalTarget(jnp.asarray(rows, dtype)), rows_held
-    data = train
     return Problem(
         name,
-        EmpiricalSource(jnp.asarray(data, dtype)),
+        EmpiricalSource(jnp.asarray(train, dtype)),
         target,
         shift=None if shift is None else jnp.asarray(shift, dtype),
         scale=scale,
         validation=None if held is None else jnp.asarray(held, dtype),
         validation_target=None if held_target is None else jnp.asarray(held_target, dtype),
+        target_shift=None if target_shift is None else jnp.asarray(target_shift, dtype),
     )
+
+
+def check_batch_size(problem: Problem, batch_size: int | None) -> None:
+    """Refuse a batch larger than the training rows of either side of ``problem``.
+
+    A mini-batch draws ``batch_size`` rows of each side that is a fixed sample (an
+    :class:`~mongeflow.problems.EmpiricalSource` / :class:`~mongeflow.problems.EmpiricalTarget`);
+    more than there are training rows (those left after the validation split) would repeat
+    rows within every batch. ``None`` (the default batch size) passes.
+
+    Raises:
+        InputError: ``batch_size`` exceeds the source's or the target's training rows.
+    """
+    if batch_size is None:
+        return
+    n, m = problem.training_sizes()
+    for rows, side in ((n, "source (the data)"), (m, "target")):
+        if rows is not None and int(batch_size) > rows:
+            raise InputError(
+                f"batch size {int(batch_size)} is larger than the {rows} training samples of "
+                f"the {side} (those left after the validation split); use --batch-size "
+                f"{rows} or less, or give more samples"
+            )
 
 
 def gaussian_source_problem(target: str | Target, dim: int) -> Problem:

@@ -2,7 +2,10 @@
 
 A saved map is a directory holding ``map.eqx`` (the potential's parameters, written by
 ``eqx.tree_serialise_leaves``) and ``map.json``: the format, the potential's structure, the
-standardisation (shift, scale), a record of the target and free-form info.
+standardisation (shift, scale and, when the target was standardised too, target_shift), a
+record of the target and free-form info. A target known by samples is saved beside them,
+its rows in ``target.npy`` (in the coordinates the map holds them: standardised,
+w = (y − target_shift)/scale, when ``target_shift`` is saved).
 
 Example:
     >>> import jax, tempfile
@@ -31,12 +34,21 @@ import numpy as np
 from mongeflow.io import InputError, target_from_record
 from mongeflow.maps import ICNN, AffinePotential, Potential
 from mongeflow.maps.monge import MongeMap
-from mongeflow.problems.base import Gaussian, PotentialTarget, Target
+from mongeflow.problems.base import EmpiricalTarget, Gaussian, PotentialTarget, Target
 
 FORMAT = "mongeflow-map/1"
+#: the format of a map whose target is standardised too (``target_shift``): a reader that
+#: knows only :data:`FORMAT` would ignore the target's shift and scale, so it must refuse it
+FORMAT_TARGET_STANDARDIZED = "mongeflow-map/2"
+FORMATS = (FORMAT, FORMAT_TARGET_STANDARDIZED)
+#: the file holding the rows of a target known by samples, beside map.json
+TARGET_SAMPLES_FILE = "target.npy"
 
 __all__ = [
     "FORMAT",
+    "FORMATS",
+    "FORMAT_TARGET_STANDARDIZED",
+    "TARGET_SAMPLES_FILE",
     "MongeMap",
     "load",
     "potential_config",
@@ -93,9 +105,19 @@ def target_record(target: Target | None) -> dict | None:
     A :class:`~mongeflow.problems.Gaussian` is saved by its mean and covariance; a
     :class:`~mongeflow.problems.PotentialTarget` read from a file (its ``origin`` set, as
     :func:`mongeflow.io.parse_target` does) by that file, the function's name and, when
-    known, its ``log_normaliser`` and ``convexity`` (a ``sampler`` is not saved). Anything
-    else (``None``, a V given as a Python function, samples) has no record: ``None``.
+    known, its ``log_normaliser`` and ``convexity`` (a ``sampler`` is not saved); an
+    :class:`~mongeflow.problems.EmpiricalTarget` by the name of the ``.npy`` file, beside
+    map.json, that :func:`save` writes its rows to. Anything else (``None``, a V given as a
+    Python function) has no record: ``None``.
     """
+    if isinstance(target, EmpiricalTarget):
+        return {
+            "kind": "samples",
+            "dim": target.dim,
+            "n": int(target.data.shape[0]),
+            "file": TARGET_SAMPLES_FILE,
+            "dtype": str(target.data.dtype),
+        }
     if isinstance(target, Gaussian):
         return {
             "kind": "gaussian",
@@ -119,11 +141,12 @@ def target_record(target: Target | None) -> dict | None:
 
 
 def save(m: MongeMap, path: str | Path, info: dict | None = None) -> Path:
-    """Write the map to the directory ``path``: ``map.eqx`` and ``map.json``.
+    """Write the map to the directory ``path``: ``map.eqx`` and ``map.json`` (and
+    ``target.npy``, the rows of a target known by samples).
 
     Args:
         m: the map.
-        path: a directory (created if needed; the two files in it are overwritten).
+        path: a directory (created if needed; the files in it are overwritten).
         info: anything JSON-able to keep with the map (settings, metrics), read back by
             :func:`read_info`.
 
@@ -141,23 +164,31 @@ def save(m: MongeMap, path: str | Path, info: dict | None = None) -> Path:
         kind = type(m.target).__name__
         record = {"kind": "unsaved", "type": kind}
         warnings.warn(
-            f"the map's target ({kind}) is not saved with it (only Gaussians and potentials "
-            "read from a file, FILE.py:NAME, are; a potential V given as a Python function is "
-            "not): to use log_density or sample after loading, give it again with "
+            f"the map's target ({kind}) is not saved with it (only Gaussians, target samples "
+            "and potentials read from a file, FILE.py:NAME, are; a potential V given as a "
+            "Python function is not): to use log_density or sample after loading, give it "
+            "again with "
             "load(path, target=...)",
             stacklevel=2,
         )
     meta = {
-        "format": FORMAT,
+        "format": FORMAT if m.target_shift is None else FORMAT_TARGET_STANDARDIZED,
         "potential": potential_config(m.potential),
         "shift": np.asarray(m.shift).tolist(),
         "scale": float(m.scale),
         "target": record,
         "info": dict(info or {}),
     }
+    if m.target_shift is not None:
+        meta["target_shift"] = np.asarray(m.target_shift).tolist()
     text = json.dumps(meta, indent=2, default=_jsonable) + "\n"
     path.mkdir(parents=True, exist_ok=True)
     eqx.tree_serialise_leaves(path / "map.eqx", m.potential)
+    samples = path / TARGET_SAMPLES_FILE
+    if isinstance(m.target, EmpiricalTarget):
+        np.save(samples, np.asarray(m.target.data))
+    elif samples.is_file():  # a previous map's, in the same directory
+        samples.unlink()
     (path / "map.json").write_text(text)
     return path
 
@@ -173,7 +204,7 @@ def _read_meta(path: Path) -> dict:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as err:
         raise InputError(f"{str(meta_file)!r} is not valid JSON: {err}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise InputError(f"{str(meta_file)!r}: unknown format {found!r}")
     return meta
@@ -185,12 +216,14 @@ def load(path: str | Path, target: Target | None = None) -> MongeMap:
     Args:
         path: the map's directory.
         target: γ, overriding the saved record; needed for :meth:`MongeMap.log_density` and
-            :meth:`MongeMap.sample` when the target was not saved.
+            :meth:`MongeMap.sample` when the target was not saved. For a map whose target is
+            standardised (``target_shift`` saved), in φ's output coordinates
+            w = (y − target_shift)/scale, as :class:`MongeMap` holds it.
 
     Raises:
         InputError: ``path`` is not a saved map, ``map.json`` is not valid JSON or of an
             unknown format, ``map.eqx`` is truncated or does not match, or the saved target
-            cannot be rebuilt (its file is gone: give ``target=``).
+            cannot be rebuilt (its file is gone or unreadable: give ``target=``).
 
     Warns:
         UserWarning: the target was not saved and none is given.
@@ -219,13 +252,16 @@ def load(path: str | Path, target: Target | None = None) -> MongeMap:
             )
         else:
             try:
-                target = target_from_record(record)
+                target = target_from_record(record, base=path)
             except InputError as err:
                 raise InputError(
                     f"{str(path)!r}: cannot rebuild the map's target: {err}; give it with "
                     "load(path, target=...)"
                 ) from None
-    return MongeMap(potential, meta["shift"], meta["scale"], target)
+    # maps saved before target standardisation existed have no target_shift: None
+    return MongeMap(
+        potential, meta["shift"], meta["scale"], target, target_shift=meta.get("target_shift")
+    )
 
 
 def read_info(path: str | Path) -> dict:

@@ -3,6 +3,8 @@ discrepancy, posterior moments, convexity checks."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,11 +48,13 @@ def _mean_pairwise_distance(a: Array, b: Array, block: int) -> Array:
     return jnp.sum(totals) / (n * b.shape[0])
 
 
+@partial(jax.jit, static_argnames="block")
 def mean_distance(a: Array, b: Array, block: int = 1000) -> Array:
     """mean_ij |a_i − b_j| over all pairs (chunked; one term of the energy distance)."""
     return _mean_pairwise_distance(a, b, min(block, a.shape[0], b.shape[0]))
 
 
+@partial(jax.jit, static_argnames="block")
 def energy_distance(x: Array, y: Array, block: int = 1000) -> Array:
     """ED = 2 E|X − Y| − E|X − X'| − E|Y − Y'|, the energy distance (V-statistic, not rooted).
 
@@ -206,13 +210,27 @@ def evaluate(problem: Problem, potential: Potential, key: Array, n: int = 10_000
     F = mean V(T(x)) − mean log det ∇²φ(x), if γ has a potential: up to a constant the
     negative log-likelihood of the samples under the model (T⁻¹)#γ, so it ranks maps without
     T*) and ``kl`` (if log ρ0 and log Z are known).
+
+    Units. ``transport_cost`` is always in the data's units (x = m + s z, and T(x) =
+    m1 + s w when the target is standardised). Every other figure is computed in the
+    problem's coordinates, those ``potential`` was trained in: for a problem whose target
+    is in its own units (a target known by V, or no standardisation) ``energy_distance``,
+    its floor and ``l2`` are in the target's units; when the target is standardised too
+    (``problem.target_shift`` set, a target known by samples) they are in the standardised
+    units w = (y − m1)/s, so ``energy_distance`` and its floor are those in the target's
+    units divided by s, and ``l2`` divided by s². ``l2_uvp`` (a ratio to Var γ in the same
+    coordinates), ``kl`` and the KSD's verdicts do not depend on the coordinates.
     """
     k_src, k_tgt, k_var = jax.random.split(key, 3)
     x, true = source_with_map(problem, k_src, n)
     mapped = transport(potential, x)
-    # the cost in the data's units: x = m + s z when the problem is standardised
+    # the cost in the data's units: x = m + s z when the problem is standardised, and
+    # T(x) = m1 + s w when its target is too
     x_units = x if problem.shift is None else problem.shift[None, :] + problem.scale * x
-    out = {"transport_cost": jnp.mean(jnp.sum((x_units - mapped) ** 2, axis=-1))}
+    mapped_units = mapped
+    if problem.target_shift is not None:
+        mapped_units = problem.target_shift[None, :] + problem.scale * mapped
+    out = {"transport_cost": jnp.mean(jnp.sum((x_units - mapped_units) ** 2, axis=-1))}
     if problem.target.can_sample:
         y = target_samples(problem, k_tgt, n)
         out["energy_distance"] = energy_distance(mapped, y)

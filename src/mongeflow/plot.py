@@ -41,7 +41,8 @@ def plot_pushforward(result, path=None, n: int = 2000, seed_index: int | None = 
     tx = np.asarray(result.transport(x, seed_index))
     clouds = [x, tx]
     if problem.target.can_sample:
-        clouds.append(np.asarray(problem.target.sample(jax.random.fold_in(key, 1), n)))
+        target = problem.target.sample(jax.random.fold_in(key, 1), n)
+        clouds.append(np.asarray(result.map(seed_index).target_to_data_units(target)))
     proj = _project(*clouds)
     own = ax is None
     if own:

@@ -20,7 +20,7 @@ from mongeflow import __version__ as _version
 from mongeflow.auto import choose, choose_divergence
 from mongeflow.divergences import DIVERGENCES, get_divergence
 from mongeflow.fit import Callback, FitResult, FitState, Run
-from mongeflow.io import data_problem, gaussian_source_problem, load_array
+from mongeflow.io import check_batch_size, data_problem, gaussian_source_problem, load_array
 from mongeflow.mapping import save
 from mongeflow.maps import default_potential
 from mongeflow.maps.default import auto_widths
@@ -41,13 +41,15 @@ FIT_OPTIONS = {
     ),
     "target": (
         "gaussian",
-        "with --source: 'gaussian' (standard), 'gaussian:MEAN.npy,COV.npy', or 'FILE.py:NAME' "
-        "with NAME a JAX function V: [d] -> scalar (target ∝ exp(-V), V convex)",
+        "with --source: 'gaussian' (standard), 'gaussian:MEAN.npy,COV.npy', 'samples:FILE' "
+        "(target samples: .npy, .npz:KEY or .csv), or 'FILE.py:NAME' with NAME a JAX "
+        "function V: [d] -> scalar (target ∝ exp(-V), V convex)",
     ),
     "standardize": (
         True,
-        "train on (x - mean) / s, s one overall scale (keeps T a Brenier map); the saved map "
-        "applies to x in the source's units (--no-standardize: train on x as given)",
+        "train on (x - mean) / s, s one overall scale (keeps T a Brenier map), and target "
+        "samples on (y - their mean) / s; the saved map applies to x in the source's units "
+        "(--no-standardize: train on x as given)",
     ),
     "validation": (
         0.1,
@@ -101,6 +103,7 @@ RUN_FILES = (
     "run.json",
     "map.eqx",
     "map.json",
+    "target.npy",
     "metrics.json",
     "history.csv",
     "checkpoint.json",
@@ -310,6 +313,7 @@ def build(settings: dict):
         )
     else:
         problem = get_problem(settings["problem"], dim=settings["dim"])
+    check_batch_size(problem, settings["batch_size"])
     picked = lambda opts: {k: v for k, v in settings.items() if k in opts}
     if settings["divergence"] == "auto":
         settings["divergence"] = choose_divergence(problem).name

@@ -223,6 +223,7 @@ def test_maps_bench_needs_the_bench_extra_for_neural_dual(monkeypatch, tmp_path)
         maps.run_maps(tmp_path, methods_=["identity", "neural-dual"], progress=False)
 
 
+@pytest.mark.slow
 def test_bench_paper_quick_writes_results(tmp_path):
     out = tmp_path / "paper"
     r = run(

@@ -13,7 +13,10 @@ from mongeflow.maps import ICNN
     "kwargs",
     [
         {},
-        {"widths": (16, 8), "quadratic_rank": 3, "strong_convexity": 0.1},
+        pytest.param(
+            {"widths": (16, 8), "quadratic_rank": 3, "strong_convexity": 0.1},
+            marks=pytest.mark.slow,
+        ),
         {
             "widths": (7, 5, 4),
             "nonnegativity": "softplus",

@@ -154,3 +154,17 @@ def test_bad_icnn_settings_raise(key):
         ICNN(2, key, nonnegativity="relu")
     with pytest.raises(ValueError, match="widths"):
         ICNN(2, key, widths=())
+
+
+def test_log_det_psd_matches_slogdet_and_its_gradient_and_flags_indefinite_matrices():
+    from mongeflow.maps.base import log_det, log_det_psd
+
+    with jax.enable_x64(True):
+        m = jax.random.normal(jax.random.key(3), (5, 5), dtype=jnp.float64)
+        a = m @ m.T + 0.1 * jnp.eye(5)
+        _, ref = jnp.linalg.slogdet(a)
+        assert float(log_det_psd(a)) == pytest.approx(float(ref), rel=1e-12)
+        assert float(log_det(a)) == pytest.approx(float(ref), rel=1e-12)
+        # d log det A / dA = A⁻¹ (symmetric A)
+        np.testing.assert_allclose(jax.grad(log_det_psd)(a), jnp.linalg.inv(a), rtol=1e-9)
+        assert np.isnan(float(log_det_psd(a - 20.0 * jnp.eye(5))))

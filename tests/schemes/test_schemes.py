@@ -57,6 +57,7 @@ def test_constrained_weights_stay_nonnegative(name, gradient, key):
         assert min(float(jnp.min(w)) for w in [*phi.z_weights, phi.out_weight]) >= 0.0
 
 
+@pytest.mark.slow
 def test_lbfgs_inner_minimises_the_objective_at_feasible_points(key):
     """L-BFGS on the clamped paper ICNN minimises θ ↦ F(feasible(θ)): the value it reports
     for its last iterate is the objective at a feasible point (so it can only be above the

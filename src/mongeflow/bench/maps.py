@@ -175,14 +175,22 @@ def method_names() -> list[str]:
 
 class InUnits(Potential):
     """Φ(x) = s · φ((x − m)/s): a potential trained on standardised points z = (x − m)/s,
-    in the data's units. ∇Φ(x) = ∇φ(z), ∇²Φ(x) = ∇²φ(z)/s; Φ is convex when φ is."""
+    in the data's units. ∇Φ(x) = ∇φ(z), ∇²Φ(x) = ∇²φ(z)/s; Φ is convex when φ is.
+
+    When the target was standardised too, w = (y − m1)/s (``target_shift`` = m1), the map
+    is m1 + s ∇φ(z): Φ(x) = s² φ((x − m)/s) + m1ᵀx, still convex.
+    """
 
     potential: Potential
     shift: Array
     scale: Array
+    target_shift: Array | None = None
 
     def __call__(self, x: Array) -> Array:
-        return self.scale * self.potential((x - self.shift) / self.scale)
+        z = (x - self.shift) / self.scale
+        if self.target_shift is None:
+            return self.scale * self.potential(z)
+        return self.scale**2 * self.potential(z) + jnp.sum(self.target_shift * x)
 
 
 class NeuralDualPotential(Potential):
@@ -200,7 +208,12 @@ def in_units(potential: Potential, problem: Problem) -> Potential:
     """``potential``, trained on ``problem``, in the units of the problem's data."""
     if problem.shift is None:
         return potential
-    return InUnits(potential, problem.shift, jnp.asarray(problem.scale, problem.shift.dtype))
+    return InUnits(
+        potential,
+        problem.shift,
+        jnp.asarray(problem.scale, problem.shift.dtype),
+        problem.target_shift,
+    )
 
 
 def _num(v) -> float | None:
@@ -281,9 +294,18 @@ def _baseline_rows(problem: Problem, key: Array, n: int) -> dict:
     return rows
 
 
-def entropic_row(problem: Problem, key: Array, eval_key: Array, n_train: int, n: int) -> dict:
+def entropic_row(
+    problem: Problem,
+    key: Array,
+    eval_key: Array,
+    n_train: int,
+    n: int,
+    *,
+    figures: Callable[..., dict] | None = None,
+) -> dict:
     """OTT-JAX's entropic map from ``n_train`` samples of each side, OTT's default ε; its
-    wall time is the Sinkhorn solve's (compilation included)."""
+    wall time is the Sinkhorn solve's (compilation included). ``figures`` (default
+    :func:`map_figures`) scores the map: another benchmark may score it its own way."""
     from ott.geometry import pointcloud
     from ott.problems.linear import linear_problem
     from ott.solvers.linear import sinkhorn
@@ -300,10 +322,10 @@ def entropic_row(problem: Problem, key: Array, eval_key: Array, n_train: int, n:
         dual = out.to_dual_potentials()
         # x − ∇h*(∇f(x)) with h = |·|²: the barycentric projection, as dual.transport
         one = lambda xi: xi - 0.5 * jax.grad(dual.f)(xi)
-        figures = map_figures(problem, dual.transport, eval_key, n, one)
+        scored = (figures or map_figures)(problem, dual.transport, eval_key, n, one)
     epsilon = float(geom.epsilon)
     return {
-        **figures,
+        **scored,
         "wall_time_s": wall,
         "settings": {
             "epsilon": epsilon,
@@ -435,8 +457,10 @@ def neural_dual_rows(
     time_cap: float,
     batch: int = ND_BATCH,
     solver_kwargs: dict | None = None,
+    figures: Callable[..., dict] | None = None,
 ) -> dict[str, dict]:
-    """Train OTT-JAX's W2NeuralDual once and score its state at the end of each budget.
+    """Train OTT-JAX's W2NeuralDual once and score its state at the end of each budget
+    with ``figures`` (default :func:`potential_figures`).
 
     ``problem`` is posed as :func:`~mongeflow.fit.fit` poses it (standardised); the map is
     reported in the data's units. Training runs in compiled chunks of iterations (at most
@@ -517,7 +541,7 @@ def neural_dual_rows(
         else:
             note = f"{_iterations(r['iterations'])} in {r['time']:.1f} s (auto: {b.seconds:.1f} s)"
         row = {
-            **potential_figures(problem, potential, eval_key, n),
+            **(figures or potential_figures)(problem, potential, eval_key, n),
             "wall_time_s": r["time"],
             **{_level_key(level): time_to(times, l2, level) for level in LEVELS},
             "settings": {

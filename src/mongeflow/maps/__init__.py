@@ -7,6 +7,7 @@ from mongeflow.maps.base import (
     Potential,
     hessian,
     log_det_hessian,
+    log_det_psd,
     parameter_count,
     transport,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Potential",
     "hessian",
     "log_det_hessian",
+    "log_det_psd",
     "parameter_count",
     "default_potential",
     "transport",

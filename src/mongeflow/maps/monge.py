@@ -1,10 +1,12 @@
 """The learnt Monge map in the user's units: apply, invert, Jacobian, density, sample.
 
 A potential φ is trained on standardised points z = (x − m)/s (m = 0, s = 1 when the data
-were not standardised). :class:`MongeMap` carries φ with m and s and, optionally, the target
-γ, and reports everything in the units of x. One overall scale s (not one per coordinate)
+were not standardised). Its outputs are in the target's units, or, for a target known by
+samples and standardised with the source, in w = (y − m1)/s (same scale s, the target's own
+mean m1). :class:`MongeMap` carries φ with m, s, m1 and, optionally, the target γ, and
+reports everything in the units of x and y. One overall scale s (not one per coordinate)
 keeps the map the gradient of a convex function, hence the Brenier map of the data
-(Brenier 1991): Φ(x) = s · φ((x − m)/s) is convex when φ is.
+(Brenier 1991): Φ(x) = s · φ((x − m)/s), or s² φ((x − m)/s) + m1ᵀx, is convex when φ is.
 
 Every method is pure JAX: it works under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` and
 accepts one point ``[d]`` or a batch ``[n, d]``.
@@ -26,21 +28,33 @@ def _potential_dtype(potential: Potential):
 
 
 class MongeMap(eqx.Module):
-    """T(x) = ∇Φ(x) with Φ(x) = s · φ((x − m)/s): the learnt Monge map in the user's units.
+    """T(x) = ∇Φ(x): the learnt Monge map in the user's units.
 
-    By the chain rule T(x) = ∇φ(z) with z = (x − m)/s: the output is *not* rescaled, since
-    the target γ lives in its own units. The Jacobian is DT(x) = ∇²φ(z)/s, so
-    log det DT(x) = log det ∇²φ(z) − d log s. When T pushes the source μ0 onto γ, the change of
-    variables (Monge–Ampère) formula gives the source density the map implies,
-    ρ0(x) = γ(T(x)) · det DT(x) (Villani 2003, *Topics in Optimal Transportation*, ch. 4), and
-    samples of μ0 are T⁻¹(y) for y ~ γ.
+    Two cases, z = (x − m)/s throughout:
+
+    - the target in its own units (``target_shift`` is ``None``, the default; targets known
+      by V): Φ(x) = s · φ(z) and, by the chain rule, T(x) = ∇φ(z), *not* rescaled. The
+      Jacobian is DT(x) = ∇²φ(z)/s, so log det DT(x) = log det ∇²φ(z) − d log s.
+    - the target standardised too (``target_shift`` = m1; targets known by samples, see
+      :func:`~mongeflow.problems.base.standardize`): φ maps z to w = (y − m1)/s, so
+      Φ(x) = s² φ(z) + m1ᵀx, T(x) = m1 + s ∇φ(z), DT(x) = ∇²φ(z) and
+      T⁻¹(y) = m + s ∇φ*((y − m1)/s).
+
+    When T pushes the source μ0 onto γ, the change of variables (Monge–Ampère) formula gives
+    the source density the map implies, ρ0(x) = γ(T(x)) · det DT(x) (Villani 2003, *Topics
+    in Optimal Transportation*, ch. 4), and samples of μ0 are T⁻¹(y) for y ~ γ.
 
     Args:
         potential: the trained convex potential φ (acting on standardised points).
         shift: m, shape ``[d]``; ``None`` for zeros (no standardisation).
         scale: s > 0, one overall scale (stored as a scalar array, so it may be traced).
-        target: γ, needed by :meth:`log_density` (with its normalising constant) and by
+        target: γ *as φ's outputs see it*: in the target's units, or, with ``target_shift``,
+            in the standardised w = (y − m1)/s (as :func:`~mongeflow.fit.fit`'s problem
+            holds it). Needed by :meth:`log_density` (with its normalising constant) and by
             :meth:`sample` (a target that can be sampled); ``None`` if unknown.
+        target_shift: m1, shape ``[d]``, when φ's outputs are standardised target
+            coordinates w = (y − m1)/s; ``None`` (the default) when they are in the
+            target's own units.
         dim: d, needed only when ``shift`` is ``None`` and d cannot be read from the target
             or from the potential's ``dim`` attribute (as for an :class:`~mongeflow.maps.ICNN`
             without a target).
@@ -69,6 +83,7 @@ class MongeMap(eqx.Module):
     shift: Array
     scale: Array
     target: Target | None = None
+    target_shift: Array | None = None
 
     def __init__(
         self,
@@ -77,6 +92,7 @@ class MongeMap(eqx.Module):
         scale=1.0,
         target: Target | None = None,
         *,
+        target_shift=None,
         dim: int | None = None,
     ):
         dtype = _potential_dtype(potential)
@@ -84,6 +100,12 @@ class MongeMap(eqx.Module):
             shift = jnp.asarray(shift, dtype)
             if shift.ndim != 1:
                 raise ValueError(f"shift must have shape [d], got shape {shift.shape}")
+        if target_shift is not None:
+            target_shift = jnp.asarray(target_shift, dtype)
+            if target_shift.ndim != 1:
+                raise ValueError(
+                    f"target_shift must have shape [d], got shape {target_shift.shape}"
+                )
         scale = jnp.asarray(scale, dtype)
         if scale.ndim != 0:
             raise ValueError(f"scale must be one number (a scalar), got shape {scale.shape}")
@@ -91,6 +113,7 @@ class MongeMap(eqx.Module):
             raise ValueError(f"scale must be > 0, got {float(scale)}")
         candidates = {
             "shift": None if shift is None else int(shift.shape[0]),
+            "target_shift": None if target_shift is None else int(target_shift.shape[0]),
             "dim": None if dim is None else int(dim),
             "target": None if target is None else int(target.dim),
             "potential": getattr(potential, "dim", None),
@@ -119,11 +142,17 @@ class MongeMap(eqx.Module):
         self.shift = jnp.zeros(d, dtype) if shift is None else shift
         self.scale = scale
         self.target = target
+        self.target_shift = target_shift
 
     @property
     def dim(self) -> int:
         """The dimension d."""
         return int(self.shift.shape[0])
+
+    @property
+    def target_standardized(self) -> bool:
+        """Whether φ's outputs are standardised target coordinates w = (y − m1)/s."""
+        return self.target_shift is not None
 
     # --- points -----------------------------------------------------------------------
     def _points(self, x, what: str) -> Array:
@@ -150,9 +179,28 @@ class MongeMap(eqx.Module):
     def _to_data_units_one(self, z: Array) -> Array:
         return self.shift + self.scale * z
 
+    def target_to_data_units(self, w) -> Array:
+        """y = m1 + s w: points of φ's output space (the coordinates of :attr:`target`) in the
+        target's units; unchanged when the target is not standardised.
+
+        Args:
+            w: ``[n, d]`` or ``[d]``.
+        """
+        return _apply("_target_to_data_units_one", self, self._points(w, "w"))
+
+    def _target_to_data_units_one(self, w: Array) -> Array:
+        if self.target_shift is None:
+            return w
+        return self.target_shift + self.scale * w
+
+    def _target_standardise(self, y: Array) -> Array:
+        if self.target_shift is None:
+            return y
+        return (y - self.target_shift) / self.scale
+
     # --- the map ----------------------------------------------------------------------
     def transport(self, x) -> Array:
-        """T(x) = ∇φ((x − m)/s).
+        """T(x) = ∇φ((x − m)/s), or m1 + s ∇φ((x − m)/s) when the target is standardised.
 
         Args:
             x: source points ``[n, d]`` or one point ``[d]``.
@@ -163,14 +211,30 @@ class MongeMap(eqx.Module):
         return _apply("_transport_one", self, self._points(x, "x"))
 
     def _transport_one(self, x: Array) -> Array:
-        return jax.grad(self.potential)(self._standardise(x))
+        return self._target_to_data_units_one(jax.grad(self.potential)(self._standardise(x)))
 
     def __call__(self, x) -> Array:
         """T(x); see :meth:`transport`."""
         return self.transport(x)
 
+    def jacobian(self, x) -> Array:
+        """DT(x) = ∇²φ(z)/s, or ∇²φ(z) when the target is standardised; z = (x − m)/s.
+
+        Args:
+            x: ``[n, d]`` or ``[d]``.
+
+        Returns:
+            ``[n, d, d]`` or ``[d, d]``.
+        """
+        return _apply("_jacobian_one", self, self._points(x, "x"))
+
+    def _jacobian_one(self, x: Array) -> Array:
+        h = hessian(self.potential, self._standardise(x))
+        return h if self.target_standardized else h / self.scale
+
     def log_det_jacobian(self, x) -> Array:
-        """log det DT(x) = log det ∇²φ(z) − d log s, z = (x − m)/s.
+        """log det DT(x) = log det ∇²φ(z) − d log s, z = (x − m)/s (without the − d log s
+        when the target is standardised: DT(x) = ∇²φ(z)).
 
         The log-determinant is 2 Σ_i log L_ii with L the Cholesky factor of ∇²φ(z); it is −inf
         where ∇²φ(z) is not positive definite (the factorisation fails).
@@ -183,16 +247,24 @@ class MongeMap(eqx.Module):
         """
         return _apply("_log_det_jacobian_one", self, self._points(x, "x"))
 
-    def _log_det_jacobian_one(self, x: Array) -> Array:
+    def _log_det_hessian_one(self, x: Array) -> Array:
+        """log det ∇²φ(z), z = (x − m)/s; −inf where ∇²φ(z) is not positive definite."""
         chol = jnp.linalg.cholesky(hessian(self.potential, self._standardise(x)))
         logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-        return jnp.where(jnp.isfinite(logdet), logdet, -jnp.inf) - self.dim * jnp.log(self.scale)
+        return jnp.where(jnp.isfinite(logdet), logdet, -jnp.inf)
+
+    def _log_det_jacobian_one(self, x: Array) -> Array:
+        logdet = self._log_det_hessian_one(x)
+        if self.target_standardized:
+            return logdet
+        return logdet - self.dim * jnp.log(self.scale)
 
     def inverse(self, y, iterations: int = 50) -> Array:
-        """T⁻¹(y) = m + s z with z = ∇φ*(y) = argmin_z φ(z) − ⟨z, y⟩.
+        """T⁻¹(y) = m + s z with z = ∇φ*(w) = argmin_z φ(z) − ⟨z, w⟩, w = y, or
+        w = (y − m1)/s when the target is standardised.
 
         z solves the convex conjugate problem (Rockafellar 1970, Thm 23.5) by damped Newton
-        with a backtracking (Armijo) line search, from z = y. The solve itself is not
+        with a backtracking (Armijo) line search, from z = w. The solve itself is not
         differentiated: derivatives come from the implicit function theorem at the solution,
         dz/dy = ∇²φ(z)⁻¹ (and likewise for φ's parameters), so ``jax.grad`` and ``jax.jvp``
         work through it.
@@ -208,6 +280,10 @@ class MongeMap(eqx.Module):
         return _apply("_inverse_one", self, self._points(y, "y"), int(iterations))
 
     def _inverse_one(self, y: Array, iterations: int) -> Array:
+        return self._from_output_one(self._target_standardise(y), iterations)
+
+    def _from_output_one(self, y: Array, iterations: int = 50) -> Array:
+        """x = m + s ∇φ*(y) for a point ``y`` of φ's output space (the target's coordinates)."""
         frozen = jax.tree_util.tree_map(
             lambda a: jax.lax.stop_gradient(a) if eqx.is_inexact_array(a) else a, self.potential
         )
@@ -227,13 +303,22 @@ class MongeMap(eqx.Module):
             ``[n]`` or a scalar; −inf where DT(x) is not positive definite.
 
         Raises:
-            ValueError: the map has no target, or the target's normalising constant is
-                unknown (e.g. γ ∝ exp(−V) for a user V without log Z).
+            ValueError: the map has no target, its target is known by samples only (it has
+                no density), or the target's normalising constant is unknown (e.g.
+                γ ∝ exp(−V) for a user V without log Z).
         """
         if self.target is None:
             raise ValueError(
                 "log_density needs the target γ, and this map has none: build it with "
                 "MongeMap(..., target=...)"
+            )
+        if not self.target.has_potential and self.target.can_sample:
+            raise ValueError(
+                f"log_density needs the target's density γ = exp(−V)/Z, but this map's target "
+                f"({type(self.target).__name__}) is known by samples only: it has no density "
+                "(no potential V, no known normalising constant log Z), so the source "
+                "density cannot be computed; the map, its inverse and sampling (T⁻¹ of the "
+                "target samples) still work"
             )
         if not self.target.has_potential or self.target.log_normaliser is None:
             raise ValueError(
@@ -244,10 +329,16 @@ class MongeMap(eqx.Module):
         return _apply("_log_density_one", self, self._points(x, "x"))
 
     def _log_density_one(self, x: Array) -> Array:
-        return self.target.log_prob(self._transport_one(x)) + self._log_det_jacobian_one(x)
+        # γ is held in φ's output coordinates w; in the target's units its density is
+        # γ_w((y − m1)/s) s^{-d} when standardised, and DT = ∇²φ(z) (else ∇²φ(z)/s): either
+        # way log ρ0(x) = log γ_w(∇φ(z)) + log det ∇²φ(z) − d log s
+        w = jax.grad(self.potential)(self._standardise(x))
+        logdet = self._log_det_hessian_one(x) - self.dim * jnp.log(self.scale)
+        return self.target.log_prob(w) + logdet
 
     def sample(self, key: Array, n: int) -> Array:
-        """n samples of the source μ0 as T⁻¹(y), y ~ γ (see :meth:`inverse`).
+        """n samples of the source μ0 as T⁻¹(y), y ~ γ (see :meth:`inverse`); for a target
+        known by samples, y is drawn from its rows with replacement.
 
         Args:
             key: a PRNG key.
@@ -269,7 +360,8 @@ class MongeMap(eqx.Module):
                 f"sample draws y ~ γ and returns T⁻¹(y), but this map {what}; a Gaussian "
                 "target, or one with a sampler, is needed"
             )
-        return self.inverse(self.target.sample(key, n))
+        # the target is held in φ's output coordinates: no round trip through y
+        return _apply("_from_output_one", self, self.target.sample(key, n))
 
 
 @eqx.filter_jit

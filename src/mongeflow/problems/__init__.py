@@ -23,6 +23,7 @@ from mongeflow.problems.builtin import (
     paper_gmm,
 )
 from mongeflow.problems.gaussian import affine_flow, bures_map, gaussian_kl
+from mongeflow.problems.pairs import dense_pair, gaussian_pair
 from mongeflow.problems.posterior import (
     logistic_cancer,
     logistic_regression,
@@ -38,6 +39,8 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "dense-potential": dense_potential,
     "logistic-wine": logistic_wine,
     "logistic-cancer": logistic_cancer,
+    "dense-pair": dense_pair,
+    "gaussian-pair": gaussian_pair,
 }
 
 
@@ -67,8 +70,10 @@ __all__ = [
     "Target",
     "affine_flow",
     "bures_map",
+    "dense_pair",
     "dense_potential",
     "gaussian",
+    "gaussian_pair",
     "gaussian_kl",
     "get_problem",
     "known_potential",

@@ -336,7 +336,9 @@ class Problem(eqx.Module):
 
     A problem built from data may be posed in standardised coordinates z = (x − shift)/scale
     (one overall scale, which keeps a Brenier map a Brenier map); a map learnt on it is
-    reported in the data's units x (see :class:`~mongeflow.maps.MongeMap`).
+    reported in the data's units x (see :class:`~mongeflow.maps.MongeMap`). A target known
+    by samples is then standardised too, with the same scale and its own mean
+    (``target_shift``): w = (y − target_shift)/scale (see :func:`standardize`).
 
     Attributes:
         name: a short label.
@@ -349,7 +351,11 @@ class Problem(eqx.Module):
             never trained on: the metrics, the choice of the best map and early stopping
             use them. ``None`` when the source can be sampled afresh.
         validation_target: held-out target samples ``[m_val, d]`` for a target known by
-            samples, or ``None``.
+            samples (in the problem's coordinates), or ``None``.
+        target_shift: the target samples' mean m1 ``[d]`` when the target is posed in
+            standardised coordinates w = (y − m1)/scale too (a target known by samples), or
+            ``None``: the target, ``validation_target`` and ``true_map``'s values are then in
+            the target's own units.
     """
 
     name: str = eqx.field(static=True)
@@ -360,6 +366,7 @@ class Problem(eqx.Module):
     scale: float = eqx.field(static=True, default=1.0)
     validation: Array | None = None
     validation_target: Array | None = None
+    target_shift: Array | None = None
 
     def __check_init__(self):
         if self.source.dim != self.target.dim:
@@ -367,27 +374,44 @@ class Problem(eqx.Module):
                 f"source dimension {self.source.dim} differs from target dimension "
                 f"{self.target.dim}"
             )
+        if self.target_shift is not None and self.shift is None:
+            raise ValueError("target_shift is set but shift is not: standardise both sides")
 
     @property
     def dim(self) -> int:
         return self.source.dim
+
+    @property
+    def target_standardized(self) -> bool:
+        """Whether the target is posed in standardised coordinates w = (y − m1)/s too."""
+        return self.target_shift is not None
+
+    def training_sizes(self) -> tuple[int | None, int | None]:
+        """The numbers of training rows of the source and of the target (those left after
+        the validation split), each ``None`` when that side is not a fixed sample."""
+        n = self.source.data.shape[0] if isinstance(self.source, EmpiricalSource) else None
+        m = self.target.data.shape[0] if isinstance(self.target, EmpiricalTarget) else None
+        return (None if n is None else int(n)), (None if m is None else int(m))
 
 
 class StandardizedSource(Source):
     """μ0 seen in standardised coordinates z = (x − m)/s: the law of (X − m)/s, X ~ ``inner``.
 
     Its log-density is log ρ0(m + s z) + d log s, and when ``inner`` draws exact pairs
-    (x, T*(x)) (``sample_with_map``), so does this source, as (z, T*(x)).
+    (x, T*(x)) (``sample_with_map``), so does this source, as (z, T*(x)), or as
+    (z, (T*(x) − m1)/s) when the target is standardised too (``target_shift`` = m1).
     """
 
     inner: Source
     shift: Array
     scale: float = eqx.field(static=True)
     dim: int = eqx.field(static=True)
+    target_shift: Array | None = None
 
-    def __init__(self, inner: Source, shift, scale: float):
+    def __init__(self, inner: Source, shift, scale: float, target_shift=None):
         self.inner, self.dim = inner, inner.dim
         self.shift, self.scale = jnp.asarray(shift), float(scale)
+        self.target_shift = None if target_shift is None else jnp.asarray(target_shift)
 
     def sample(self, key: Array, n: int) -> Array:
         return (self.inner.sample(key, n) - self.shift[None, :]) / self.scale
@@ -404,6 +428,8 @@ class StandardizedSource(Source):
 
             def sample_with_map(key: Array, n: int) -> tuple[Array, Array]:
                 x, y = self.inner.sample_with_map(key, n)
+                if self.target_shift is not None:
+                    y = (y - self.target_shift[None, :]) / self.scale
                 return (x - self.shift[None, :]) / self.scale, y
 
             return sample_with_map
@@ -411,24 +437,53 @@ class StandardizedSource(Source):
 
 
 class _InUnits(eqx.Module):
-    """z ↦ T*(m + s z): a map of the data's units seen from standardised coordinates."""
+    """z ↦ T*(m + s z): a map of the data's units seen from standardised coordinates, or
+    z ↦ (T*(m + s z) − m1)/s when the target is standardised too (``target_shift`` = m1)."""
 
     true_map: Callable[[Array], Array]
     shift: Array
     scale: float = eqx.field(static=True)
+    target_shift: Array | None = None
 
     def __call__(self, z: Array) -> Array:
-        return self.true_map(self.shift + self.scale * z)
+        y = self.true_map(self.shift + self.scale * z)
+        if self.target_shift is None:
+            return y
+        return (y - self.target_shift) / self.scale
+
+
+def _mean_square(rows: np.ndarray, centre: np.ndarray) -> float:
+    """mean_i |r_i − centre|² / d."""
+    return float(np.mean(np.sum((rows - centre[None, :]) ** 2, axis=1)) / rows.shape[1])
 
 
 def standardize(problem: Problem, key: Array | None = None, n: int = 10_000) -> Problem:
-    """``problem`` posed in z = (x − m)/s, with m the source's mean and s one overall scale,
-    sqrt(mean |x − m|² / d), both estimated from ``n`` source samples.
+    """``problem`` posed in standardised coordinates, with one overall scale s.
 
-    One scale for every coordinate keeps a Brenier map a Brenier map (T(x) = ∇φ((x − m)/s)
-    with φ convex), so the map learnt in z is reported in the data's units through
-    ``shift`` and ``scale`` (see :class:`~mongeflow.maps.MongeMap`). A problem that is
-    already standardised comes back unchanged.
+    - A target known by a potential V (or by a sampler): only the source is standardised,
+      z = (x − m)/s, with m the source's mean and s = sqrt(mean |x − m|² / d); the target
+      stays in its own units and the learnt φ maps z to them: T(x) = ∇φ((x − m)/s).
+    - A target known by samples (:class:`EmpiricalTarget`): both sides, with the same scale
+      and each its own mean, z = (x − m0)/s and w = (y − m1)/s, m0 and m1 the two sides'
+      means and s² = ½ (mean |x − m0|² + mean |y − m1|²) / d (each side weighing the same,
+      whatever its size); the held-out rows (``validation``, ``validation_target``) and
+      the true map (z ↦ (T*(m0 + s z) − m1)/s) are transformed alike. The learnt φ maps z to
+      w, so T(x) = m1 + s ∇φ((x − m0)/s), the gradient of the convex
+      Φ(x) = s² φ((x − m0)/s) + m1ᵀx: still a Brenier map. Centring each side on its own
+      mean, rather than both on one common point, makes the fit blind to a translation of
+      either side (the Monge map of μ0 → γ(· − b) is T + b): with one common centre, a
+      target moved far away would shrink both clouds to specks of the unit scale the
+      networks and rates are tuned for.
+
+    Statistics are taken over every training row of an :class:`EmpiricalSource` /
+    :class:`EmpiricalTarget` (once), else over ``n`` samples drawn with ``key``. One scale
+    for every coordinate keeps a Brenier map a Brenier map; the map learnt in these
+    coordinates is reported in the data's units through ``shift``, ``scale`` and
+    ``target_shift`` (see :class:`~mongeflow.maps.MongeMap`). A problem that is already
+    standardised comes back unchanged.
+
+    Raises:
+        ValueError: the samples have no spread (s = 0).
     """
     if problem.shift is not None:
         return problem
@@ -438,25 +493,42 @@ def standardize(problem: Problem, key: Array | None = None, n: int = 10_000) -> 
     else:
         x = np.asarray(problem.source.sample(key, n), dtype=np.float64)
     shift = x.mean(axis=0)
-    scale = float(np.sqrt(np.mean(np.sum((x - shift) ** 2, axis=1)) / problem.dim))
+    both = isinstance(problem.target, EmpiricalTarget)
+    if both:
+        y = np.asarray(problem.target.data, dtype=np.float64)
+        target_shift = y.mean(axis=0)
+        scale = float(np.sqrt(0.5 * (_mean_square(x, shift) + _mean_square(y, target_shift))))
+    else:
+        scale = float(np.sqrt(_mean_square(x, shift)))
     if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f"cannot standardise {problem.name}: its source has no spread")
+        sides = "its source and target have" if both else "its source has"
+        raise ValueError(f"cannot standardise {problem.name}: {sides} no spread")
     dtype = jnp.zeros(()).dtype
     shift = jnp.asarray(shift, dtype)
+    target_shift = jnp.asarray(target_shift, dtype) if both else None
     held = problem.validation
     held = None if held is None else (held - shift[None, :]) / scale
-    true_map = None if problem.true_map is None else _InUnits(problem.true_map, shift, scale)
+    held_target = problem.validation_target
+    if both and held_target is not None:
+        held_target = (held_target - target_shift[None, :]) / scale
+    true_map = (
+        None if problem.true_map is None else _InUnits(problem.true_map, shift, scale, target_shift)
+    )
     if isinstance(problem.source, EmpiricalSource):
         source = EmpiricalSource((problem.source.data - shift[None, :]) / scale)
     else:
-        source = StandardizedSource(problem.source, shift, scale)
+        source = StandardizedSource(problem.source, shift, scale, target_shift)
+    target = problem.target
+    if both:
+        target = EmpiricalTarget((problem.target.data - target_shift[None, :]) / scale)
     return Problem(
         problem.name,
         source,
-        problem.target,
+        target,
         true_map,
         shift=shift,
         scale=scale,
         validation=held,
-        validation_target=problem.validation_target,
+        validation_target=held_target,
+        target_shift=target_shift,
     )

@@ -195,15 +195,22 @@ def dense_potential(dim: int | None = None, seed: int = 0) -> Problem:
     d = 2 if dim is None else int(dim)
     if d < 1:
         raise ValueError(f"dim must be ≥ 1, got {d}")
+    source = dense_psi(d, seed)
+    return Problem("dense-potential", source, source.target, source.inverse)
+
+
+def dense_psi(dim: int, seed: int = 0) -> KnownPotentialSource:
+    """The dense strongly convex ψ of ``dense-potential`` (and ``dense-pair``), fixed by
+    ``seed``, as the source (∇ψ)#N(0, I) that carries it (``grad_psi``, ``hess_psi``)."""
+    d = int(dim)
     rng = np.random.default_rng(3000 + seed)
     U = rng.standard_normal((d, d))
     U /= np.linalg.norm(U, axis=1, keepdims=True)
     B = _random_spd(rng, d, 0.5, 2.0)
     b = rng.uniform(-1.0, 1.0, size=d)
     offset = 2.0 * rng.standard_normal(d)
-    target = Gaussian.standard(d)
-    source = KnownPotentialSource(
-        target=target,
+    return KnownPotentialSource(
+        target=Gaussian.standard(d),
         B=jnp.asarray(B),
         U=jnp.asarray(U),
         b=jnp.asarray(b),
@@ -212,4 +219,3 @@ def dense_potential(dim: int | None = None, seed: int = 0) -> Problem:
         dim=d,
         offset=jnp.asarray(offset),
     )
-    return Problem("dense-potential", source, target, source.inverse)
