@@ -150,7 +150,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seeds", type=int, default=100, help="paper: number of seeds (0 … N−1)")
     b.add_argument("--rows", nargs="+", default=None, help="paper: only these rows (all if unset)")
     b.add_argument(
-        "--dims", type=int, nargs="+", default=[2, 8, 16, 32, 64], help="maps: dimensions"
+        "--dims",
+        type=int,
+        nargs="+",
+        default=[2, 8, 16, 32, 64],
+        help="maps, twosample: dimensions",
     )
     b.add_argument(
         "--problems",

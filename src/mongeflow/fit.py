@@ -361,7 +361,8 @@ def fit(
             :func:`~mongeflow.maps.default_potential`.
         steps: outer steps (default: the scheme's ``default_steps``).
         batch_size: mini-batch size n, a fresh batch at every step (default 256, or the
-            number of samples of a data source when smaller).
+            number of training samples of a data source or of a target known by samples,
+            when smaller).
         seed: an int, or a sequence of ints trained side by side in one program.
         callbacks: :class:`Callback` values (a progress bar, checkpoints).
         log_every: steps between history records (default: about 20 records).
@@ -380,6 +381,7 @@ def fit(
             consecutive history records (``steps`` is then a cap); ``None`` runs every step.
         standardize: pose the problem in standardised coordinates
             (:func:`~mongeflow.problems.standardize`: the source's mean removed, one overall
+            scale, and a target known by samples centred on its own mean with the same
             scale) unless it already is; the map is reported in the problem's units all the
             same. Network initialisations, learning rates and step sizes are tuned for
             coordinates of unit scale.

@@ -246,6 +246,18 @@ def target_from_record(record: dict, base: str | Path | None = None) -> Target:
         InputError: an unknown record, a Python file that is gone or fails to import, or a
             samples file that is gone, unreadable or not ``[n, dim]`` finite numbers.
     """
+    try:
+        return _target_from_record(record, base)
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(
+            f"damaged target record {json.dumps(record, default=str)[:100]}: "
+            f"{type(err).__name__}: {err}"
+        ) from None
+
+
+def _target_from_record(record: dict, base: str | Path | None) -> Target:
     kind = record.get("kind")
     if kind == "samples":
         file = Path(record["file"])

@@ -4,7 +4,7 @@ A saved map is a directory holding ``map.eqx`` (the potential's parameters, writ
 ``eqx.tree_serialise_leaves``) and ``map.json``: the format, the potential's structure, the
 standardisation (shift, scale and, when the target was standardised too, target_shift), a
 record of the target and free-form info. A target known by samples is saved beside them,
-its rows in ``target.npy`` (in the coordinates the map holds them: standardised,
+its rows in ``target.npy``, in the user's units (the map holds them standardised,
 w = (y − target_shift)/scale, when ``target_shift`` is saved).
 
 Example:
@@ -185,8 +185,11 @@ def save(m: MongeMap, path: str | Path, info: dict | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     eqx.tree_serialise_leaves(path / "map.eqx", m.potential)
     samples = path / TARGET_SAMPLES_FILE
-    if isinstance(m.target, EmpiricalTarget):
-        np.save(samples, np.asarray(m.target.data))
+    if isinstance(m.target, EmpiricalTarget):  # in the user's units: y = m1 + s w
+        rows = np.asarray(m.target.data, dtype=np.float64)
+        if m.target_shift is not None:
+            rows = np.asarray(m.target_shift, np.float64) + float(m.scale) * rows
+        np.save(samples, rows.astype(np.asarray(m.target.data).dtype))
     elif samples.is_file():  # a previous map's, in the same directory
         samples.unlink()
     (path / "map.json").write_text(text)
@@ -216,9 +219,11 @@ def load(path: str | Path, target: Target | None = None) -> MongeMap:
     Args:
         path: the map's directory.
         target: γ, overriding the saved record; needed for :meth:`MongeMap.log_density` and
-            :meth:`MongeMap.sample` when the target was not saved. For a map whose target is
-            standardised (``target_shift`` saved), in φ's output coordinates
-            w = (y − target_shift)/scale, as :class:`MongeMap` holds it.
+            :meth:`MongeMap.sample` when the target was not saved. Target samples
+            (``target.npy``, or an :class:`~mongeflow.problems.EmpiricalTarget` given here)
+            are in the user's units; for a map whose target is standardised
+            (``target_shift`` saved) they are posed in φ's output coordinates
+            w = (y − target_shift)/scale, as :class:`MongeMap` holds them.
 
     Raises:
         InputError: ``path`` is not a saved map, ``map.json`` is not valid JSON or of an
@@ -259,9 +264,17 @@ def load(path: str | Path, target: Target | None = None) -> MongeMap:
                     "load(path, target=...)"
                 ) from None
     # maps saved before target standardisation existed have no target_shift: None
-    return MongeMap(
-        potential, meta["shift"], meta["scale"], target, target_shift=meta.get("target_shift")
-    )
+    target_shift = meta.get("target_shift")
+    if meta["format"] == FORMAT_TARGET_STANDARDIZED and target_shift is None:
+        raise InputError(
+            f"{str(path / 'map.json')!r}: format {FORMAT_TARGET_STANDARDIZED} needs "
+            "'target_shift' (the target's mean), which is missing: the file is damaged"
+        )
+    if target_shift is not None and isinstance(target, EmpiricalTarget):
+        shift1 = np.asarray(target_shift, np.float64)
+        rows = (np.asarray(target.data, np.float64) - shift1) / float(meta["scale"])
+        target = EmpiricalTarget(rows.astype(np.asarray(target.data).dtype))
+    return MongeMap(potential, meta["shift"], meta["scale"], target, target_shift=target_shift)
 
 
 def read_info(path: str | Path) -> dict:

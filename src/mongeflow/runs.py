@@ -68,7 +68,7 @@ FIT_OPTIONS = {
     ),
     "divergence": (
         "auto",
-        f"the lifted divergence: auto (kl when the target has a potential V, else energy), "
+        f"the lifted divergence: auto (kl when the target has a potential V, else drift), "
         f"{', '.join(DIVERGENCES)}",
     ),
     "steps": (None, "outer steps, the total when resuming (default: the scheme's own)"),
@@ -116,8 +116,9 @@ RUN_FILES = (
 
 
 def run_record(run: Run) -> dict:
-    """What must not change between a fit and its resumption."""
-    return {
+    """What must not change between a fit and its resumption (for a target known by samples,
+    also the coordinates the potential was trained in: both sides standardised, the scale)."""
+    out = {
         "problem": run.problem.name,
         "dim": run.problem.dim,
         "scheme": record(run.scheme),
@@ -125,6 +126,10 @@ def run_record(run: Run) -> dict:
         "batch_size": run.batch_size,
         "seeds": list(run.seeds),
     }
+    if run.problem.target_shift is not None:
+        out["target_standardized"] = True
+        out["scale"] = float(run.problem.scale)
+    return out
 
 
 def differences(saved: dict, now: dict, prefix: str = "") -> list[str]:

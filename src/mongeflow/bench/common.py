@@ -3,6 +3,7 @@ the per-seed energy distance of the paper's table."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -46,6 +47,12 @@ def machine() -> dict[str, Any]:
 def machine_line(m: dict[str, Any]) -> str:
     """One line naming the machine of :func:`machine`, for the tables' headers."""
     return f"Machine: {m['cpu']}, {m['cores']} cores, {m['device']}; jax {m['jax']}; {m['date']}."
+
+
+def finite_or_none(v) -> float | None:
+    """``float(v)``, or ``None`` (JSON's null) when it is NaN or infinite."""
+    v = float(v)
+    return v if math.isfinite(v) else None
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:

@@ -67,7 +67,6 @@ import dataclasses
 import importlib.util
 import inspect
 import json
-import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -80,7 +79,7 @@ import jax.numpy as jnp
 
 from mongeflow import schemes
 from mongeflow.auto import AUTO_STEPS
-from mongeflow.bench.common import machine, time_to
+from mongeflow.bench.common import finite_or_none, machine, time_to
 from mongeflow.bench.report import maps_figure, maps_table
 from mongeflow.divergences import KL
 from mongeflow.fit import fit
@@ -216,11 +215,6 @@ def in_units(potential: Potential, problem: Problem) -> Potential:
     )
 
 
-def _num(v) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 @eqx.filter_jit
 def _evaluate(problem: Problem, potential: Potential, key: Array, n: int) -> dict:
     return evaluate(problem, potential, key, n)
@@ -231,9 +225,9 @@ def potential_figures(problem: Problem, potential: Potential, key: Array, n: int
     ``key`` (:func:`~mongeflow.metrics.evaluate`)."""
     out = _evaluate(problem, potential, key, n)
     return {
-        "l2_uvp": _num(out["l2_uvp"]),
-        "energy_distance": _num(out["energy_distance"]),
-        "objective": _num(out["objective"]) if "objective" in out else None,
+        "l2_uvp": finite_or_none(out["l2_uvp"]),
+        "energy_distance": finite_or_none(out["energy_distance"]),
+        "objective": finite_or_none(out["objective"]) if "objective" in out else None,
     }
 
 
@@ -255,8 +249,8 @@ def map_figures(
     y = target_samples(problem, k_tgt, n)
     mapped = transport(x)
     out = {
-        "l2_uvp": _num(l2_uvp(mapped, true, target_variance(problem, k_var))),
-        "energy_distance": _num(energy_distance(mapped, y)),
+        "l2_uvp": finite_or_none(l2_uvp(mapped, true, target_variance(problem, k_var))),
+        "energy_distance": finite_or_none(energy_distance(mapped, y)),
         "objective": None,
     }
     if one is not None and problem.target.has_potential:
@@ -266,7 +260,7 @@ def map_figures(
             logdet = jax.lax.map(lambda xi: log_det(jax.jacfwd(one)(xi)), x, batch_size=16)
             return jnp.mean(jax.vmap(problem.target.potential)(mapped)) - jnp.mean(logdet)
 
-        out["objective"] = _num(objective(x, mapped))
+        out["objective"] = finite_or_none(objective(x, mapped))
     return out
 
 
@@ -373,7 +367,7 @@ def fit_row(problem: Problem, method: Method, seed: int, key: Array, n: int, qui
             "best_step": int(res.best_step[0]) if res.best_step is not None else None,
         },
         "note": note,
-        "curve": {"time_s": times, "l2_uvp": [_num(v) for v in l2]},  # NaN → null
+        "curve": {"time_s": times, "l2_uvp": [finite_or_none(v) for v in l2]},  # NaN → null
     }
 
 
@@ -555,7 +549,7 @@ def neural_dual_rows(
             "note": note,
         }
         if r is last:  # one curve per training run, drawn once
-            row["curve"] = {"time_s": times, "l2_uvp": [_num(v) for v in l2]}
+            row["curve"] = {"time_s": times, "l2_uvp": [finite_or_none(v) for v in l2]}
         rows[ND_ROWS.get(b.name, b.name)] = row
     return rows
 
@@ -618,6 +612,11 @@ def run_maps(
         p = get_problem(name, dim=2)  # unknown names fail here, before any work
         if p.true_map is None and not hasattr(p.source, "sample_with_map"):
             raise ValueError(f"problem {name!r} has no known map: L2-UVP cannot be measured")
+        if not p.target.has_potential:
+            raise ValueError(
+                f"problem {name!r} has a target known only by samples; this benchmark fits "
+                "the KL, which needs V: run `mongeflow bench twosample` for it"
+            )
     scale = QUICK_SCALE if quick else None
     n, n_train = (QUICK_N, QUICK_N) if quick else (N_EVAL, N_TRAIN)
     if quick:

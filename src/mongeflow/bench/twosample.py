@@ -38,7 +38,7 @@ The rows:
   rows (the note says which).
 - ``entropic map (OTT)``: :func:`mongeflow.bench.maps.entropic_row` (OTT-JAX's entropic map
   at its default ε) on the first :data:`ENTROPIC_N` training rows of each side (the rows
-  are in random order; a Sinkhorn solve on all 9 000 took 200 s at d = 2 here).
+  are in random order: a Sinkhorn solve on all 9 000 is several times slower).
 - ``W2NeuralDual (...)``: :func:`mongeflow.bench.maps.neural_dual_rows`, OTT-JAX's neural dual
   with all its defaults, batches drawn from the training rows, at its default iterations,
   4 × those and ``auto``'s wall time, each capped at ``time_cap`` seconds.
@@ -106,7 +106,7 @@ import numpy as np
 from mongeflow import schemes
 from mongeflow.auto import AUTO_STEPS
 from mongeflow.bench import maps as maps_bench
-from mongeflow.bench.common import machine, machine_line, markdown_table
+from mongeflow.bench.common import finite_or_none, machine, machine_line, markdown_table
 from mongeflow.bench.drift_mlp import fit_drift_mlp
 from mongeflow.divergences import DIVERGENCES, Divergence
 from mongeflow.fit import FitWarning, fit
@@ -322,15 +322,10 @@ def _scores(mapped: Array, x: Array, true: Array, y: Array, variance: float) -> 
     defined = norm2 > 1e-12 * true_norm2 and true_norm2 > 0
     ed = float(energy_distance(jnp.asarray(mapped, y.dtype), y))
     return {
-        "l2_uvp": _num(100.0 * l2 / variance),
-        "cosine": _num(inner / math.sqrt(norm2 * true_norm2)) if defined else None,
-        "energy_distance": _num(ed),
+        "l2_uvp": finite_or_none(100.0 * l2 / variance),
+        "cosine": finite_or_none(inner / math.sqrt(norm2 * true_norm2)) if defined else None,
+        "energy_distance": finite_or_none(ed),
     }
-
-
-def _num(v) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 def _row(kind: str, scores: dict, wall: float, note: str, settings: dict | None = None) -> dict:

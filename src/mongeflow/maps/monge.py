@@ -18,7 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from mongeflow.maps.base import Array, Potential, hessian
+from mongeflow.maps.base import Array, Potential, hessian, log_det_psd
 from mongeflow.problems.base import Target
 
 
@@ -249,8 +249,7 @@ class MongeMap(eqx.Module):
 
     def _log_det_hessian_one(self, x: Array) -> Array:
         """log det ∇²φ(z), z = (x − m)/s; −inf where ∇²φ(z) is not positive definite."""
-        chol = jnp.linalg.cholesky(hessian(self.potential, self._standardise(x)))
-        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+        logdet = log_det_psd(hessian(self.potential, self._standardise(x)))
         return jnp.where(jnp.isfinite(logdet), logdet, -jnp.inf)
 
     def _log_det_jacobian_one(self, x: Array) -> Array:
