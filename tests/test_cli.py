@@ -63,7 +63,7 @@ def test_fit_writes_metrics_and_figures(tmp_path):
         "--dim",
         "2",
         "--scheme",
-        "natural",
+        "adam",
         "--widths",
         "16",
         "16",

@@ -28,7 +28,7 @@ def test_every_scheme_has_a_budget():
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.slow) if n in ("natural", "euclidean") else n
+        pytest.param(n, marks=pytest.mark.slow) if n in ("natural", "euclidean", "implicit") else n
         for n in SCHEME_BUDGETS
     ],
 )

@@ -56,9 +56,10 @@ def choose_divergence(problem: Problem) -> Divergence:
     scheme: the constrained drifting model.
 
     Measured on the two-sample problems (n = 10⁴ per side, 10 % held out, L2-UVP against
-    T* on the held-out rows; ``python -m mongeflow bench twosample`` and the same fits with
-    the held-out rows used for selection): on ``dense-pair`` the drift reached 0.83 %,
-    3.6 % and 5.6 % at d = 2, 8, 16 where Adam on the energy distance stayed near the linear
+    T* on the held-out rows; ``mongeflow bench twosample``, and the same fits with the
+    held-out rows used for selection in ``benchmarks/twosample/defaults/``): on
+    ``dense-pair`` the drift reached 0.83 %, 3.6 % and 5.6 % at d = 2, 8, 16 where Adam on
+    the energy distance stayed near the linear
     map (2.4 %, 10.1 %, 6.7 %; the linear map 4.6 %, 9.1 %, 5.9 %), with or without early
     stopping or a 4× larger batch. On ``gaussian-pair``, where the linear map is exact, the
     energy distance did better (0.74 % and 0.24 % at d = 8, 16, the drift 0.91 % and 1.8 %).

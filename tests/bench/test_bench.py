@@ -84,6 +84,7 @@ def test_better_rows_stay_within_the_papers_budget():
         assert r.gradient_evaluations <= 1000
 
 
+@pytest.mark.slow
 def test_the_scorer_is_the_metrics_energy_distance_on_each_seeds_samples():
     problem = get_problem("paper-gmm")
     seeds, n = 3, 300
@@ -158,6 +159,7 @@ def test_maps_potentials_in_the_datas_units():
     np.testing.assert_allclose(mapped, reported, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_neural_dual_map_is_the_gradient_of_the_source_potential():
     pytest.importorskip("flax")
     import warnings

@@ -20,6 +20,7 @@ def _identity_l2_uvp(problem) -> float:
     return 100.0 * np.mean(np.sum((x - true) ** 2, axis=1)) / variance
 
 
+@pytest.mark.slow
 def test_quick_run_writes_files_and_scores_every_row_on_the_held_out_rows(tmp_path):
     methods = ["identity", "linear", "auto", "drift-mlp"]
     results = twosample.run_twosample(

@@ -138,6 +138,7 @@ def test_kl_value_on_a_non_affine_map_matches_quadrature():
         assert abs(mc - quad) <= 0.01 * quad + 3e-3, (mc, quad)
 
 
+@pytest.mark.slow
 def test_log_det_and_exact_score_gradients_agree_on_a_non_affine_map():
     """Integration by parts makes the log-det gradient and the exact-score gradient equal in
     expectation for any map; on a non-affine ICNN map they agree up to Monte-Carlo error."""

@@ -17,12 +17,15 @@ from mongeflow.maps import ICNN
             {"widths": (16, 8), "quadratic_rank": 3, "strong_convexity": 0.1},
             marks=pytest.mark.slow,
         ),
-        {
-            "widths": (7, 5, 4),
-            "nonnegativity": "softplus",
-            "quadratic_rank": 2,
-            "linear_skip": True,
-        },
+        pytest.param(
+            {
+                "widths": (7, 5, 4),
+                "nonnegativity": "softplus",
+                "quadratic_rank": 2,
+                "linear_skip": True,
+            },
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_closed_form_hessian_matches_autodiff(kwargs):

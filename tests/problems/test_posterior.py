@@ -156,6 +156,7 @@ def test_posterior_errors_of_exact_gaussian_draws(dataset):
         posterior_errors(x[:, :3], ref)
 
 
+@pytest.mark.slow
 def test_short_fit_on_logistic_wine():
     res = mf.fit("logistic-wine", "adam", steps=10, eval_size=200, final_eval_size=500)
     assert res.metrics, res.metrics

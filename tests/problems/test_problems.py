@@ -96,7 +96,7 @@ def test_unknown_problem_lists_valid_names():
         get_problem("banana")
 
 
-@pytest.mark.parametrize("dim", [2, 16, pytest.param(64, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("dim", [2, *(pytest.param(d, marks=pytest.mark.slow) for d in (16, 64))])
 def test_dense_potential_pairs_are_exact_and_hard_for_a_linear_map(dim, key):
     """T*(x) = y on generated pairs x = ∇ψ(y), and the linear (Bures) map is ≥ 5 % L2-UVP."""
     from mongeflow.metrics import evaluate, linear_baseline

@@ -273,6 +273,7 @@ def test_backtracking_takes_the_largest_decreasing_step(key):
     assert float(info.loss) == pytest.approx(float(loss), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_gauss_newton_explicit_starts_from_the_identity(key):
     """Explicit with the Gauss–Newton solve and T_0 = id regresses onto x + τ v(x), not onto
     the initial network's T_θ0 + τ v (which the linearised solve used to do)."""
