@@ -1,8 +1,20 @@
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# Both test workers compile many of the same programs (a fit of a 2-D problem with the
+# default settings, say): a compilation cache on disk, shared by the workers, lets the
+# second one load what the first compiled. Entries are keyed by the program and the JAX/XLA
+# versions, so a stale entry is never used.
+if not jax.config.jax_compilation_cache_dir:
+    jax.config.update(
+        "jax_compilation_cache_dir", str(Path(__file__).parents[1] / ".pytest_cache" / "jax")
+    )
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 @pytest.fixture
