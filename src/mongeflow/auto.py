@@ -45,7 +45,8 @@ def auto_learning_rate(dim: int) -> float:
     beat 0.05 and 0.01 (0.77 %, 0.99 %, 7.0 % L2-UVP after 1 000 steps); at d = 64 with
     widths (128, 128) the rate 0.1 stalled above the linear map (13.5 % against 7.9 %, the
     held-out objective rising after step 100) while 0.02 decreased steadily (7.9 % after
-    400 steps, still falling).
+    400 steps, still falling); the default fit at d = 64 (1.6/d = 0.025, 2 000 steps)
+    reached 2.18 % against the linear map's 7.95 %.
     """
     return min(0.1, 1.6 / max(int(dim), 1))
 
