@@ -15,6 +15,8 @@ from mongeflow.divergences.energy import (
     _floats,
     _row_blocks,
     _squared_distances,
+    block_size_setting,
+    check_block_size,
     energy_profile,
     mean_distance,
     mmd_squared,
@@ -143,11 +145,7 @@ class Drift(Divergence):
         help="drift: divide each temperature's field by its RMS (the paper's normalisation)",
         static=True,
     )
-    block_size: int = setting(
-        1024,
-        help="sample-based divergences: rows per block of the kernel sums (memory ∝ block × batch)",
-        static=True,
-    )
+    block_size: int = block_size_setting()
     name: ClassVar[str] = "drift"
     needs_target_samples: ClassVar[bool] = True
 
@@ -157,8 +155,7 @@ class Drift(Divergence):
     def __check_init__(self):
         if not _floats(self.temperatures) or min(_floats(self.temperatures)) <= 0:
             raise ValueError(f"temperatures must be positive numbers, got {self.temperatures}")
-        if self.block_size < 1:
-            raise ValueError(f"block_size must be ≥ 1, got {self.block_size}")
+        check_block_size(self.block_size)
 
     @property
     def loss_is_value(self) -> bool:

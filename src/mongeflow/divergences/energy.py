@@ -66,6 +66,21 @@ def _float_list(values) -> str:
     return ",".join(repr(v) for v in _floats(values))
 
 
+def block_size_setting():
+    """The ``block_size`` setting every sample-based divergence declares (one name, default
+    and help text for the command line)."""
+    return setting(
+        1024,
+        help="sample-based divergences: rows per block of the kernel sums (memory ∝ block × batch)",
+        static=True,
+    )
+
+
+def check_block_size(block_size: int) -> None:
+    if block_size < 1:
+        raise ValueError(f"block_size must be ≥ 1, got {block_size}")
+
+
 def _block_size(block: int, n: int) -> int:
     return max(1, min(int(block), n))
 
@@ -207,17 +222,12 @@ class EnergyDistance(Divergence):
         (64, 2)
     """
 
-    block_size: int = setting(
-        1024,
-        help="sample-based divergences: rows per block of the kernel sums (memory ∝ block × batch)",
-        static=True,
-    )
+    block_size: int = block_size_setting()
     name: ClassVar[str] = "energy"
     needs_target_samples: ClassVar[bool] = True
 
     def __check_init__(self):
-        if self.block_size < 1:
-            raise ValueError(f"block_size must be ≥ 1, got {self.block_size}")
+        check_block_size(self.block_size)
 
     def squared(self, z: Array, y: Array) -> Array:
         """ED_V(z, y), the V-statistic, differentiable in both point sets."""

@@ -13,6 +13,8 @@ from mongeflow.divergences.energy import (
     _float_list,
     _floats,
     _squared_distances,
+    block_size_setting,
+    check_block_size,
     mmd_squared,
     mmd_velocity,
     target_batch,
@@ -73,11 +75,7 @@ class MMD(Divergence):
         "(comma-separated)",
         static=True,
     )
-    block_size: int = setting(
-        1024,
-        help="sample-based divergences: rows per block of the kernel sums (memory ∝ block × batch)",
-        static=True,
-    )
+    block_size: int = block_size_setting()
     name: ClassVar[str] = "mmd"
     needs_target_samples: ClassVar[bool] = True
 
@@ -89,8 +87,7 @@ class MMD(Divergence):
             raise ValueError(f"bandwidth must be 'median' or 'multiscale', got {self.bandwidth!r}")
         if not _floats(self.scales) or min(_floats(self.scales)) <= 0:
             raise ValueError(f"scales must be positive numbers, got {self.scales}")
-        if self.block_size < 1:
-            raise ValueError(f"block_size must be ≥ 1, got {self.block_size}")
+        check_block_size(self.block_size)
 
     def bandwidths(self, z: Array, y: Array) -> Array:
         """The squared bandwidths h² ``[K]`` of the batches ``z``, ``y`` (not differentiated)."""

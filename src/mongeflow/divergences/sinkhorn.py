@@ -15,6 +15,8 @@ from mongeflow.divergences.energy import (
     _centred,
     _row_blocks,
     _squared_distances,
+    block_size_setting,
+    check_block_size,
     target_batch,
 )
 from mongeflow.maps.base import Array, transport
@@ -154,11 +156,7 @@ class Sinkhorn(Divergence):
     sinkhorn_iterations: int = setting(
         2000, help="Sinkhorn divergence: most Sinkhorn iterations per solve", static=True
     )
-    block_size: int = setting(
-        1024,
-        help="sample-based divergences: rows per block of the kernel sums (memory ∝ block × batch)",
-        static=True,
-    )
+    block_size: int = block_size_setting()
     name: ClassVar[str] = "sinkhorn"
     needs_target_samples: ClassVar[bool] = True
 
@@ -167,8 +165,7 @@ class Sinkhorn(Divergence):
             raise ValueError(f"relative_epsilon must be > 0, got {self.relative_epsilon}")
         if self.sinkhorn_iterations < 1:
             raise ValueError(f"sinkhorn_iterations must be ≥ 1, got {self.sinkhorn_iterations}")
-        if self.block_size < 1:
-            raise ValueError(f"block_size must be ≥ 1, got {self.block_size}")
+        check_block_size(self.block_size)
 
     def epsilon(self, z: Array, y: Array) -> Array:
         """ε for the batches ``z`` and ``y`` (not differentiated)."""
