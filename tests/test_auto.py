@@ -41,12 +41,18 @@ def test_default_fit_beats_the_linear_map_on_a_hard_problem():
     assert res.metrics["objective"][0] < res.metrics["linear_objective"][0]
 
 
-def test_a_velocity_only_divergence_gets_the_explicit_scheme_with_small_steps():
-    from mongeflow.auto import DRIFT_STEPS, DRIFT_TAU, choose
+def test_a_velocity_only_divergence_gets_the_explicit_scheme_with_a_decaying_step():
+    from mongeflow.auto import DRIFT_STEPS, auto_drift_tau, choose
 
     problem = mf.get_problem("gaussian-pair", dim=3, n=500)
     c = choose(problem, mf.Drift())
-    assert c.scheme.name == "explicit" and c.scheme.tau == DRIFT_TAU and c.steps == DRIFT_STEPS
-    assert DRIFT_TAU * DRIFT_STEPS == pytest.approx(mf.Explicit().tau * mf.Explicit.default_steps)
+    assert c.scheme.name == "explicit" and c.steps == DRIFT_STEPS and c.patience is None
+    assert c.scheme.tau == 0.3 and c.scheme.decay_steps == c.steps
+    # τ_k: τ₀ at the start, half of it midway, 0 at the end (a cosine)
+    taus = [float(c.scheme.step_size(k)) for k in (0, c.steps // 2, c.steps)]
+    assert taus == pytest.approx([c.scheme.tau, c.scheme.tau / 2, 0.0], abs=1e-6)
+    # τ₀ ∝ 1/√d (the normalised drift's length grows like √d), capped at 0.3
+    assert auto_drift_tau(1) == 0.3 and auto_drift_tau(16) == pytest.approx(0.15)
+    assert mf.Explicit().step_size(5) == mf.Explicit().tau  # no decay by default
     # a divergence with a loss gets Adam, on a sample target too
     assert choose(problem, mf.EnergyDistance()).scheme.name == "adam"

@@ -17,7 +17,7 @@ import equinox as eqx
 import numpy as np
 
 from mongeflow import __version__ as _version
-from mongeflow.auto import choose, choose_divergence
+from mongeflow.auto import AUTO_PATIENCE, choose, choose_divergence
 from mongeflow.divergences import DIVERGENCES, get_divergence
 from mongeflow.fit import Callback, FitResult, FitState, Run
 from mongeflow.io import check_batch_size, data_problem, gaussian_source_problem, load_array
@@ -57,9 +57,10 @@ FIT_OPTIONS = {
         "the final metrics, the choice of the best map and early stopping",
     ),
     "patience": (
-        5,
-        "stop a seed when its held-out figure has not improved for this many history "
-        "records (0: run every step; --steps is the cap)",
+        None,
+        "stop a seed when its kept map has not changed for this many history records "
+        "(0: run every step; --steps is the cap); default 5, or 0 for the explicit "
+        "scheme's decaying schedule chosen with --scheme auto",
     ),
     "scheme": (
         "auto",
@@ -288,7 +289,7 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
         raise ValueError("--target applies to --source FILE only")
     if not 0.0 <= settings["validation"] < 0.5:
         raise ValueError(f"--validation must be in [0, 0.5), got {settings['validation']}")
-    if settings["patience"] < 0:
+    if settings["patience"] is not None and settings["patience"] < 0:
         raise ValueError(f"--patience must be ≥ 0, got {settings['patience']}")
     for name, low in (
         ("dim", 1),
@@ -328,6 +329,8 @@ def build(settings: dict):
         given = picked(scheme_opts)
         scheme = configure(choice.scheme, given, choice.scheme.name) if given else choice.scheme
         settings.update(scheme=scheme.name, steps=choice.steps, chosen=list(choice.reasons))
+        if settings["patience"] is None:
+            settings["patience"] = choice.patience or 0
     else:
         # on resume every stored setting is the scheme's own; on a new run the given ones
         scheme = get_scheme(settings["scheme"], **picked(scheme_opts))
@@ -336,6 +339,8 @@ def build(settings: dict):
     potential = default_potential(problem.dim, widths, settings["strong_convexity"])
     settings.update(flat(scheme), **flat(divergence), widths=list(widths))
     settings["steps"] = settings["steps"] or scheme.default_steps
+    if settings["patience"] is None:
+        settings["patience"] = AUTO_PATIENCE
     return problem, scheme, divergence, potential
 
 

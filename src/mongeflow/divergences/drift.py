@@ -113,9 +113,14 @@ class Drift(Divergence):
     the paper's normalised field expressed in the data's units (the paper works with the
     points divided by scale/√d, so that their mean distance is √d); scale and λ_R are
     constants of the batch. The normalised field keeps its size as the two distributions
-    meet (only its direction becomes noise), so in the explicit scheme τ sets a step length
-    and a small τ (≈ 0.2) is needed; ``normalise=False`` gives Σ_R V_R, which vanishes at
-    equilibrium.
+    meet (only its direction becomes noise), so in the explicit scheme τ sets a step length,
+    which should decay to 0 (:func:`mongeflow.auto.auto_drift_tau`); ``normalise=False``
+    gives Σ_R V_R, which vanishes at equilibrium.
+
+    A conservative drift of the same attract-minus-repel form is the velocity of the
+    debiased Sinkhorn divergence, v = 2 (T_ργ − T_ρρ) with T the entropic barycentric maps
+    (:class:`~mongeflow.divergences.Sinkhorn`): a Wasserstein gradient, so it has a loss
+    (``--divergence sinkhorn``, with any scheme).
 
     The drift is in general not the Wasserstein gradient of a divergence, so there is no
     loss whose gradient it is. The loss is the paper's surrogate with a factor ½,

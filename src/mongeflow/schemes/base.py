@@ -16,6 +16,12 @@ from mongeflow.maps.base import Array, IdentityOr, Potential, transport
 from mongeflow.platform import after
 from mongeflow.settings import Settings
 
+#: the help of the ``decay_steps`` setting, shared by the schemes that have it (one CLI flag)
+DECAY_HELP = (
+    "cosine decay to 0 over this many steps of the rate (adam, euclidean) or of τ (explicit); "
+    "0: constant"
+)
+
 
 class StepInfo(NamedTuple):
     """What every step reports, whatever the scheme.

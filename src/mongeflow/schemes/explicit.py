@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 
 from mongeflow.maps.base import transport
-from mongeflow.schemes.base import Objective, Scheme, previous_map, report, start_loss
+from mongeflow.schemes.base import (
+    DECAY_HELP,
+    Objective,
+    Scheme,
+    previous_map,
+    report,
+    start_loss,
+)
 from mongeflow.schemes.inner import INNER_SOLVERS, AdamInner, InnerSolver
 from mongeflow.settings import setting
 
@@ -36,17 +43,30 @@ class Explicit(Scheme):
         help="inner solver of the step's regression",
         choices=INNER_SOLVERS,
     )
+    decay_steps: int = setting(
+        0,
+        help=DECAY_HELP,
+        static=True,
+    )
     identity_start: bool = setting(
         True, help="start the flow at T_0 = id rather than the initial network", static=True
     )
     name: ClassVar[str] = "explicit"
     default_steps: ClassVar[int] = 10
 
+    def step_size(self, step):
+        """τ_k: τ, or with ``decay_steps`` = K > 0, τ (1 + cos(π min(k, K)/K))/2."""
+        if self.decay_steps <= 0:
+            return jnp.asarray(self.tau)
+        frac = jnp.minimum(step, self.decay_steps) / self.decay_steps
+        return self.tau * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+
     def step(self, potential, state, task, key):
         previous = previous_map(potential, state, self.identity_start)
+        tau = self.step_size(state)
 
         def residual(phi, x, key):
-            goal = transport(previous, x) + self.tau * task.velocity(previous, x, key)
+            goal = transport(previous, x) + tau * task.velocity(previous, x, key)
             return transport(phi, x) - jax.lax.stop_gradient(goal)
 
         def value(phi, x, key):

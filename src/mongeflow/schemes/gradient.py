@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import optax
 
-from mongeflow.schemes.base import UpdateScheme, params_of
+from mongeflow.schemes.base import DECAY_HELP, UpdateScheme, params_of
 from mongeflow.settings import setting
 
 
@@ -37,9 +37,7 @@ class Euclidean(_OptaxScheme):
     """
 
     learning_rate: float = setting(1e-3, help="gradient-descent step size")
-    decay_steps: int = setting(
-        0, help="cosine decay of the rate to 0 over this many steps (0: constant)", static=True
-    )
+    decay_steps: int = setting(0, help=DECAY_HELP, static=True)
     name: ClassVar[str] = "euclidean"
     default_steps: ClassVar[int] = 3000
 
@@ -55,9 +53,7 @@ class Adam(_OptaxScheme):
     """
 
     learning_rate: float = setting(0.05, help="Adam step size (the paper's baseline: 0.05)")
-    decay_steps: int = setting(
-        0, help="cosine decay of the rate to 0 over this many steps (0: constant)", static=True
-    )
+    decay_steps: int = setting(0, help=DECAY_HELP, static=True)
     name: ClassVar[str] = "adam"
     default_steps: ClassVar[int] = 1000
 
