@@ -545,8 +545,8 @@ def fit(
                     value = np.asarray(metrics[selection], dtype=float)
                     finite = np.isfinite(value) & alive_np
                     # the latest map within `tolerance` of the lowest figure is kept
-                    kept = finite & (value <= best_value + tolerance)
-                    kept = kept if tolerance > 0 else finite & (value < best_value)
+                    near = value <= best_value + tolerance if tolerance > 0 else value < best_value
+                    kept = finite & near
                     best_value = np.where(finite & (value < best_value), value, best_value)
                     best_step = np.where(kept, step, best_step)
                     best = _pick_seeds(kept, carry[0], best)
