@@ -180,7 +180,7 @@ def test_blocked_sums_equal_unblocked_ones():
     from ott.geometry import pointcloud
     from ott.solvers import linear
 
-    from mongeflow.divergences.sinkhorn import _BlockedPointCloud
+    from mongeflow.divergences.sinkhorn import _blocked_point_cloud
 
     with jax.enable_x64(True):
         z64, y64 = _cloud(0, 37, 3), _cloud(1, 29, 3, shift=0.5)
@@ -189,7 +189,7 @@ def test_blocked_sums_equal_unblocked_ones():
         def both(z, y):
             with jax.numpy_rank_promotion("allow"):
                 dense = linear.solve(pointcloud.PointCloud(z, y, epsilon=0.5), threshold=1e-10)
-                cloud = _BlockedPointCloud(z, y, epsilon=0.5, batch_size=5)
+                cloud = _blocked_point_cloud()(z, y, epsilon=0.5, batch_size=5)
                 blocked = linear.solve(cloud, threshold=1e-10)
             fields = lambda out: (out.reg_ot_cost, out.f, out.g)
             return fields(dense), fields(blocked)

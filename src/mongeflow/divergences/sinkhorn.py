@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from ott.geometry import costs, pointcloud
-from ott.tools import sinkhorn_divergence as ott_divergence
 
 from mongeflow.divergences.base import Divergence
 from mongeflow.divergences.energy import (
@@ -51,27 +50,33 @@ def _row_lse(
     return eps * res.reshape(-1)[:n], sign.reshape(-1)[:n]
 
 
-@jax.tree_util.register_pytree_node_class
-class _BlockedPointCloud(pointcloud.PointCloud):
+@functools.cache
+def _blocked_point_cloud():
     """An OTT-JAX point cloud (cost |a − b|², unscaled) whose online kernel applications run
     in row blocks with ``lax.map``, so a solve never holds the n × m cost matrix.
 
     OTT-JAX's own online mode (``batch_size``) fails with current JAX (OTT-JAX 0.6.0 calls
     ``jax.interpreters.batching.is_vmappable``, which JAX 0.10 no longer has). Every step of
     the log-domain Sinkhorn solver (updates, marginals, the regularised cost) goes through
-    :meth:`apply_lse_kernel`, which is all this class changes.
+    ``apply_lse_kernel``, which is all this class changes. The class is built on first use,
+    so that importing mongeflow does not import OTT-JAX (about 3 s).
     """
+    from ott.geometry import pointcloud
 
-    def apply_lse_kernel(self, f, g, eps, vec=None, axis=0):
-        if not self.is_online:
-            return super().apply_lse_kernel(f, g, eps, vec, axis)
-        if axis == 1:  # over the columns, one value per row of x
-            res, sign = _row_lse(self.x, self.y, f, g, eps, vec, self.batch_size)
-            remove = f
-        else:  # over the rows, one value per row of y
-            res, sign = _row_lse(self.y, self.x, g, f, eps, vec, self.batch_size)
-            remove = g
-        return res - jnp.where(jnp.isfinite(remove), remove, 0.0), sign
+    @jax.tree_util.register_pytree_node_class
+    class BlockedPointCloud(pointcloud.PointCloud):
+        def apply_lse_kernel(self, f, g, eps, vec=None, axis=0):
+            if not self.is_online:
+                return super().apply_lse_kernel(f, g, eps, vec, axis)
+            if axis == 1:  # over the columns, one value per row of x
+                res, sign = _row_lse(self.x, self.y, f, g, eps, vec, self.batch_size)
+                remove = f
+            else:  # over the rows, one value per row of y
+                res, sign = _row_lse(self.y, self.x, g, f, eps, vec, self.batch_size)
+                remove = g
+            return res - jnp.where(jnp.isfinite(remove), remove, 0.0), sign
+
+    return BlockedPointCloud
 
 
 def entropic_map(z: Array, y: Array, g: Array, epsilon, block: int) -> Array:
@@ -181,9 +186,12 @@ class Sinkhorn(Divergence):
         epsilon = self.epsilon(z, y) if epsilon is None else jax.lax.stop_gradient(epsilon)
         zc, yc = _centred(z, y)  # the costs |a|² + |b|² − 2⟨a, b⟩ cancel far from 0
         block = _block_size(self.block_size, max(z.shape[0], y.shape[0]))
+        from ott.geometry import costs
+        from ott.tools import sinkhorn_divergence as ott_divergence
+
         with jax.numpy_rank_promotion("allow"):  # OTT-JAX broadcasts implicitly
             value, out = ott_divergence.sinkhorn_divergence(
-                _BlockedPointCloud,
+                _blocked_point_cloud(),
                 zc,
                 yc,
                 cost_fn=costs.SqEuclidean(),
