@@ -42,12 +42,15 @@ def test_default_fit_beats_the_linear_map_on_a_hard_problem():
 
 
 def test_a_velocity_only_divergence_gets_the_explicit_scheme_with_a_decaying_step():
-    from mongeflow.auto import DRIFT_STEPS, auto_drift_tau, choose
+    from mongeflow.auto import DRIFT_INNER_STEPS, DRIFT_STEPS, auto_drift_tau, choose
 
     problem = mf.get_problem("gaussian-pair", dim=3, n=500)
     c = choose(problem, mf.Drift())
     assert c.scheme.name == "explicit" and c.steps == DRIFT_STEPS and c.patience is None
     assert c.scheme.tau == 0.3 and c.scheme.decay_steps == c.steps
+    # each step's regression: more inner steps than the paper's 100, their rate decaying
+    assert c.scheme.inner.name == "adam" and c.scheme.inner.decay
+    assert c.scheme.inner.steps == DRIFT_INNER_STEPS > mf.Explicit().inner.steps
     # τ_k: τ₀ at the start, half of it midway, 0 at the end (a cosine)
     taus = [float(c.scheme.step_size(k)) for k in (0, c.steps // 2, c.steps)]
     assert taus == pytest.approx([c.scheme.tau, c.scheme.tau / 2, 0.0], abs=1e-6)

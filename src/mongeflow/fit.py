@@ -359,8 +359,8 @@ def fit(
             ``None`` for the choice of :func:`mongeflow.auto.choose` (Adam with a decaying
             rate on a loss, the explicit scheme on a velocity).
         divergence: the lifted divergence (a value or a registered name); default the KL
-            with the exact log-det gradient when γ has a potential, else the energy
-            distance (:func:`mongeflow.auto.choose_divergence`).
+            with the exact log-det gradient when γ has a potential, else the drifting
+            field (:func:`mongeflow.auto.choose_divergence`).
         potential: a potential (every seed starts from it), a factory ``key -> potential``
             (each seed initialised from its own key), or ``None`` for
             :func:`~mongeflow.maps.default_potential`.
