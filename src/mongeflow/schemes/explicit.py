@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from mongeflow.maps.base import transport
 from mongeflow.schemes.base import (
@@ -58,8 +59,7 @@ class Explicit(Scheme):
         """τ_k: τ, or with ``decay_steps`` = K > 0, τ (1 + cos(π min(k, K)/K))/2."""
         if self.decay_steps <= 0:
             return jnp.asarray(self.tau)
-        frac = jnp.minimum(step, self.decay_steps) / self.decay_steps
-        return self.tau * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+        return optax.cosine_decay_schedule(self.tau, self.decay_steps)(step)
 
     def step(self, potential, state, task, key):
         previous = previous_map(potential, state, self.identity_start)
