@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -240,10 +241,21 @@ def _run_chunk(scheme, task, carry, keys, first_step, count, length: int):
         return out
 
     potentials, states, goods, alive = carry
-    phi, state, good, alive, losses, objectives = eqx.filter_vmap(
-        one_seed, in_axes=(0, 0, 0, 0, 0)
-    )(potentials, states, goods, alive, keys)
+    if keys.shape[0] == 1:
+        # One seed: run it without the seed axis. XLA's CPU matrix products under a vmap of
+        # size 1 are slower (a step of the default map at d = 64: 176 ms against 137 ms).
+        squeeze = functools.partial(_map_arrays, lambda a: a[0])
+        out = one_seed(*squeeze((potentials, states, goods, alive, keys)))
+        phi, state, good, alive, losses, objectives = _map_arrays(lambda a: a[None], out)
+    else:
+        phi, state, good, alive, losses, objectives = eqx.filter_vmap(
+            one_seed, in_axes=(0, 0, 0, 0, 0)
+        )(potentials, states, goods, alive, keys)
     return (phi, state, good, alive), losses, objectives
+
+
+def _map_arrays(fn, tree):
+    return jax.tree_util.tree_map(lambda a: fn(a) if eqx.is_array(a) else a, tree)
 
 
 @eqx.filter_jit
