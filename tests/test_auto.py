@@ -1,10 +1,12 @@
 """The settings chosen automatically, and a small hard case where they beat the linear map."""
 
+import json
+
 import numpy as np
 import pytest
 
 import mongeflow as mf
-from mongeflow.auto import AUTO_STEPS, choose
+from mongeflow.auto import AUTO_BATCH, AUTO_STEPS, choose
 from mongeflow.divergences import KL
 from mongeflow.maps.default import auto_widths
 
@@ -22,6 +24,29 @@ def test_a_loss_gets_adam_with_a_rate_decaying_over_the_run():
     assert c.widths == (64, 64)
     c = choose(mf.get_problem("dense-potential", dim=8), KL(), steps=300)
     assert c.steps == c.scheme.decay_steps == 300
+
+
+def test_above_d_32_the_batch_halves_and_the_steps_double():
+    """The same number of samples in twice the steps: at d = 64 the fit is short of steps,
+    not of samples per gradient."""
+    assert choose(mf.get_problem("gaussian", dim=32), KL()).batch_size == AUTO_BATCH
+    c = choose(mf.get_problem("gaussian", dim=33), KL())
+    assert c.batch_size == AUTO_BATCH // 2 and c.steps == c.scheme.decay_steps == 2 * AUTO_STEPS
+    assert choose(mf.get_problem("gaussian", dim=33), KL(), steps=300).steps == 300
+    res = mf.fit("gaussian", dim=40, steps=2, final_eval_size=0, eval_size=64)
+    assert res.batch_size == AUTO_BATCH // 2
+    res = mf.fit("gaussian", dim=40, steps=2, batch_size=32, final_eval_size=0, eval_size=64)
+    assert res.batch_size == 32
+    assert mf.fit("gaussian", "adam", dim=40, steps=2, final_eval_size=0).batch_size == AUTO_BATCH
+
+
+def test_the_command_line_takes_the_automatic_batch(tmp_path):
+    from mongeflow.cli import main
+
+    out = tmp_path / "run"
+    argv = ["fit", "--problem", "gaussian", "--dim", "40", "--steps", "2", "--quiet"]
+    assert main([*argv, "--eval-size", "0", "--out", str(out)]) == 0
+    assert json.loads((out / "run.json").read_text())["settings"]["batch_size"] == AUTO_BATCH // 2
 
 
 def test_a_velocity_only_divergence_gets_the_explicit_scheme():

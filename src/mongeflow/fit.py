@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mongeflow.auto import AUTO_PATIENCE, choose, choose_divergence
+from mongeflow.auto import AUTO_BATCH, AUTO_PATIENCE, choose, choose_divergence
 from mongeflow.divergences import Divergence, Task, get_divergence
 from mongeflow.maps.base import Array, Potential, log_det_hessian, transport
 from mongeflow.maps.default import default_potential
@@ -377,7 +377,8 @@ def fit(
             (each seed initialised from its own key), or ``None`` for
             :func:`~mongeflow.maps.default_potential`.
         steps: outer steps (default: the scheme's ``default_steps``).
-        batch_size: mini-batch size n, a fresh batch at every step (default 256, or the
+        batch_size: mini-batch size n, a fresh batch at every step (default 256, or 128
+            above d = 32 with ``scheme=None`` (:func:`mongeflow.auto.auto_batch_size`), or the
             number of training samples of a data source or of a target known by samples,
             when smaller).
         seed: an int, or a sequence of ints trained side by side in one program.
@@ -433,10 +434,11 @@ def fit(
     elif isinstance(divergence, str):
         divergence = get_divergence(divergence)
     divergence.check(problem)
-    auto_patience = AUTO_PATIENCE
+    auto_patience, auto_batch = AUTO_PATIENCE, AUTO_BATCH
     if scheme is None:
         choice = choose(problem, divergence, steps)
         scheme, steps, auto_patience = choice.scheme, choice.steps, choice.patience
+        auto_batch = choice.batch_size
     elif isinstance(scheme, str):
         scheme = get_scheme(scheme)
     steps = int(scheme.default_steps if steps is None else steps)
@@ -446,7 +448,7 @@ def fit(
         raise ValueError(f"patience must be a non-negative int, None or 'auto', got {patience!r}")
     if steps < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
-    batch_size = _batch_size(problem, batch_size)
+    batch_size = _batch_size(problem, batch_size, auto_batch)
     seeds = (seed,) if isinstance(seed, int) else tuple(int(s) for s in seed)
     if not seeds:
         raise ValueError("at least one seed is needed")
@@ -649,10 +651,10 @@ def _warn_if_worse(history, selection, best_value, best_step, floor, seeds) -> N
             )
 
 
-def _batch_size(problem: Problem, batch_size: int | None) -> int:
+def _batch_size(problem: Problem, batch_size: int | None, default: int) -> int:
     n, m = problem.training_sizes()
     if batch_size is None:
-        return min([256] + [k for k in (n, m) if k is not None])
+        return min([default] + [k for k in (n, m) if k is not None])
     if batch_size < 2:
         raise ValueError(f"batch_size must be ≥ 2, got {batch_size}")
     for rows, side in ((n, "data"), (m, "target")):

@@ -73,7 +73,11 @@ FIT_OPTIONS = {
         f"{', '.join(DIVERGENCES)}",
     ),
     "steps": (None, "outer steps, the total when resuming (default: the scheme's own)"),
-    "batch_size": (None, "mini-batch size n (default 256, at most the number of samples)"),
+    "batch_size": (
+        None,
+        "mini-batch size n (default 256, or 128 above d = 32 with the automatic scheme; "
+        "at most the number of samples)",
+    ),
     "seed": ([0], "seed(s), trained side by side"),
     "widths": (None, "ICNN hidden widths (default: (64, 64) up to d = 32, (2d, 2d) above)"),
     "strong_convexity": (0.0, "α of an added (α/2)|x|² (∇²φ ⪰ αI)"),
@@ -331,6 +335,9 @@ def build(settings: dict):
         settings.update(scheme=scheme.name, steps=choice.steps, chosen=list(choice.reasons))
         if settings["patience"] is None:
             settings["patience"] = choice.patience or 0
+        if settings["batch_size"] is None:
+            rows = [k for k in problem.training_sizes() if k is not None]
+            settings["batch_size"] = min([choice.batch_size, *rows])
     else:
         # on resume every stored setting is the scheme's own; on a new run the given ones
         scheme = get_scheme(settings["scheme"], **picked(scheme_opts))
