@@ -651,10 +651,15 @@ def _warn_if_worse(history, selection, best_value, best_step, floor, seeds) -> N
             )
 
 
+def default_batch_size(problem: Problem, preferred: int = AUTO_BATCH) -> int:
+    """``preferred``, or the training rows of a side known by samples when fewer."""
+    return min([preferred] + [k for k in problem.training_sizes() if k is not None])
+
+
 def _batch_size(problem: Problem, batch_size: int | None, default: int) -> int:
-    n, m = problem.training_sizes()
     if batch_size is None:
-        return min([default] + [k for k in (n, m) if k is not None])
+        return default_batch_size(problem, default)
+    n, m = problem.training_sizes()
     if batch_size < 2:
         raise ValueError(f"batch_size must be ≥ 2, got {batch_size}")
     for rows, side in ((n, "data"), (m, "target")):

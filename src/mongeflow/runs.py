@@ -19,7 +19,7 @@ import numpy as np
 from mongeflow import __version__ as _version
 from mongeflow.auto import AUTO_PATIENCE, choose, choose_divergence
 from mongeflow.divergences import DIVERGENCES, get_divergence
-from mongeflow.fit import Callback, FitResult, FitState, Run
+from mongeflow.fit import Callback, FitResult, FitState, Run, default_batch_size
 from mongeflow.io import check_batch_size, data_problem, gaussian_source_problem, load_array
 from mongeflow.mapping import save
 from mongeflow.maps import default_potential
@@ -336,8 +336,7 @@ def build(settings: dict):
         if settings["patience"] is None:
             settings["patience"] = choice.patience or 0
         if settings["batch_size"] is None:
-            rows = [k for k in problem.training_sizes() if k is not None]
-            settings["batch_size"] = min([choice.batch_size, *rows])
+            settings["batch_size"] = default_batch_size(problem, choice.batch_size)
     else:
         # on resume every stored setting is the scheme's own; on a new run the given ones
         scheme = get_scheme(settings["scheme"], **picked(scheme_opts))
