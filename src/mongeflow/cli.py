@@ -226,6 +226,7 @@ def cmd_fit(args) -> int:
                 patience=settings["patience"] or None,
                 log_every=settings["log_every"],
                 standardize=settings["standardize"],
+                per_feature=bool(settings.get("per_feature")),
             )
         except FitInterrupted as err:
             print(

@@ -361,6 +361,7 @@ def fit(
     keep_best: bool = True,
     patience: int | None | Literal["auto"] = "auto",
     standardize: bool = True,
+    per_feature: bool = False,
 ) -> FitResult:
     """Learn the Monge map of ``problem`` with ``scheme``, for one or many seeds at once.
 
@@ -407,6 +408,10 @@ def fit(
             scale) unless it already is; the map is reported in the problem's units all the
             same. Network initialisations, learning rates and step sizes are tuned for
             coordinates of unit scale.
+        per_feature: with ``standardize``, one scale per coordinate instead of one overall
+            scale, for a problem not yet standardised (for data, give it to
+            :func:`~mongeflow.io.data_problem`). The map is then optimal for the rescaled
+            cost Σ_j (x_j − y_j)²/s_j², not for the squared distance in the problem's units.
 
     Returns:
         A :class:`FitResult`.
@@ -427,8 +432,10 @@ def fit(
             f"problem must be a Problem or a registered name, got {type(problem).__name__}; "
             "for data use mongeflow.data_problem(x, target=...)"
         )
+    if per_feature and not standardize:
+        raise ValueError("per_feature=True is a kind of standardisation: it needs standardize")
     if standardize:
-        problem = standardize_problem(problem)
+        problem = standardize_problem(problem, per_feature=per_feature)
     if divergence is None:
         divergence = choose_divergence(problem)
     elif isinstance(divergence, str):

@@ -380,6 +380,7 @@ def data_problem(
     validation: float = 0.1,
     name: str = "data",
     seed: int = 0,
+    per_feature: bool = False,
 ) -> Problem:
     """The problem of mapping data samples to a target: where data become a :class:`Problem`.
 
@@ -394,8 +395,16 @@ def data_problem(
     convex function in the data's units (see :class:`~mongeflow.maps.MongeMap`): the map is
     still optimal for the squared distance in the data's units. When the features' scales
     differ by more than 100×, a :class:`DataWarning` says so: the map is then ruled by the
-    widest features, and rescaling the features first (the map is then optimal for the
-    rescaled cost) may be what is wanted.
+    widest features, and one scale per feature (``per_feature``) may be what is wanted.
+
+    With ``per_feature`` (and ``standardize``), each coordinate j gets its own scale,
+    s_j = the root mean square deviation of column j (for a target known by samples, the
+    two sides' average, s_j² = ½ (mean (x_j − m_j)² + mean (y_j − m1_j)²)). Every feature
+    then weighs alike, whatever its units. The caveat: the map is then the Brenier map of
+    the rescaled source z = D⁻¹(x − m), D = diag(s), optimal for |z − y|² (for a target
+    known by samples, rescaled alike: for the rescaled cost Σ_j (x_j − y_j)²/s_j²), not
+    for the squared distance in the data's units. It is still applied, inverted and
+    evaluated in the data's units (see :class:`~mongeflow.maps.MongeMap`).
 
     A target known by samples (``samples:FILE`` or an
     :class:`~mongeflow.problems.EmpiricalTarget`) is standardised with the source, as
@@ -414,6 +423,8 @@ def data_problem(
         validation: the fraction of rows held out, in [0, 0.5) (0: none).
         name: the problem's label.
         seed: the seed of the random split.
+        per_feature: with ``standardize``, one scale per coordinate instead of one overall
+            scale (the map is then optimal for the rescaled cost, see above).
 
     Returns:
         ``Problem(name, EmpiricalSource(z_train), target, shift=m or None, scale=s,
@@ -421,7 +432,8 @@ def data_problem(
 
     Raises:
         InputError: bad data or target samples (NaN/inf, the row and column said),
-            samples that are all equal (with ``standardize``), a bad target specification,
+            samples that are all equal (with ``standardize``; with ``per_feature``, a column
+            whose values are all equal), a bad target specification,
             a target whose dimension is not the data's, or a validation fraction that
             leaves too few rows.
 
@@ -432,6 +444,11 @@ def data_problem(
         >>> problem.dim, bool(abs(problem.scale - 3.0) < 0.5), problem.validation.shape
         (2, True, (10, 2))
     """
+    if per_feature and not standardize:
+        raise InputError(
+            "per-feature scaling is a kind of standardisation: it cannot be combined with "
+            "standardize=False (--no-standardize)"
+        )
     data = check_samples(data, name)
     n, d = data.shape
     raw_train, raw_held = train, held = _split(data, validation, seed, name)
@@ -442,19 +459,32 @@ def data_problem(
                 f"{name}: cannot standardise: all {n} samples are equal (no spread to scale by)"
             )
         shift = train.mean(axis=0)
-        scale = float(np.sqrt(np.mean(np.sum((train - shift) ** 2, axis=1)) / d))
         spread = train.std(axis=0)
-        if d > 1 and spread.min() > 0 and spread.max() / spread.min() > 100:
+        if per_feature:
+            by_samples = isinstance(target, EmpiricalTarget) or (
+                isinstance(target, str) and target.startswith("samples:")
+            )
+            flat = np.flatnonzero(spread == 0)
+            if flat.size and not by_samples:  # (with target samples: both sides, below)
+                raise InputError(
+                    f"{name}: cannot scale each feature: column {int(flat[0])} has the same "
+                    "value in every training row (no spread to scale by)"
+                )
+            scale = tuple(float(v) if v > 0 else 1.0 for v in spread)
+        else:
+            scale = float(np.sqrt(np.mean(np.sum((train - shift) ** 2, axis=1)) / d))
+        if not per_feature and d > 1 and spread.min() > 0 and spread.max() / spread.min() > 100:
             warnings.warn(
                 f"{name}: the features' standard deviations range from {spread.min():.3g} "
                 f"(column {int(spread.argmin())}) to {spread.max():.3g} (column "
                 f"{int(spread.argmax())}); the map is optimal for the squared distance in "
-                "these units, so the widest features rule it. Rescale the columns first if "
-                "the map should be optimal for the rescaled cost",
+                "these units, so the widest features rule it. For a map optimal for the "
+                "rescaled cost instead, scale each feature (--per-feature, "
+                "per_feature=True)",
                 DataWarning,
                 stacklevel=2,
             )
-        train = (train - shift) / scale
+        train = (train - shift) / np.asarray(scale)
         held = None if held is None else (held - shift) / scale
     rows = None  # the rows of a target known by samples, in float64 until standardised
     if isinstance(target, str) and target.startswith("samples:"):
@@ -479,16 +509,27 @@ def data_problem(
         if validation > 0:
             rows, rows_held = _split(rows, validation, seed + 1, "target samples")
         if standardize:
-            # one scale for both sides, each centred on its own mean
+            # one scale for both sides (per feature: one per column), each centred on its
+            # own mean
             shift, target_shift = raw_train.mean(axis=0), rows.mean(axis=0)
-            spread = np.mean(np.sum((raw_train - shift) ** 2, axis=1)) + np.mean(
-                np.sum((rows - target_shift) ** 2, axis=1)
+            square = 0.5 * (
+                np.mean((raw_train - shift) ** 2, axis=0)
+                + np.mean((rows - target_shift) ** 2, axis=0)
             )
-            scale = float(np.sqrt(0.5 * spread / d))
-            train = (raw_train - shift) / scale
-            held = None if raw_held is None else (raw_held - shift) / scale
-            rows = (rows - target_shift) / scale
-            rows_held = None if rows_held is None else (rows_held - target_shift) / scale
+            if per_feature:
+                if (flat := np.flatnonzero(square == 0)).size:
+                    raise InputError(
+                        f"{name}: cannot scale each feature: column {int(flat[0])} has one "
+                        "value in every training row of both the data and the target samples"
+                    )
+                scale = tuple(float(v) for v in np.sqrt(square))
+            else:
+                scale = float(np.sqrt(np.sum(square) / d))
+            s = np.asarray(scale)
+            train = (raw_train - shift) / s
+            held = None if raw_held is None else (raw_held - shift) / s
+            rows = (rows - target_shift) / s
+            rows_held = None if rows_held is None else (rows_held - target_shift) / s
         target, held_target = EmpiricalTarget(jnp.asarray(rows, dtype)), rows_held
     return Problem(
         name,

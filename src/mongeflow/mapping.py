@@ -175,7 +175,8 @@ def save(m: MongeMap, path: str | Path, info: dict | None = None) -> Path:
         "format": FORMAT if m.target_shift is None else FORMAT_TARGET_STANDARDIZED,
         "potential": potential_config(m.potential),
         "shift": np.asarray(m.shift).tolist(),
-        "scale": float(m.scale),
+        # one overall scale, or a list of one per coordinate
+        "scale": np.asarray(m.scale, np.float64).tolist(),
         "target": record,
         "info": dict(info or {}),
     }
@@ -188,7 +189,7 @@ def save(m: MongeMap, path: str | Path, info: dict | None = None) -> Path:
     if isinstance(m.target, EmpiricalTarget):  # in the user's units: y = m1 + s w
         rows = np.asarray(m.target.data, dtype=np.float64)
         if m.target_shift is not None:
-            rows = np.asarray(m.target_shift, np.float64) + float(m.scale) * rows
+            rows = np.asarray(m.target_shift, np.float64) + np.asarray(m.scale, np.float64) * rows
         np.save(samples, rows.astype(np.asarray(m.target.data).dtype))
     elif samples.is_file():  # a previous map's, in the same directory
         samples.unlink()
@@ -272,7 +273,9 @@ def load(path: str | Path, target: Target | None = None) -> MongeMap:
         )
     if target_shift is not None and isinstance(target, EmpiricalTarget):
         shift1 = np.asarray(target_shift, np.float64)
-        rows = (np.asarray(target.data, np.float64) - shift1) / float(meta["scale"])
+        rows = (np.asarray(target.data, np.float64) - shift1) / np.asarray(
+            meta["scale"], np.float64
+        )
         target = EmpiricalTarget(rows.astype(np.asarray(target.data).dtype))
     return MongeMap(potential, meta["shift"], meta["scale"], target, target_shift=target_shift)
 

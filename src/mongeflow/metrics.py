@@ -13,7 +13,7 @@ import scipy.optimize
 from mongeflow.divergences.kl import KL
 from mongeflow.maps.affine import AffinePotential
 from mongeflow.maps.base import Array, Potential, hessian, transport
-from mongeflow.problems.base import Gaussian, Problem
+from mongeflow.problems.base import Gaussian, Problem, scale_rows
 from mongeflow.problems.gaussian import bures_map
 from mongeflow.problems.posterior import posterior_errors, reference_for
 from mongeflow.stein import kernel_stein_discrepancy, target_score
@@ -218,18 +218,20 @@ def evaluate(problem: Problem, potential: Potential, key: Array, n: int = 10_000
     its floor and ``l2`` are in the target's units; when the target is standardised too
     (``problem.target_shift`` set, a target known by samples) they are in the standardised
     units w = (y − m1)/s, so ``energy_distance`` and its floor are those in the target's
-    units divided by s, and ``l2`` divided by s². ``l2_uvp`` (a ratio to Var γ in the same
-    coordinates), ``kl`` and the KSD's verdicts do not depend on the coordinates.
+    units divided by s, and ``l2`` divided by s² (with one scale per coordinate, they are
+    those of the rescaled sides). ``l2_uvp`` (a ratio to Var γ in the same coordinates),
+    ``kl`` and the KSD's verdicts do not depend on an overall scale.
     """
     k_src, k_tgt, k_var = jax.random.split(key, 3)
     x, true = source_with_map(problem, k_src, n)
     mapped = transport(potential, x)
     # the cost in the data's units: x = m + s z when the problem is standardised, and
     # T(x) = m1 + s w when its target is too
-    x_units = x if problem.shift is None else problem.shift[None, :] + problem.scale * x
+    scale = scale_rows(problem.scale)
+    x_units = x if problem.shift is None else problem.shift[None, :] + scale * x
     mapped_units = mapped
     if problem.target_shift is not None:
-        mapped_units = problem.target_shift[None, :] + problem.scale * mapped
+        mapped_units = problem.target_shift[None, :] + scale * mapped
     out = {"transport_cost": jnp.mean(jnp.sum((x_units - mapped_units) ** 2, axis=-1))}
     if problem.target.can_sample:
         y = target_samples(problem, k_tgt, n)

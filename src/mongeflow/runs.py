@@ -51,6 +51,14 @@ FIT_OPTIONS = {
         "samples on (y - their mean) / s; the saved map applies to x in the source's units "
         "(--no-standardize: train on x as given)",
     ),
+    "per_feature": (
+        False,
+        "with standardisation, one scale per feature (column) instead of one overall "
+        "scale, so that features in very different units weigh alike. Caveat: the map is "
+        "then the Brenier map of the rescaled data (for target samples, rescaled alike: "
+        "optimal for the cost sum_j (x_j - y_j)^2 / s_j^2), not the one for the "
+        "squared distance in the data's units (it still applies to x in those units)",
+    ),
     "validation": (
         0.1,
         "with --source: fraction of the rows (and of samples:FILE target rows) held out for "
@@ -131,9 +139,9 @@ def run_record(run: Run) -> dict:
         "batch_size": run.batch_size,
         "seeds": list(run.seeds),
     }
-    if run.problem.target_shift is not None:
-        out["target_standardized"] = True
-        out["scale"] = float(run.problem.scale)
+    if run.problem.target_shift is not None or run.problem.per_feature:
+        out["target_standardized"] = run.problem.target_shift is not None
+        out["scale"] = np.asarray(run.problem.scale, np.float64).tolist()
     return out
 
 
@@ -320,6 +328,7 @@ def build(settings: dict):
             settings["target"],
             standardize=settings["standardize"],
             validation=settings["validation"],
+            per_feature=bool(settings.get("per_feature")),
         )
     else:
         problem = get_problem(settings["problem"], dim=settings["dim"])
@@ -382,6 +391,7 @@ def write(result: FitResult, out: Path, settings: dict) -> None:
         "batch_size": result.batch_size,
         "widths": settings.get("widths"),
         "standardize": settings.get("standardize"),
+        "per_feature": bool(settings.get("per_feature")),
         # why the scheme and its settings were chosen, when --scheme auto chose them
         "chosen": settings.get("chosen"),
         "seeds": list(result.seeds),

@@ -4,9 +4,15 @@ A potential φ is trained on standardised points z = (x − m)/s (m = 0, s = 1 w
 were not standardised). Its outputs are in the target's units, or, for a target known by
 samples and standardised with the source, in w = (y − m1)/s (same scale s, the target's own
 mean m1). :class:`MongeMap` carries φ with m, s, m1 and, optionally, the target γ, and
-reports everything in the units of x and y. One overall scale s (not one per coordinate)
-keeps the map the gradient of a convex function, hence the Brenier map of the data
-(Brenier 1991): Φ(x) = s · φ((x − m)/s), or s² φ((x − m)/s) + m1ᵀx, is convex when φ is.
+reports everything in the units of x and y. One overall scale s (the default) keeps the map
+the gradient of a convex function, hence the Brenier map of the data (Brenier 1991):
+Φ(x) = s · φ((x − m)/s), or s² φ((x − m)/s) + m1ᵀx, is convex when φ is.
+
+s may also be one scale per coordinate, s = (s_1, …, s_d), D = diag(s). The map is then
+the Brenier map from the rescaled source z = D⁻¹(x − m) (to the target rescaled alike,
+when it is standardised too: optimal for the rescaled cost Σ_i (x_i − y_i)²/s_i²), rather
+than the map optimal for |x − y|², and no longer the gradient of a convex function of x
+unless every s_i is equal.
 
 Every method is pure JAX: it works under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` and
 accepts one point ``[d]`` or a batch ``[n, d]``.
@@ -40,6 +46,12 @@ class MongeMap(eqx.Module):
       Φ(x) = s² φ(z) + m1ᵀx, T(x) = m1 + s ∇φ(z), DT(x) = ∇²φ(z) and
       T⁻¹(y) = m + s ∇φ*((y − m1)/s).
 
+    With one scale per coordinate (``scale`` of shape ``[d]``, D = diag(s); divisions are
+    per coordinate) the same formulas hold with s read as D: DT(x) = ∇²φ(z) D⁻¹, or
+    D ∇²φ(z) D⁻¹ when the target is standardised, and log det DT(x) = log det ∇²φ(z)
+    − Σ_i log s_i, or log det ∇²φ(z). T is then optimal for |z − y|² (with the target
+    standardised: for the rescaled cost Σ_i (x_i − y_i)²/s_i²), not for |x − y|².
+
     When T pushes the source μ0 onto γ, the change of variables (Monge–Ampère) formula gives
     the source density the map implies, ρ0(x) = γ(T(x)) · det DT(x) (Villani 2003, *Topics
     in Optimal Transportation*, ch. 4), and samples of μ0 are T⁻¹(y) for y ~ γ.
@@ -47,7 +59,9 @@ class MongeMap(eqx.Module):
     Args:
         potential: the trained convex potential φ (acting on standardised points).
         shift: m, shape ``[d]``; ``None`` for zeros (no standardisation).
-        scale: s > 0, one overall scale (stored as a scalar array, so it may be traced).
+        scale: s > 0: one overall scale (a scalar; stored as an array, so it may be
+            traced), or one scale per coordinate, shape ``[d]`` (see above: the map is then
+            optimal for the rescaled cost).
         target: γ *as φ's outputs see it*: in the target's units, or, with ``target_shift``,
             in the standardised w = (y − m1)/s (as :func:`~mongeflow.fit.fit`'s problem
             holds it). Needed by :meth:`log_density` (with its normalising constant) and by
@@ -61,7 +75,8 @@ class MongeMap(eqx.Module):
 
     Raises:
         ValueError: when d cannot be found, when ``shift``, ``dim``, the target or the
-            potential disagree on d, or when ``scale`` is not a positive scalar.
+            potential disagree on d, or when ``scale`` is not a positive scalar or ``[d]``
+            vector.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -107,14 +122,18 @@ class MongeMap(eqx.Module):
                     f"target_shift must have shape [d], got shape {target_shift.shape}"
                 )
         scale = jnp.asarray(scale, dtype)
-        if scale.ndim != 0:
-            raise ValueError(f"scale must be one number (a scalar), got shape {scale.shape}")
-        if not isinstance(scale, jax.core.Tracer) and not float(scale) > 0:
-            raise ValueError(f"scale must be > 0, got {float(scale)}")
+        if scale.ndim > 1:
+            raise ValueError(
+                f"scale must be one number (a scalar) or one per coordinate (shape [d]), got "
+                f"shape {scale.shape}"
+            )
+        if not isinstance(scale, jax.core.Tracer) and not bool(jnp.all(scale > 0)):
+            raise ValueError(f"scale must be > 0, got {scale.tolist()}")
         candidates = {
             "shift": None if shift is None else int(shift.shape[0]),
             "target_shift": None if target_shift is None else int(target_shift.shape[0]),
             "dim": None if dim is None else int(dim),
+            "scale": int(scale.shape[0]) if scale.ndim == 1 else None,
             "target": None if target is None else int(target.dim),
             "potential": getattr(potential, "dim", None),
         }
@@ -153,6 +172,15 @@ class MongeMap(eqx.Module):
     def target_standardized(self) -> bool:
         """Whether φ's outputs are standardised target coordinates w = (y − m1)/s."""
         return self.target_shift is not None
+
+    @property
+    def per_feature(self) -> bool:
+        """Whether the map has one scale per coordinate (optimal for the rescaled cost)."""
+        return self.scale.ndim == 1
+
+    def _log_scale(self) -> Array:
+        """Σ_i log s_i (d log s for one overall scale)."""
+        return jnp.sum(jnp.broadcast_to(jnp.log(self.scale), (self.dim,)))
 
     # --- points -----------------------------------------------------------------------
     def _points(self, x, what: str) -> Array:
@@ -230,11 +258,14 @@ class MongeMap(eqx.Module):
 
     def _jacobian_one(self, x: Array) -> Array:
         h = hessian(self.potential, self._standardise(x))
-        return h if self.target_standardized else h / self.scale
+        if self.target_standardized:  # D ∇²φ(z) D⁻¹: ∇²φ(z) for one overall scale
+            return h * self.scale[:, None] / self.scale[None, :] if self.per_feature else h
+        return h / self.scale[None, :] if self.per_feature else h / self.scale  # ∇²φ(z) D⁻¹
 
     def log_det_jacobian(self, x) -> Array:
         """log det DT(x) = log det ∇²φ(z) − d log s, z = (x − m)/s (without the − d log s
-        when the target is standardised: DT(x) = ∇²φ(z)).
+        when the target is standardised: DT(x) = ∇²φ(z); with one scale per coordinate,
+        − Σ_i log s_i).
 
         The log-determinant is 2 Σ_i log L_ii with L the Cholesky factor of ∇²φ(z); it is −inf
         where ∇²φ(z) is not positive definite (the factorisation fails).
@@ -256,7 +287,7 @@ class MongeMap(eqx.Module):
         logdet = self._log_det_hessian_one(x)
         if self.target_standardized:
             return logdet
-        return logdet - self.dim * jnp.log(self.scale)
+        return logdet - self._log_scale()
 
     def inverse(self, y, iterations: int = 50) -> Array:
         """T⁻¹(y) = m + s z with z = ∇φ*(w) = argmin_z φ(z) − ⟨z, w⟩, w = y, or
@@ -332,7 +363,7 @@ class MongeMap(eqx.Module):
         # γ_w((y − m1)/s) s^{-d} when standardised, and DT = ∇²φ(z) (else ∇²φ(z)/s): either
         # way log ρ0(x) = log γ_w(∇φ(z)) + log det ∇²φ(z) − d log s
         w = jax.grad(self.potential)(self._standardise(x))
-        logdet = self._log_det_hessian_one(x) - self.dim * jnp.log(self.scale)
+        logdet = self._log_det_hessian_one(x) - self._log_scale()
         return self.target.log_prob(w) + logdet
 
     def sample(self, key: Array, n: int) -> Array:

@@ -346,7 +346,9 @@ class Problem(eqx.Module):
         target: the target γ.
         true_map: T*: [d] -> [d] for one sample, or ``None``.
         shift: the data's mean m ``[d]``, or ``None`` (no standardisation).
-        scale: the data's overall scale s.
+        scale: the data's overall scale s, or a tuple of d scales, one per coordinate
+            (``per_feature`` standardisation; the map is then optimal for the rescaled
+            cost, see :class:`~mongeflow.maps.MongeMap`).
         validation: held-out source samples ``[n_val, d]`` (in the problem's coordinates),
             never trained on: the metrics, the choice of the best map and early stopping
             use them. ``None`` when the source can be sampled afresh.
@@ -363,7 +365,7 @@ class Problem(eqx.Module):
     target: Target
     true_map: Callable[[Array], Array] | None = None
     shift: Array | None = None
-    scale: float = eqx.field(static=True, default=1.0)
+    scale: float | tuple[float, ...] = eqx.field(static=True, default=1.0)
     validation: Array | None = None
     validation_target: Array | None = None
     target_shift: Array | None = None
@@ -376,6 +378,10 @@ class Problem(eqx.Module):
             )
         if self.target_shift is not None and self.shift is None:
             raise ValueError("target_shift is set but shift is not: standardise both sides")
+        if isinstance(self.scale, tuple) and len(self.scale) != self.source.dim:
+            raise ValueError(
+                f"{len(self.scale)} per-coordinate scales for dimension {self.source.dim}"
+            )
 
     @property
     def dim(self) -> int:
@@ -385,6 +391,11 @@ class Problem(eqx.Module):
     def target_standardized(self) -> bool:
         """Whether the target is posed in standardised coordinates w = (y − m1)/s too."""
         return self.target_shift is not None
+
+    @property
+    def per_feature(self) -> bool:
+        """Whether the problem was standardised with one scale per coordinate."""
+        return isinstance(self.scale, tuple)
 
     def training_sizes(self) -> tuple[int | None, int | None]:
         """The numbers of training rows of the source and of the target (those left after
@@ -397,40 +408,44 @@ class Problem(eqx.Module):
 class StandardizedSource(Source):
     """μ0 seen in standardised coordinates z = (x − m)/s: the law of (X − m)/s, X ~ ``inner``.
 
-    Its log-density is log ρ0(m + s z) + d log s, and when ``inner`` draws exact pairs
+    s is one overall scale or a tuple of one per coordinate. Its log-density is
+    log ρ0(m + s z) + Σ_i log s_i, and when ``inner`` draws exact pairs
     (x, T*(x)) (``sample_with_map``), so does this source, as (z, T*(x)), or as
     (z, (T*(x) − m1)/s) when the target is standardised too (``target_shift`` = m1).
     """
 
     inner: Source
     shift: Array
-    scale: float = eqx.field(static=True)
+    scale: float | tuple[float, ...] = eqx.field(static=True)
     dim: int = eqx.field(static=True)
     target_shift: Array | None = None
 
-    def __init__(self, inner: Source, shift, scale: float, target_shift=None):
+    def __init__(self, inner: Source, shift, scale, target_shift=None):
         self.inner, self.dim = inner, inner.dim
-        self.shift, self.scale = jnp.asarray(shift), float(scale)
+        self.shift, self.scale = jnp.asarray(shift), _static_scale(scale)
         self.target_shift = None if target_shift is None else jnp.asarray(target_shift)
 
     def sample(self, key: Array, n: int) -> Array:
-        return (self.inner.sample(key, n) - self.shift[None, :]) / self.scale
+        return (self.inner.sample(key, n) - self.shift[None, :]) / scale_rows(self.scale)
 
     @property
     def has_log_prob(self) -> bool:
         return self.inner.has_log_prob
 
     def log_prob(self, z: Array) -> Array:
-        return self.inner.log_prob(self.shift + self.scale * z) + self.dim * jnp.log(self.scale)
+        s = jnp.asarray(self.scale)
+        log_scale = jnp.sum(jnp.broadcast_to(jnp.log(s), (self.dim,)))
+        return self.inner.log_prob(self.shift + s * z) + log_scale
 
     def __getattr__(self, name):
         if name == "sample_with_map" and hasattr(self.inner, "sample_with_map"):
 
             def sample_with_map(key: Array, n: int) -> tuple[Array, Array]:
                 x, y = self.inner.sample_with_map(key, n)
+                s = scale_rows(self.scale)
                 if self.target_shift is not None:
-                    y = (y - self.target_shift[None, :]) / self.scale
-                return (x - self.shift[None, :]) / self.scale, y
+                    y = (y - self.target_shift[None, :]) / s
+                return (x - self.shift[None, :]) / s, y
 
             return sample_with_map
         raise AttributeError(name)
@@ -442,14 +457,28 @@ class _InUnits(eqx.Module):
 
     true_map: Callable[[Array], Array]
     shift: Array
-    scale: float = eqx.field(static=True)
+    scale: float | tuple[float, ...] = eqx.field(static=True)
     target_shift: Array | None = None
 
     def __call__(self, z: Array) -> Array:
-        y = self.true_map(self.shift + self.scale * z)
+        s = jnp.asarray(self.scale)
+        y = self.true_map(self.shift + s * z)
         if self.target_shift is None:
             return y
-        return (y - self.target_shift) / self.scale
+        return (y - self.target_shift) / s
+
+
+def scale_rows(scale, dtype=None) -> Array:
+    """A scale ready to divide or multiply rows ``[n, d]``: a scalar array for one overall
+    scale, shape ``[1, d]`` for one scale per coordinate."""
+    s = jnp.asarray(scale, dtype)
+    return s if s.ndim == 0 else s[None, :]
+
+
+def _static_scale(scale) -> float | tuple[float, ...]:
+    """A scale as a hashable static value: a float, or a tuple of floats (one per coordinate)."""
+    arr = np.asarray(scale, dtype=np.float64)
+    return float(arr) if arr.ndim == 0 else tuple(float(v) for v in arr)
 
 
 def _mean_square(rows: np.ndarray, centre: np.ndarray) -> float:
@@ -457,7 +486,14 @@ def _mean_square(rows: np.ndarray, centre: np.ndarray) -> float:
     return float(np.mean(np.sum((rows - centre[None, :]) ** 2, axis=1)) / rows.shape[1])
 
 
-def standardize(problem: Problem, key: Array | None = None, n: int = 10_000) -> Problem:
+def _mean_square_columns(rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """mean_i (r_ij − centre_j)², one value per column j."""
+    return np.mean((rows - centre[None, :]) ** 2, axis=0)
+
+
+def standardize(
+    problem: Problem, key: Array | None = None, n: int = 10_000, *, per_feature: bool = False
+) -> Problem:
     """``problem`` posed in standardised coordinates, with one overall scale s.
 
     - A target known by a potential V (or by a sampler): only the source is standardised,
@@ -482,8 +518,15 @@ def standardize(problem: Problem, key: Array | None = None, n: int = 10_000) -> 
     ``target_shift`` (see :class:`~mongeflow.maps.MongeMap`). A problem that is already
     standardised comes back unchanged.
 
+    With ``per_feature``, s is one scale per coordinate instead, s_j² = mean (x_j − m_j)²
+    (or the two sides' average, for a target known by samples): every feature then weighs
+    alike, and the learnt map is the Brenier map from the rescaled source (to a target known
+    by samples rescaled alike: optimal for the rescaled cost Σ_j (x_j − y_j)²/s_j²), not the
+    one for the squared distance in the data's units (see :class:`~mongeflow.maps.MongeMap`).
+
     Raises:
-        ValueError: the samples have no spread (s = 0).
+        ValueError: the samples have no spread (s = 0; with ``per_feature``, in some
+            coordinate).
     """
     if problem.shift is not None:
         return problem
@@ -494,33 +537,37 @@ def standardize(problem: Problem, key: Array | None = None, n: int = 10_000) -> 
         x = np.asarray(problem.source.sample(key, n), dtype=np.float64)
     shift = x.mean(axis=0)
     both = isinstance(problem.target, EmpiricalTarget)
+    spread = _mean_square_columns if per_feature else _mean_square
     if both:
         y = np.asarray(problem.target.data, dtype=np.float64)
         target_shift = y.mean(axis=0)
-        scale = float(np.sqrt(0.5 * (_mean_square(x, shift) + _mean_square(y, target_shift))))
+        scale = np.sqrt(0.5 * (spread(x, shift) + spread(y, target_shift)))
     else:
-        scale = float(np.sqrt(_mean_square(x, shift)))
-    if not np.isfinite(scale) or scale <= 0:
+        scale = np.sqrt(spread(x, shift))
+    if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
         sides = "its source and target have" if both else "its source has"
-        raise ValueError(f"cannot standardise {problem.name}: {sides} no spread")
+        where = f" in coordinate {int(np.argmin(scale))}" if per_feature else ""
+        raise ValueError(f"cannot standardise {problem.name}: {sides} no spread{where}")
+    scale = _static_scale(scale)
     dtype = jnp.zeros(()).dtype
+    s = scale_rows(scale, dtype)
     shift = jnp.asarray(shift, dtype)
     target_shift = jnp.asarray(target_shift, dtype) if both else None
     held = problem.validation
-    held = None if held is None else (held - shift[None, :]) / scale
+    held = None if held is None else (held - shift[None, :]) / s
     held_target = problem.validation_target
     if both and held_target is not None:
-        held_target = (held_target - target_shift[None, :]) / scale
+        held_target = (held_target - target_shift[None, :]) / s
     true_map = (
         None if problem.true_map is None else _InUnits(problem.true_map, shift, scale, target_shift)
     )
     if isinstance(problem.source, EmpiricalSource):
-        source = EmpiricalSource((problem.source.data - shift[None, :]) / scale)
+        source = EmpiricalSource((problem.source.data - shift[None, :]) / s)
     else:
         source = StandardizedSource(problem.source, shift, scale, target_shift)
     target = problem.target
     if both:
-        target = EmpiricalTarget((problem.target.data - target_shift[None, :]) / scale)
+        target = EmpiricalTarget((problem.target.data - target_shift[None, :]) / s)
     return Problem(
         problem.name,
         source,
