@@ -21,7 +21,7 @@ class Natural(UpdateScheme):
     The step solves the batch's Gram system exactly, so it follows the batch's noise as
     well as its signal: use a batch with n·d well above the parameter count p. On
     ``known-potential`` at d = 64 (p ≈ 7200), batch 256 (n·d ≈ 2.3 p) stalls near 4 % L2-UVP
-    and batch 1024 (≈ 9 p) reaches 0.5 % (``benchmarks/maps``).
+    and batch 1024 (≈ 9 p) reaches 0.5 % (``benchmarks/maps/easy-2026-11-23``).
 
     The registered ``natural`` scheme is wrapped in :class:`Backtracking`.
 
