@@ -108,7 +108,7 @@ def test_a_diverging_fit_stops_at_its_last_finite_map(tmp_path):
     import numpy as np
 
     out = tmp_path / "run"
-    r = run(
+    r = run_here(  # in this process: the real subprocess is exercised by the tests above
         "fit", "--problem", "gaussian", "--scheme", "euclidean", "--learning-rate", "1e6",
         "--widths", "16", "16", "--steps", "100", "--checkpoint-every", "5", "--quiet",
         "--out", str(out),

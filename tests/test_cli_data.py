@@ -34,7 +34,7 @@ def files(tmp_path_factory):
 
 def test_fit_apply_inverse_sample_density(files, tmp_path):
     out = tmp_path / "run"
-    r = run(
+    r = run_here(  # in this process (the real subprocess: tests/test_cli.py)
         "fit",
         "--source",
         str(files / "x.csv"),
