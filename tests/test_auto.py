@@ -35,6 +35,10 @@ def test_above_d_32_the_batch_halves_and_the_steps_double():
     assert choose(mf.get_problem("gaussian", dim=33), KL(), steps=300).steps == 300
     res = mf.fit("gaussian", dim=40, steps=2, final_eval_size=0, eval_size=64)
     assert res.batch_size == AUTO_BATCH // 2
+
+
+@pytest.mark.slow
+def test_a_given_batch_or_a_named_scheme_overrides_the_batch_rule():
     res = mf.fit("gaussian", dim=40, steps=2, batch_size=32, final_eval_size=0, eval_size=64)
     assert res.batch_size == 32
     assert mf.fit("gaussian", "adam", dim=40, steps=2, final_eval_size=0).batch_size == AUTO_BATCH
