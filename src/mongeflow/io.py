@@ -18,6 +18,7 @@ from mongeflow.problems.base import (
     PotentialTarget,
     Problem,
     Target,
+    scale_from_squares,
 )
 
 
@@ -470,9 +471,10 @@ def data_problem(
                     f"{name}: cannot scale each feature: column {int(flat[0])} has the same "
                     "value in every training row (no spread to scale by)"
                 )
-            scale = tuple(float(v) if v > 0 else 1.0 for v in spread)
+            # (a flat column's placeholder 1 is replaced by the two-sided scale below)
+            scale = scale_from_squares(np.where(spread > 0, spread, 1.0) ** 2, True)
         else:
-            scale = float(np.sqrt(np.mean(np.sum((train - shift) ** 2, axis=1)) / d))
+            scale = scale_from_squares(spread**2, False)
         if not per_feature and d > 1 and spread.min() > 0 and spread.max() / spread.min() > 100:
             warnings.warn(
                 f"{name}: the features' standard deviations range from {spread.min():.3g} "
@@ -516,15 +518,12 @@ def data_problem(
                 np.mean((raw_train - shift) ** 2, axis=0)
                 + np.mean((rows - target_shift) ** 2, axis=0)
             )
-            if per_feature:
-                if (flat := np.flatnonzero(square == 0)).size:
-                    raise InputError(
-                        f"{name}: cannot scale each feature: column {int(flat[0])} has one "
-                        "value in every training row of both the data and the target samples"
-                    )
-                scale = tuple(float(v) for v in np.sqrt(square))
-            else:
-                scale = float(np.sqrt(np.sum(square) / d))
+            if per_feature and (flat := np.flatnonzero(square == 0)).size:
+                raise InputError(
+                    f"{name}: cannot scale each feature: column {int(flat[0])} has one "
+                    "value in every training row of both the data and the target samples"
+                )
+            scale = scale_from_squares(square, per_feature)
             s = np.asarray(scale)
             train = (raw_train - shift) / s
             held = None if raw_held is None else (raw_held - shift) / s

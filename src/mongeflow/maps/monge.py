@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from mongeflow.maps.base import Array, Potential, hessian, log_det_psd
-from mongeflow.problems.base import Target
+from mongeflow.problems.base import Target, log_scale_sum
 
 
 def _potential_dtype(potential: Potential):
@@ -180,7 +180,7 @@ class MongeMap(eqx.Module):
 
     def _log_scale(self) -> Array:
         """Σ_i log s_i (d log s for one overall scale)."""
-        return jnp.sum(jnp.broadcast_to(jnp.log(self.scale), (self.dim,)))
+        return log_scale_sum(self.scale, self.dim)
 
     # --- points -----------------------------------------------------------------------
     def _points(self, x, what: str) -> Array:

@@ -434,8 +434,7 @@ class StandardizedSource(Source):
 
     def log_prob(self, z: Array) -> Array:
         s = jnp.asarray(self.scale)
-        log_scale = jnp.sum(jnp.broadcast_to(jnp.log(s), (self.dim,)))
-        return self.inner.log_prob(self.shift + s * z) + log_scale
+        return self.inner.log_prob(self.shift + s * z) + log_scale_sum(s, self.dim)
 
     def __getattr__(self, name):
         if name == "sample_with_map" and hasattr(self.inner, "sample_with_map"):
@@ -475,15 +474,22 @@ def scale_rows(scale, dtype=None) -> Array:
     return s if s.ndim == 0 else s[None, :]
 
 
+def log_scale_sum(scale, dim: int) -> Array:
+    """Σ_j log s_j over d coordinates: d log s for one overall scale."""
+    return jnp.sum(jnp.broadcast_to(jnp.log(jnp.asarray(scale)), (dim,)))
+
+
+def scale_from_squares(squares, per_feature: bool) -> float | tuple[float, ...]:
+    """The standardisation scale from the per-coordinate mean squared deviations: one
+    overall s = sqrt(mean_j squares_j), or, ``per_feature``, s_j = sqrt(squares_j)."""
+    squares = np.asarray(squares, dtype=np.float64)
+    return _static_scale(np.sqrt(squares if per_feature else np.mean(squares)))
+
+
 def _static_scale(scale) -> float | tuple[float, ...]:
     """A scale as a hashable static value: a float, or a tuple of floats (one per coordinate)."""
     arr = np.asarray(scale, dtype=np.float64)
     return float(arr) if arr.ndim == 0 else tuple(float(v) for v in arr)
-
-
-def _mean_square(rows: np.ndarray, centre: np.ndarray) -> float:
-    """mean_i |r_i − centre|² / d."""
-    return float(np.mean(np.sum((rows - centre[None, :]) ** 2, axis=1)) / rows.shape[1])
 
 
 def _mean_square_columns(rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -537,13 +543,12 @@ def standardize(
         x = np.asarray(problem.source.sample(key, n), dtype=np.float64)
     shift = x.mean(axis=0)
     both = isinstance(problem.target, EmpiricalTarget)
-    spread = _mean_square_columns if per_feature else _mean_square
+    squares = _mean_square_columns(x, shift)
     if both:
         y = np.asarray(problem.target.data, dtype=np.float64)
         target_shift = y.mean(axis=0)
-        scale = np.sqrt(0.5 * (spread(x, shift) + spread(y, target_shift)))
-    else:
-        scale = np.sqrt(spread(x, shift))
+        squares = 0.5 * (squares + _mean_square_columns(y, target_shift))
+    scale = np.asarray(scale_from_squares(squares, per_feature))
     if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
         sides = "its source and target have" if both else "its source has"
         where = f" in coordinate {int(np.argmin(scale))}" if per_feature else ""
