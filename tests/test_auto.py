@@ -88,3 +88,31 @@ def test_a_velocity_only_divergence_gets_the_explicit_scheme_with_a_decaying_ste
     assert mf.Explicit().step_size(5) == mf.Explicit().tau  # no decay by default
     # a divergence with a loss gets Adam, on a sample target too
     assert choose(problem, mf.EnergyDistance()).scheme.name == "adam"
+
+
+def test_a_sample_target_gets_sharper_drift_temperatures_up_to_d_16(tmp_path, monkeypatch):
+    from mongeflow import cli, runs
+    from mongeflow.auto import SHARP_DRIFT_TEMPERATURES, choose_divergence
+
+    authors = mf.Drift().temperatures
+    assert authors == "0.02,0.05,0.2" != SHARP_DRIFT_TEMPERATURES
+    sharp = SHARP_DRIFT_TEMPERATURES
+    for d, expected in ((2, sharp), (16, sharp), (17, authors)):
+        chosen = choose_divergence(mf.get_problem("gaussian-pair", dim=d, n=60))
+        assert chosen == mf.Drift(temperatures=expected), d
+    # a target with a potential keeps the KL
+    assert choose_divergence(mf.get_problem("gaussian", dim=2)).name == "kl"
+    # the command line records the chosen temperatures, and a given one wins
+    monkeypatch.setenv("MONGEFLOW_NO_CACHE", "1")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 3)))
+    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 3)))
+    parser = cli._parser()
+    base = ["fit", "--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+    for extra, expected in (([], sharp), (["--temperatures", "0.1,0.3"], "0.1,0.3")):
+        out = tmp_path / f"run{len(extra)}"
+        args = parser.parse_args([*base, *extra, "--out", str(out)])
+        settings = runs.fit_settings(vars(args), out, resume=False, overwrite=False)
+        _, _, divergence, _ = runs.build(settings)
+        assert divergence == mf.Drift(temperatures=expected)
+        assert settings["divergence"] == "drift" and settings["temperatures"] == expected

@@ -335,8 +335,12 @@ def build(settings: dict):
     check_batch_size(problem, settings["batch_size"])
     picked = lambda opts: {k: v for k, v in settings.items() if k in opts}
     if settings["divergence"] == "auto":
-        settings["divergence"] = choose_divergence(problem).name
-    divergence = get_divergence(settings["divergence"], **picked(divergence_opts))
+        chosen = choose_divergence(problem)
+        given = picked(divergence_opts)
+        divergence = configure(chosen, given, chosen.name) if given else chosen
+        settings["divergence"] = divergence.name
+    else:
+        divergence = get_divergence(settings["divergence"], **picked(divergence_opts))
     if settings["scheme"] == "auto":
         choice = choose(problem, divergence, settings["steps"])
         given = picked(scheme_opts)
