@@ -45,11 +45,16 @@ def test_a_given_batch_or_a_named_scheme_overrides_the_batch_rule():
 
 
 def test_the_command_line_takes_the_automatic_batch(tmp_path):
-    from mongeflow.cli import main
+    """The run's settings as the command line builds and stores them (no fit: the fit's own
+    use of the rule is checked above, and a d = 40 compilation is slow)."""
+    from mongeflow import cli, runs
 
     out = tmp_path / "run"
-    argv = ["fit", "--problem", "gaussian", "--dim", "40", "--steps", "2", "--quiet"]
-    assert main([*argv, "--eval-size", "0", "--out", str(out)]) == 0
+    argv = ["fit", "--problem", "gaussian", "--dim", "40", "--steps", "2", "--out", str(out)]
+    args = vars(cli._parser().parse_args(argv))
+    settings = runs.fit_settings(args, out, resume=False, overwrite=False)
+    runs.build(settings)
+    runs.start(settings, out)
     assert json.loads((out / "run.json").read_text())["settings"]["batch_size"] == AUTO_BATCH // 2
 
 
