@@ -12,6 +12,7 @@ from mongeflow.problems.base import (
     PotentialTarget,
     Problem,
     SamplerSource,
+    SamplerTarget,
     Source,
     Target,
 )
@@ -31,6 +32,7 @@ from mongeflow.problems.posterior import (
     posterior_errors,
     posterior_reference,
 )
+from mongeflow.problems.w2 import w2_mix3to10, w2_pair
 
 PROBLEMS: dict[str, Callable[..., Problem]] = {
     "paper-gmm": paper_gmm,
@@ -41,6 +43,8 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "logistic-cancer": logistic_cancer,
     "dense-pair": dense_pair,
     "gaussian-pair": gaussian_pair,
+    "w2-mix3to10": w2_mix3to10,
+    "w2-pair": w2_pair,
 }
 
 
@@ -66,6 +70,7 @@ __all__ = [
     "PotentialTarget",
     "Problem",
     "SamplerSource",
+    "SamplerTarget",
     "Source",
     "Target",
     "affine_flow",
@@ -83,4 +88,6 @@ __all__ = [
     "paper_gmm",
     "posterior_errors",
     "posterior_reference",
+    "w2_mix3to10",
+    "w2_pair",
 ]

@@ -331,6 +331,31 @@ class EmpiricalTarget(Target):
         return self.data[idx]
 
 
+class SamplerTarget(Target):
+    """A target known only through a sampler ``(key, n) -> [n, d]`` that draws fresh samples
+    (for instance y = T(x) with x drawn afresh from a source): no potential.
+
+    Example:
+        >>> import jax
+        >>> tgt = SamplerTarget(lambda key, n: 2.0 * jax.random.normal(key, (n, 3)), dim=3)
+        >>> tgt.sample(jax.random.key(0), 5).shape
+        (5, 3)
+    """
+
+    sampler: Callable[[Array, int], Array] = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+
+    def __init__(self, sampler, dim: int):
+        self.sampler, self.dim = sampler, int(dim)
+
+    @property
+    def can_sample(self) -> bool:
+        return True
+
+    def sample(self, key: Array, n: int) -> Array:
+        return self.sampler(key, n)
+
+
 class Problem(eqx.Module):
     """What is solved: a source, a target and, when known, the true Monge map.
 
