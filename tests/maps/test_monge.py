@@ -5,6 +5,8 @@ Compilation dominates the time of these tests: most calls use the same six point
 and the same map structure, so that they reuse compiled code.
 """
 
+import logging
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -208,3 +210,73 @@ def test_clear_errors(monge):
     samples_only = MongeMap(phi, target=EmpiricalTarget(jnp.ones((5, 2))))
     with pytest.raises(ValueError, match="no known normalising constant"):
         samples_only.log_density(jnp.ones(2))
+
+
+# --- the methods as bound methods: jax.jit(m.transport), jax.vmap(m.transport) ----------
+BOUND_METHODS = ["transport", "inverse", "jacobian", "log_det_jacobian", "log_density"]
+
+
+@pytest.mark.parametrize("method", BOUND_METHODS)
+def test_jax_jit_of_a_bound_method(monge, points, method):
+    """jax.jit hashes the callable it is given: a method taken from the map must hash (by
+    the map's identity, not its arrays) and give the values of the plain call."""
+    bound = getattr(monge, method)
+    # the inverse is a float32 Newton solve, compiled here into one program with the map's
+    # arrays as constants: rounding differs at its accuracy, 1e-4 (as in the tests above)
+    tol = 1e-4 if method == "inverse" else 1e-5
+    np.testing.assert_allclose(jax.jit(bound)(points), bound(points), rtol=tol, atol=tol)
+
+
+def test_jax_jit_of_the_map_and_with_static_arguments(monge, points):
+    np.testing.assert_allclose(jax.jit(monge)(points), monge(points), rtol=1e-5, atol=1e-5)
+    y = monge.transport(points)
+    inverse = jax.jit(monge.inverse, static_argnames="iterations")  # reads the signature
+    np.testing.assert_allclose(inverse(y, iterations=50), points, rtol=1e-4, atol=1e-4)
+
+
+def test_jax_vmap_of_a_bound_method_over_single_points(monge, points):
+    np.testing.assert_allclose(
+        jax.vmap(monge.transport)(points), monge.transport(points), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_grad_through_the_bound_method(monge, points):
+    x0 = points[0]
+    # ∇_x Σ_i T_i(x) = DT(x)ᵀ 1, DT(x) = ∇²Φ(x) symmetric
+    expected = rescaled_hessian(monge.potential, points)[0].sum(axis=1)
+    grad = jax.grad(lambda x: monge.transport(x).sum())(x0)
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5)
+    jitted = jax.jit(jax.grad(lambda x: monge.transport(x).sum()))(x0)
+    np.testing.assert_allclose(jitted, grad, rtol=1e-5, atol=1e-6)
+
+
+def test_bound_methods_are_pytrees_hashed_by_identity(monge, points):
+    bound = monge.transport
+    # a pytree whose leaves are the map's: eqx.filter_jit traces them, eqx.filter_grad would
+    # differentiate them
+    leaves = jax.tree_util.tree_leaves(bound)
+    assert len(leaves) == len(jax.tree_util.tree_leaves(monge))
+    assert all(a is b for a, b in zip(leaves, jax.tree_util.tree_leaves(monge), strict=True))
+    np.testing.assert_allclose(
+        eqx.filter_jit(bound)(points), monge.transport(points), rtol=1e-5, atol=1e-5
+    )
+    # hashed and compared as Python bound methods are: by function and map identity
+    assert bound == monge.transport and hash(bound) == hash(monge.transport)
+    assert bound != monge.inverse
+    copy = jax.tree_util.tree_map(lambda a: a, monge)
+    assert copy is not monge and eqx.tree_equal(copy, monge)
+    assert copy.transport != bound and copy != monge
+    # a map passed to a jitted function (traced) still gives jax.jit a hashable method
+    inner = jax.jit(lambda m, x: jax.jit(m.transport)(x))(monge, points)
+    np.testing.assert_allclose(inner, monge.transport(points), rtol=1e-5, atol=1e-5)
+
+
+def test_jitting_a_bound_method_twice_does_not_recompile(monge, points, caplog):
+    first = jax.jit(monge.transport)
+    expected = first(points)
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        jax.jit(lambda x: x + 1.0)(points)  # control: a new function is compiled and logged
+        second = jax.jit(monge.transport)  # another bound method, equal to the first
+        np.testing.assert_array_equal(second(points), expected)
+    compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert len(compiled) == 1 and "lambda" in compiled[0], compiled

@@ -14,11 +14,16 @@ when it is standardised too: optimal for the rescaled cost Σ_i (x_i − y_i)²/
 than the map optimal for |x − y|², and no longer the gradient of a convex function of x
 unless every s_i is equal.
 
-Every method is pure JAX: it works under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` and
-accepts one point ``[d]`` or a batch ``[n, d]``.
+Every method is pure JAX: it works under ``jax.jit``, ``jax.grad`` and ``jax.vmap``, also
+given as a bound method (``jax.jit(m.transport)``), and accepts one point ``[d]`` or a batch
+``[n, d]``.
 """
 
 from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -31,6 +36,59 @@ from mongeflow.problems.base import Target, log_scale_sum
 def _potential_dtype(potential: Potential):
     leaves = jax.tree_util.tree_leaves(eqx.filter(potential, eqx.is_inexact_array))
     return leaves[0].dtype if leaves else jnp.zeros(()).dtype
+
+
+class _BoundMethod(eqx.Module):
+    # ``m.transport`` (any public method taken from a map): the function with the map bound.
+    # Like equinox's own bound method, it is a pytree whose one child is the map, so that
+    # ``eqx.filter_jit(m.transport)`` traces the map's arrays; unlike it, it is hashed and
+    # compared as a Python bound method is, by the function and the identity of the map.
+    # ``jax.jit(f)`` hashes f and keeps it in weak-key dictionaries (compares it with ==):
+    # equinox's bound method hashes its fields, and the map's arrays have no hash
+    # (``TypeError: unhashable type``), and compares with ``eqx.tree_equal``, element by
+    # element (an error where the map is traced). ``jax.jit(m.transport)`` compiles the
+    # method with the map's arrays as constants, as ``jax.jit(lambda x: m.transport(x))``.
+
+    __func__: Callable = eqx.field(static=True)
+    __self__: MongeMap
+
+    def __call__(self, *args, **kwargs):
+        return self.__func__(self.__self__, *args, **kwargs)
+
+    def __hash__(self) -> int:
+        return hash((self.__func__, id(self.__self__)))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _BoundMethod)
+            and self.__func__ is other.__func__
+            and self.__self__ is other.__self__
+        )
+
+    # the method's signature (for ``jax.jit(..., static_argnames=...)``), name and docstring
+    @property
+    def __wrapped__(self):
+        return types.MethodType(self.__func__, self.__self__)
+
+    @property
+    def __name__(self) -> str:
+        return self.__func__.__name__
+
+    @property
+    def __doc__(self) -> str | None:
+        return self.__func__.__doc__
+
+
+class _method:
+    """Decorates a public method of :class:`MongeMap`: taken from a map, it is a
+    :class:`_BoundMethod` (``jax.jit(m.transport)`` works); from the class, the function."""
+
+    def __init__(self, func: Callable):
+        self.func = func
+        functools.update_wrapper(self, func)
+
+    def __get__(self, obj, objtype=None):
+        return self.func if obj is None else _BoundMethod(self.func, obj)
 
 
 class MongeMap(eqx.Module):
@@ -163,6 +221,14 @@ class MongeMap(eqx.Module):
         self.target = target
         self.target_shift = target_shift
 
+    # Hashed and compared by identity, for ``jax.jit(m)`` (which hashes m; a Module's own
+    # hash hashes its fields, and arrays have no hash). Values: ``eqx.tree_equal(m1, m2)``.
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
     @property
     def dim(self) -> int:
         """The dimension d."""
@@ -196,6 +262,7 @@ class MongeMap(eqx.Module):
     def _standardise(self, x: Array) -> Array:
         return (x - self.shift) / self.scale
 
+    @_method
     def to_data_units(self, z) -> Array:
         """x = m + s z: points of φ's standardised space in the data's units.
 
@@ -207,6 +274,7 @@ class MongeMap(eqx.Module):
     def _to_data_units_one(self, z: Array) -> Array:
         return self.shift + self.scale * z
 
+    @_method
     def target_to_data_units(self, w) -> Array:
         """y = m1 + s w: points of φ's output space (the coordinates of :attr:`target`) in the
         target's units; unchanged when the target is not standardised.
@@ -227,6 +295,7 @@ class MongeMap(eqx.Module):
         return (y - self.target_shift) / self.scale
 
     # --- the map ----------------------------------------------------------------------
+    @_method
     def transport(self, x) -> Array:
         """T(x) = ∇φ((x − m)/s), or m1 + s ∇φ((x − m)/s) when the target is standardised.
 
@@ -245,6 +314,7 @@ class MongeMap(eqx.Module):
         """T(x); see :meth:`transport`."""
         return self.transport(x)
 
+    @_method
     def jacobian(self, x) -> Array:
         """DT(x) = ∇²φ(z)/s, or ∇²φ(z) when the target is standardised; z = (x − m)/s.
 
@@ -262,6 +332,7 @@ class MongeMap(eqx.Module):
             return h * self.scale[:, None] / self.scale[None, :] if self.per_feature else h
         return h / self.scale[None, :] if self.per_feature else h / self.scale  # ∇²φ(z) D⁻¹
 
+    @_method
     def log_det_jacobian(self, x) -> Array:
         """log det DT(x) = log det ∇²φ(z) − d log s, z = (x − m)/s (without the − d log s
         when the target is standardised: DT(x) = ∇²φ(z); with one scale per coordinate,
@@ -289,6 +360,7 @@ class MongeMap(eqx.Module):
             return logdet
         return logdet - self._log_scale()
 
+    @_method
     def inverse(self, y, iterations: int = 50) -> Array:
         """T⁻¹(y) = m + s z with z = ∇φ*(w) = argmin_z φ(z) − ⟨z, w⟩, w = y, or
         w = (y − m1)/s when the target is standardised.
@@ -323,6 +395,7 @@ class MongeMap(eqx.Module):
         z = z - (step - jax.lax.stop_gradient(step))
         return self.shift + self.scale * z
 
+    @_method
     def log_density(self, x) -> Array:
         """log ρ0(x) = log γ(T(x)) + log det DT(x): the source density the map implies.
 
@@ -366,6 +439,7 @@ class MongeMap(eqx.Module):
         logdet = self._log_det_hessian_one(x) - self._log_scale()
         return self.target.log_prob(w) + logdet
 
+    @_method
     def sample(self, key: Array, n: int) -> Array:
         """n samples of the source μ0 as T⁻¹(y), y ~ γ (see :meth:`inverse`); for a target
         known by samples, y is drawn from its rows with replacement.
@@ -409,8 +483,11 @@ def _newton_conjugate(potential: Potential, y: Array, iterations: int) -> Array:
     """argmin_z φ(z) − ⟨z, y⟩ for one ``y: [d]``: damped Newton from z = y.
 
     Each step solves (∇²φ(z) + μ I) Δ = −(∇φ(z) − y) with a tiny μ = 10⁻⁸ (1 + tr ∇²φ) and
-    halves the step until the Armijo condition f(z + tΔ) ≤ f(z) + 10⁻⁴ t ⟨∇f, Δ⟩ holds
-    (Nocedal & Wright 2006, Alg. 3.1); a non-finite step leaves z unchanged.
+    halves the step until the Armijo condition f(z + tΔ) ≤ f(z) + 10⁻⁴ t ⟨∇f, Δ⟩ + δ holds
+    (Nocedal & Wright 2006, Alg. 3.1), δ = 16 ε (1 + |f(z)| + |⟨z, y⟩|) the rounding error
+    of f: near the solution f's decrease is below it, and the exact test would stall there
+    (round trips off by 10⁻³ on data of unit scale in float32). A non-finite step leaves z
+    unchanged.
     """
 
     def objective(z):
@@ -428,9 +505,12 @@ def _newton_conjugate(potential: Potential, y: Array, iterations: int) -> Array:
             t, _ = carry
             return t * 0.5, objective(z + 0.5 * t * dz)
 
+        # f's rounding error: a step whose increase of f is below it is not an increase
+        slack = 16 * jnp.finfo(z.dtype).eps * (1.0 + jnp.abs(f0) + jnp.abs(z @ y))
+
         def keep_going(carry):
             t, f = carry
-            return (f > f0 + 1e-4 * t * slope) & (t > 1e-6)
+            return (f > f0 + 1e-4 * t * slope + slack) & (t > 1e-6)
 
         t0 = jnp.asarray(1.0, z.dtype)
         t, _ = jax.lax.while_loop(keep_going, search, (t0, objective(z + dz)))
