@@ -26,6 +26,7 @@ def test_a_loss_gets_adam_with_a_rate_decaying_over_the_run():
     assert c.steps == c.scheme.decay_steps == 300
 
 
+@pytest.mark.slow
 def test_above_d_32_the_batch_halves_and_the_steps_double():
     """The same number of samples in twice the steps: at d = 64 the fit is short of steps,
     not of samples per gradient."""

@@ -69,6 +69,8 @@ def test_fit_writes_metrics_and_figures(tmp_path):
         "16",
         "--steps",
         "60",
+        "--eval-size",
+        "2000",
         "--quiet",
         "--out",
         str(out),

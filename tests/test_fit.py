@@ -28,7 +28,9 @@ def test_every_scheme_has_a_budget():
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.slow) if n in ("natural", "euclidean", "implicit") else n
+        pytest.param(n, marks=pytest.mark.slow)
+        if n in ("natural", "euclidean", "implicit", "adam")
+        else n
         for n in SCHEME_BUDGETS
     ],
 )
@@ -246,3 +248,77 @@ def test_fit_reports_the_linear_baseline_beside_the_map():
         assert np.isfinite(m[k]), k
     assert m["l2_uvp"] < 0.5 * m["linear_l2_uvp"], m
     assert m["objective"] < m["linear_objective"], m
+
+
+def test_a_map_that_loses_to_the_linear_map_is_replaced_by_it_and_said_so():
+    """On a Gaussian problem the linear (Bures) map is exact; a 3-step fit stays near the
+    identity, so the held-out F ranks it below the linear map: the fit warns, flags it and
+    keeps the linear map, whose figures become the seed's own."""
+    with pytest.warns(mf.FitWarning, match="does not beat the linear"):
+        res = mf.fit("gaussian", mf.Adam(learning_rate=1e-3), dim=2, steps=3, final_eval_size=1000)
+    cmp = res.comparison
+    assert cmp["figure"] == "validation_objective"
+    assert cmp["verdict"].tolist() == ["worse"]
+    assert cmp["map"][0] > cmp["linear"][0] + cmp["noise"][0]
+    assert np.isfinite(cmp["start"][0])
+    assert res.linear_kept.tolist() == [True]
+    assert res.metrics["beats_linear"].tolist() == [False]
+    assert res.metrics["linear_kept"].tolist() == [True]
+    # the kept map is the linear map, and the reported figures are its figures
+    assert isinstance(res.select(0), mf.AffinePotential)
+    np.testing.assert_allclose(res.metrics["l2_uvp"], res.metrics["linear_l2_uvp"], rtol=1e-6)
+    assert res.map().potential is res.linear
+    assert res.metrics["l2_uvp"][0] < 1.0  # the Bures map is T* here, up to its moments
+
+    # asked not to fall back, the fit keeps its own map and still says it loses
+    with pytest.warns(mf.FitWarning, match="no better than the linear map"):
+        own = mf.fit(
+            "gaussian",
+            mf.Adam(learning_rate=1e-3),
+            dim=2,
+            steps=3,
+            final_eval_size=0,
+            fallback=False,
+        )
+    assert own.linear_kept.tolist() == [False]
+    assert not isinstance(own.select(0), mf.AffinePotential)
+
+
+def test_early_stopping_waits_for_enough_records_and_a_short_fit_warns():
+    """patience 1 would stop a 30-step fit (one record a step) after its first record
+    without a new best; no seed stops before MIN_STEPS, and asking for fewer steps warns."""
+    from mongeflow.fit import MIN_STEPS
+
+    assert MIN_STEPS > 30
+    with pytest.warns(mf.FitWarning, match="only 30 steps"):
+        res = mf.fit(
+            "gaussian", mf.Adam(learning_rate=0.3), dim=2, steps=30, patience=1, final_eval_size=0
+        )
+    assert res.last_step == 30
+    assert res.early_stop.tolist() == [-1]
+
+
+def test_a_named_scheme_gets_the_automatic_rules_for_its_settings():
+    from mongeflow.auto import DRIFT_INNER_STEPS, DRIFT_STEPS, auto_drift_tau, choose
+
+    pair = mf.get_problem("dense-pair", dim=8, n=400)
+    drift = mf.auto.configure_divergence("drift", pair)
+    assert drift.temperatures == mf.auto.auto_drift_temperatures(8)
+    # the constrained drifting model named by the user is the automatic one
+    named = choose(pair, drift, None, "explicit")
+    assert named == choose(pair, drift)
+    s = named.scheme
+    assert (s.tau, s.decay_steps, named.steps) == (auto_drift_tau(8), DRIFT_STEPS, DRIFT_STEPS)
+    assert (s.inner.steps, s.inner.decay, named.patience) == (DRIFT_INNER_STEPS, True, None)
+    # on a loss, the registered constant settings gain their decays
+    gauss = mf.get_problem("gaussian", dim=3)
+    explicit = choose(gauss, mf.KL(), 25, "explicit").scheme
+    assert (explicit.tau, explicit.decay_steps, explicit.inner.decay) == (0.4, 25, True)
+    adam = choose(gauss, mf.KL(), None, "adam")
+    assert adam.scheme.decay_steps == adam.steps == 2000
+    assert choose(gauss, mf.KL(), 100, "euclidean").scheme.decay_steps == 100
+    # a value is used as given
+    res = mf.fit("gaussian", mf.Adam(learning_rate=0.01), dim=2, steps=2, final_eval_size=0)
+    assert res.scheme == mf.Adam(learning_rate=0.01)
+    with pytest.raises(ValueError, match="unknown scheme 'sgd'"):
+        choose(gauss, mf.KL(), None, "sgd")

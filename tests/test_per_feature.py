@@ -170,6 +170,7 @@ def test_a_per_feature_fit_learns_the_map_optimal_for_the_rescaled_cost():
     assert err < 0.01 and apart > 0.1, (err, apart)
 
 
+@pytest.mark.slow
 def test_per_feature_through_the_cli(tmp_path):
     rng = np.random.default_rng(5)
     np.save(tmp_path / "x.npy", rng.normal(size=(600, 2)) * [0.01, 300.0] + [1.0, 50.0])

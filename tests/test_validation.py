@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mongeflow as mf
-from mongeflow.fit import FitWarning
+from mongeflow.fit import MIN_RECORDS, MIN_STEPS, FitWarning
 from mongeflow.io import DataWarning, InputError, data_problem
 from mongeflow.metrics import energy_distance, energy_distance_floor, evaluate
 from mongeflow.problems.base import Gaussian, Problem, StandardizedSource, standardize
@@ -93,13 +93,21 @@ def test_standardize_keeps_the_known_map_and_the_density():
 
 def test_a_fit_that_gets_worse_keeps_its_best_map_warns_and_stops_early():
     # gradient *ascent* on F: every step makes the map worse, so the best map is the start
+    # (kept as it is: without the fallback to the linear map, which would beat it)
     problem = mf.get_problem("gaussian", dim=2)
     with pytest.warns(FitWarning, match="got worse"):
         res = mf.fit(
-            problem, mf.Euclidean(learning_rate=-0.01), steps=200, log_every=10, patience=3
+            problem,
+            mf.Euclidean(learning_rate=-0.001),  # slow enough to stay finite for 200 steps
+            steps=400,
+            log_every=10,
+            patience=3,
+            fallback=False,
         )
     assert res.best_step[0] == 0
-    assert res.early_stop[0] == 30 and res.last_step == 30  # 3 records without a new best
+    # 3 records without a new best, but no stop before MIN_RECORDS records and MIN_STEPS
+    assert (MIN_RECORDS, MIN_STEPS) == (10, 200)
+    assert res.early_stop[0] == 200 and res.last_step == 200
     x = jnp.ones((2, 2))
     # the returned map is the initial one: T = id in the problem's coordinates
     p = standardize(problem)
@@ -136,3 +144,51 @@ def test_energy_distance_selection_keeps_the_latest_map_within_the_noise_floor()
     assert f.tolerance == 0.0 and f.selection == "validation_objective"
     values = np.asarray(f.history["validation_objective"])[:, 0]
     assert f.best_step[0] == 0 or values[f.history["step"] == f.best_step[0]][0] == values.min()
+
+
+def _banana(n: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    u, v = rng.standard_normal(n), rng.standard_normal(n)
+    return np.stack([10 + 2.0 * u, -4 + 0.5 * v + 0.6 * u**2 - 0.6], 1)
+
+
+@pytest.mark.parametrize("steps", [30, pytest.param(200, marks=pytest.mark.slow)])
+def test_a_short_fit_on_a_banana_beats_the_linear_map_or_says_so(steps):
+    """A banana far from the origin mapped to N(0, I) in 30 or 200 steps: the held-out F
+    and energy distance are compared with the linear map's, and a map that does not beat
+    it on both gets a warning (measured: at 30 steps F ties the linear map's; at 200 F
+    beats it and the energy distance does not)."""
+    problem = data_problem(_banana(2000))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = mf.fit(problem, steps=steps, final_eval_size=2000)
+    said = " ".join(str(w.message) for w in caught if issubclass(w.category, FitWarning))
+    cmp = res.comparison
+    beats_f = cmp["verdict"][0] == "better"
+    beats_ed = cmp["energy_distance"]["verdict"][0] != "worse"
+    assert bool(res.metrics["beats_linear"][0]) == beats_f
+    if not beats_f:
+        assert "does not beat the linear" in said
+    elif not beats_ed:
+        assert "held-out figures disagree" in said
+    # no early stop before MIN_STEPS: a short fit runs every step
+    assert res.last_step == steps
+
+
+def test_two_blobs_mapped_to_a_user_gaussian_potential_at_defaults():
+    """Two 2-D blobs (1 000 rows) mapped at defaults to γ = N((1, 1), diag(1, 4)) given by
+    its potential V only: the pushed mean within 0.15, the variances within 20 %, and the
+    inverse back to the rows within 1e-3."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    centres = np.where(rng.random(n)[:, None] < 0.5, [-3.0, 0.0], [3.0, 1.0])
+    x = centres + 0.6 * rng.standard_normal((n, 2))
+    mean, var = jnp.array([1.0, 1.0]), jnp.array([1.0, 4.0])
+    target = mf.PotentialTarget(lambda y: 0.5 * jnp.sum((y - mean) ** 2 / var), dim=2)
+    res = mf.fit(data_problem(x, target), final_eval_size=0)
+    m = res.map()
+    y = np.asarray(m.transport(x))
+    np.testing.assert_allclose(y.mean(0), [1.0, 1.0], atol=0.15)
+    np.testing.assert_allclose(y.var(0), [1.0, 4.0], rtol=0.2)
+    back = np.asarray(m.inverse(y))
+    assert np.abs(back - x).max() < 1e-3

@@ -11,6 +11,7 @@ from mongeflow.platform import prefer_sequential_cpu_schedule as _prefer_sequent
 
 _prefer_sequential()  # before JAX creates its CPU client (see mongeflow.platform)
 
+from mongeflow import auto  # noqa: E402
 from mongeflow.divergences import (  # noqa: E402
     DIVERGENCES,
     KL,
@@ -21,7 +22,7 @@ from mongeflow.divergences import (  # noqa: E402
     Sinkhorn,
     entropic_score,
 )
-from mongeflow.fit import Callback, FitInterrupted, FitResult, fit  # noqa: E402
+from mongeflow.fit import Callback, FitInterrupted, FitResult, FitWarning, fit  # noqa: E402
 from mongeflow.io import InputError, data_problem, load_array  # noqa: E402
 from mongeflow.mapping import load, save  # noqa: E402
 from mongeflow.maps import (  # noqa: E402
@@ -76,6 +77,8 @@ __all__ = [
     "Adam",
     "AdamInner",
     "AffinePotential",
+    "FitWarning",
+    "auto",
     "Backtracking",
     "Callback",
     "Checkpoint",

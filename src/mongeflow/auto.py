@@ -42,6 +42,7 @@ from mongeflow.maps.default import auto_widths
 from mongeflow.problems import Problem
 from mongeflow.schemes import Adam, Explicit, Scheme
 from mongeflow.schemes.inner import AdamInner
+from mongeflow.settings import unknown
 
 #: outer steps of an automatically configured fit (a cap: fits stop early on a plateau)
 AUTO_STEPS = 2000
@@ -156,6 +157,17 @@ def choose_divergence(problem: Problem) -> Divergence:
     return Drift(temperatures=auto_drift_temperatures(problem.dim))
 
 
+def configure_divergence(name: str, problem: Problem) -> Divergence:
+    """The registered divergence ``name`` with the rules of :func:`choose_divergence` for
+    its settings: the drift's temperatures follow :func:`auto_drift_temperatures`; the
+    others are their registered values."""
+    if name not in DIVERGENCES:
+        raise ValueError(unknown("divergence", name, DIVERGENCES))
+    if name == "drift":
+        return Drift(temperatures=auto_drift_temperatures(problem.dim))
+    return DIVERGENCES[name]
+
+
 @dataclasses.dataclass(frozen=True)
 class Choice:
     """What :func:`choose` picked, and why (``reasons``, one line each)."""
@@ -170,8 +182,20 @@ class Choice:
     batch_size: int = AUTO_BATCH
 
 
-def choose(problem: Problem, divergence: Divergence, steps: int | None = None) -> Choice:
+def choose(
+    problem: Problem,
+    divergence: Divergence,
+    steps: int | None = None,
+    scheme: str | None = None,
+) -> Choice:
     """The scheme, widths and number of steps for ``problem`` and ``divergence``.
+
+    Args:
+        problem, divergence: what is solved.
+        steps: the number of outer steps, or ``None`` for the rule's.
+        scheme: ``None`` to choose the scheme too (Adam on a divergence with a loss value,
+            the explicit scheme on a velocity); or a registered scheme name, which gets the
+            same rules for every setting that has one (:func:`configure_named`).
 
     Example:
         >>> import mongeflow as mf
@@ -179,6 +203,8 @@ def choose(problem: Problem, divergence: Divergence, steps: int | None = None) -
         >>> c.scheme.name, c.widths, c.scheme.decay_steps == c.steps
         ('adam', (64, 64), True)
     """
+    if scheme is not None:
+        return configure_named(scheme, problem, divergence, steps)
     d = problem.dim
     widths = auto_widths(d)
     reasons = [f"widths {widths} for d = {d}"]
@@ -204,3 +230,65 @@ def choose(problem: Problem, divergence: Divergence, steps: int | None = None) -
         )
         return Choice(scheme, widths, steps, tuple(reasons), patience=None)
     return Choice(scheme, widths, steps, tuple(reasons), batch_size=batch)
+
+
+def configure_named(
+    name: str, problem: Problem, divergence: Divergence, steps: int | None = None
+) -> Choice:
+    """The registered scheme ``name`` with the rules of :func:`choose` applied to every
+    setting that has one, so that a scheme named without settings works at its defaults:
+
+    - ``adam``: the automatic fit itself on a loss (rate :func:`auto_learning_rate`,
+      decaying over the run, :func:`auto_batch_size`);
+    - ``explicit``: on a velocity (the drift), the automatic fit itself (τ from
+      :func:`auto_drift_tau` decaying to 0 over :data:`DRIFT_STEPS` steps, every step run,
+      :data:`DRIFT_INNER_STEPS` inner Adam steps with a decaying rate); on a loss, its
+      registered τ decaying to 0 over the run and an inner rate decaying within each step;
+    - ``implicit``: an inner Adam rate decaying within each step;
+    - ``euclidean``: its rate decaying to 0 over the run;
+    - ``natural``: its registered settings (its step is a line search already).
+
+    The paper's constant settings are those of the registered values
+    (:data:`~mongeflow.schemes.SCHEMES`, ``mf.Explicit()`` and so on).
+    """
+    from mongeflow.schemes import SCHEMES, get_scheme
+
+    if name not in SCHEMES:
+        raise ValueError(unknown("scheme", name, SCHEMES))
+    d = problem.dim
+    widths = auto_widths(d)
+    reasons = [f"widths {widths} for d = {d}"]
+    if name == "adam" or (name == "explicit" and not divergence.loss_is_value):
+        auto = choose(problem, divergence, steps)
+        if auto.scheme.name == name:
+            return auto
+        # adam on a velocity's surrogate loss: the rate rule of the automatic fit
+        batch = auto_batch_size(d)
+        steps = int(steps or AUTO_STEPS * AUTO_BATCH // batch)
+        rate = auto_learning_rate(d)
+        reasons.append(f"adam, rate {rate:.3g} decaying to 0 over {steps} steps")
+        return Choice(
+            Adam(learning_rate=rate, decay_steps=steps),
+            widths,
+            steps,
+            tuple(reasons),
+            batch_size=batch,
+        )
+    registered = SCHEMES[name]
+    steps = int(steps or registered.default_steps)
+    if name == "explicit":
+        scheme = get_scheme(name, decay_steps=steps, inner_decay=True)
+        reasons.append(
+            f"explicit, τ = {scheme.tau:.3g} decaying to 0 over {steps} steps, inner rate "
+            "decaying within each step"
+        )
+    elif name == "implicit" and isinstance(registered.inner, AdamInner):
+        scheme = get_scheme(name, inner_decay=True)
+        reasons.append("implicit, inner Adam rate decaying within each step")
+    elif name == "euclidean":
+        scheme = get_scheme(name, decay_steps=steps)
+        reasons.append(f"euclidean, rate decaying to 0 over {steps} steps")
+    else:
+        scheme = registered
+        reasons.append(f"{name} at its registered settings")
+    return Choice(scheme, widths, steps, tuple(reasons))

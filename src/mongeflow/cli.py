@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from mongeflow.problems import PROBLEMS
-from mongeflow.runs import FIT_OPTIONS, setting_options
+from mongeflow.runs import AUTOMATIC, FIT_OPTIONS, MAX_DIM, setting_options
+from mongeflow.settings import closest, did_you_mean, unknown
 
 EPILOG = """examples:
   mongeflow fit --problem gaussian --dim 8 --scheme natural --out runs/g8
@@ -32,13 +34,52 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the closest flag, command or choice suggested for a misspelt one
+    (Python 3.11's argparse names the bad word only)."""
+
+    def parse_args(self, args=None, namespace=None):
+        args, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(args, "command", None)
+            parser = _subparsers(self).get(command, self)
+            flags = [f for f in parser._option_string_actions if f.startswith("--")]
+            hints = []
+            for word in extras:
+                flag = word.split("=", 1)[0]
+                if flag.startswith("-") and (close := closest(flag, flags)):
+                    hints.append(f"{flag}: did you mean {' or '.join(close)}?")
+            hint = "".join(f"; {h}" for h in hints)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return args
+
+    def error(self, message):
+        # "argument X: invalid choice: 'fitt' (choose from 'fit', 'apply', ...)"
+        match = re.search(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)$", message)
+        if match:
+            choices = [c.strip().strip("'") for c in match.group(2).split(",")]
+            message += did_you_mean(match.group(1), choices)
+        super().error(message)
+
+
+def _subparsers(parser) -> dict:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def _default_text(option) -> str:
     groups: dict[str, list[str]] = {}
     for owner, value in option.defaults.items():
         groups.setdefault(repr(value) if isinstance(value, str) else str(value), []).append(owner)
     if len(groups) == 1 and len(option.defaults) > 1:
-        return f"default {next(iter(groups))}"
-    return "default " + "; ".join(f"{v} ({', '.join(owners)})" for v, owners in groups.items())
+        text = f"default {next(iter(groups))}"
+    else:
+        text = "default " + "; ".join(f"{v} ({', '.join(owners)})" for v, owners in groups.items())
+    if option.dest in AUTOMATIC:  # chosen by the fit when not given
+        return f"automatic: {AUTOMATIC[option.dest]}; registered {text}"
+    return text
 
 
 def _add_setting(group, option) -> None:
@@ -54,7 +95,7 @@ def _add_setting(group, option) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mongeflow",
         description="Learn optimal-transport (Monge) maps T = ∇φ with constrained gradient flows.",
         epilog=EPILOG,
@@ -69,7 +110,11 @@ def _parser() -> argparse.ArgumentParser:
         "metrics.json, history.csv, checkpoint.json + state.eqx, pushforward.png, "
         "history.png and, for d = 2, displacement.png. Exit status: 0 done, 2 bad input, "
         "3 every seed stopped on a non-finite loss or map (the last finite map is saved), "
-        "130 interrupted (continue with --resume --out DIR).",
+        "4 with --strict, the kept map does not beat the linear map on held-out figures, "
+        "130 interrupted (continue with --resume --out DIR). Settings marked 'automatic' "
+        "are chosen by the fit from d and the target when not given (README: 'What the "
+        "defaults do'; run.json's 'chosen' says what was chosen and why); a value given "
+        "here always wins. 'registered' is the scheme's or divergence's own value.",
     )
     for dest, (default, text) in FIT_OPTIONS.items():
         flag = f"--{dest.replace('_', '-')}"
@@ -141,11 +186,14 @@ def _parser() -> argparse.ArgumentParser:
         "and the library's better rows; 'maps': every registered scheme and outside "
         "baselines on problems with a known Monge map; 'twosample': the same when both "
         "sides are given only as samples (every sample divergence × scheme, OTT-JAX's "
-        "solvers, the linear map, an unconstrained drifting MLP). Each writes "
+        "solvers, the linear map, an unconstrained drifting MLP); 'w2': the Wasserstein-2 "
+        "benchmark's Mix3toMix10 pairs (Korotin et al. 2021) as two sample sets of 2^16 rows, "
+        "beside the published figures (default rows: identity linear auto drift-explicit "
+        "sinkhorn-adam energy-adam; d in 2 4 8 16 32 64 128). Each writes "
         "DIR/results.json and DIR/table.md, and figures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    b.add_argument("which", choices=["paper", "maps", "twosample"], help="which benchmark")
+    b.add_argument("which", choices=["paper", "maps", "twosample", "w2"], help="which benchmark")
     b.add_argument("--out", required=True, help="output directory")
     b.add_argument("--seeds", type=int, default=100, help="paper: number of seeds (0 … N−1)")
     b.add_argument("--rows", nargs="+", default=None, help="paper: only these rows (all if unset)")
@@ -240,7 +288,17 @@ def cmd_fit(args) -> int:
     for w in caught:
         if issubclass(w.category, (FitWarning, DataWarning)):
             print(f"mongeflow: warning: {w.message}", file=sys.stderr)
-    return 3 if (result.stopped_at >= 0).all() else 0
+    if (result.stopped_at >= 0).all():
+        return 3
+    beats = result.metrics.get("beats_linear")
+    if settings.get("strict") and beats is not None and not bool(beats[result.best]):
+        print(
+            "mongeflow: --strict: the kept map does not beat the linear map (see the warning "
+            "above and metrics.json's 'linear_comparison')",
+            file=sys.stderr,
+        )
+        return 4
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -253,6 +311,23 @@ def cmd_bench(args) -> int:
         if args.seeds < 1:
             raise CLIError(f"--seeds must be ≥ 1, got {args.seeds}")
         run_paper(args.seeds, out, quick=args.quick, rows=args.rows, progress=not args.quiet)
+    elif args.which == "w2":
+        from mongeflow.bench.twosample import method_names
+        from mongeflow.bench.w2 import run_w2
+
+        bad = [m for m in args.methods or () if m not in method_names()]
+        if bad:
+            raise CLIError(unknown("method", bad[0], method_names()))
+        if args.time_cap <= 0:
+            raise CLIError(f"--time-cap must be positive, got {args.time_cap}")
+        run_w2(
+            out,
+            dims=args.dims,
+            methods_=args.methods,
+            time_cap=args.time_cap,
+            quick=args.quick,
+            progress=not args.quiet,
+        )
     else:
         if args.which == "maps":
             from mongeflow.bench.maps import method_names, missing_neural_dual
@@ -266,15 +341,13 @@ def cmd_bench(args) -> int:
             problems = args.problems or ["dense-pair"]
         bad = [p for p in problems if p not in PROBLEMS]
         if bad:
-            raise CLIError(f"unknown problem {bad[0]!r}; valid problems: {', '.join(PROBLEMS)}")
-        if min(args.dims) < 1:
-            raise CLIError(f"--dims must be ≥ 1, got {args.dims}")
+            raise CLIError(unknown("problem", bad[0], PROBLEMS))
+        if min(args.dims) < 1 or max(args.dims) > MAX_DIM:
+            raise CLIError(f"--dims must be in 1 … {MAX_DIM}, got {args.dims}")
         methods = args.methods or method_names()
-        unknown = [m for m in methods if m not in method_names()]
-        if unknown:
-            raise CLIError(
-                f"unknown method {unknown[0]!r}; valid methods: {', '.join(method_names())}"
-            )
+        bad = [m for m in methods if m not in method_names()]
+        if bad:
+            raise CLIError(unknown("method", bad[0], method_names()))
         if {"neural-dual", "monge-gap"} & set(methods) and (why := missing_neural_dual()):
             raise CLIError(why)
         if args.time_cap <= 0:
@@ -339,13 +412,40 @@ def cmd_apply(args) -> int:
 def cmd_sample(args) -> int:
     import jax
 
+    from mongeflow.problems import EmpiricalTarget
+
     if args.n < 1:
         raise CLIError(f"-n must be ≥ 1, got {args.n}")
     m = _load_map(args.run)
-    x = np.asarray(m.sample(jax.random.key(args.seed), args.n))
+    if isinstance(m.target, EmpiricalTarget):
+        x, distinct = _sample_rows(m, args.n, args.seed)
+    else:
+        x, distinct = np.asarray(m.sample(jax.random.key(args.seed), args.n)), None
     _write_points(args.output, x)
+    if distinct is not None and distinct < args.n:
+        print(
+            f"mongeflow: warning: the target is known by its {distinct} stored rows (saved "
+            f"with the map), and T^-1 of them gives at most {distinct} distinct points: each "
+            f"row is used once, and the other {args.n - distinct} of the {args.n} samples "
+            f"repeat rows drawn with replacement (only {distinct} distinct)",
+            file=sys.stderr,
+        )
     print(f"{args.n} samples -> {args.output}")
     return 0
+
+
+def _sample_rows(m, n: int, seed: int) -> tuple[np.ndarray, int]:
+    """T^-1(y) for n of the stored rows y of a target known by samples, drawn without
+    replacement up to their number K (beyond it every row once, the rest with replacement),
+    and the number of distinct rows used, min(n, K)."""
+    rows = np.asarray(m.target.data)  # in φ's output coordinates
+    k = rows.shape[0]
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(k)[:n]
+    if n > k:
+        idx = rng.permutation(np.concatenate([idx, rng.integers(0, k, n - k)]))
+    y = m.target_to_data_units(rows[idx])  # inverse takes points in the target's units
+    return np.asarray(m.inverse(y)), min(n, k)
 
 
 def cmd_density(args) -> int:
@@ -395,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (CLIError, ValueError) as err:  # InputError included: bad data, target, settings
         print(f"mongeflow: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError as err:  # numpy's _ArrayMemoryError included
+        print(f"mongeflow: error: out of memory: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mongeflow: interrupted", file=sys.stderr)

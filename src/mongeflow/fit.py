@@ -14,8 +14,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mongeflow.auto import AUTO_BATCH, AUTO_PATIENCE, choose, choose_divergence
-from mongeflow.divergences import Divergence, Task, get_divergence
+from mongeflow.auto import (
+    AUTO_BATCH,
+    AUTO_PATIENCE,
+    choose,
+    choose_divergence,
+    configure_divergence,
+)
+from mongeflow.divergences import Divergence, Task
 from mongeflow.maps.base import Array, Potential, log_det_hessian, transport
 from mongeflow.maps.default import default_potential
 from mongeflow.maps.monge import MongeMap
@@ -32,7 +38,7 @@ from mongeflow.metrics import (
 )
 from mongeflow.problems import Problem, get_problem
 from mongeflow.problems.base import standardize as standardize_problem
-from mongeflow.schemes import Scheme, get_scheme
+from mongeflow.schemes import Scheme
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +141,18 @@ class FitResult:
             figure had not improved for ``patience`` records, or −1.
         tolerance: how far above the lowest validation figure a later map may be and still
             be kept instead (the energy distance's noise floor; 0 for F).
+        linear: the linear (Bures) map's potential (:func:`~mongeflow.metrics.linear_baseline`),
+            or ``None`` when γ has no moments to build it from.
+        linear_kept: ``[S]``, whether the linear map was kept instead of the trained one,
+            because it did better on the held-out selection figure (see :func:`fit`'s
+            ``fallback``).
+        comparison: the kept (trained) map against the linear map and against the starting
+            map on the held-out selection figure: ``figure`` (its name), ``map``,
+            ``linear`` and ``start`` (each ``[S]``; ``start`` is NaN on a resumed fit),
+            ``noise`` (below it two figures cannot be told apart) and ``verdict`` (per
+            seed: ``"better"``, ``"tie"`` or ``"worse"`` than the linear map); when the
+            figure is F and γ can be sampled, the same for the held-out energy distance
+            under ``energy_distance``; ``None`` without a selection figure or a linear map.
     """
 
     potentials: Potential
@@ -153,13 +171,19 @@ class FitResult:
     last_step: int | None = None
     early_stop: np.ndarray | None = None
     tolerance: float = 0.0
+    linear: Potential | None = None
+    linear_kept: np.ndarray | None = None
+    comparison: dict[str, Any] | None = None
 
     @property
     def n_seeds(self) -> int:
         return len(self.seeds)
 
     def select(self, i: int) -> Potential:
-        """The potential trained with ``seeds[i]``."""
+        """The potential kept for ``seeds[i]``: the trained one, or the linear (Bures) map
+        where that did better on the held-out figure (``linear_kept[i]``)."""
+        if self.linear_kept is not None and self.linear_kept[i]:
+            return self.linear
         return jax.tree_util.tree_map(lambda a: a[i] if eqx.is_array(a) else a, self.potentials)
 
     @property
@@ -318,29 +342,38 @@ BASELINE_FIGURES = (
 
 
 def final_metrics(
-    problem: Problem, potentials: Potential, keys: Array, n: int, baseline: Potential | None
+    problem: Problem,
+    potentials: Potential,
+    keys: Array,
+    n: int,
+    baseline: Potential | None,
+    use_baseline: np.ndarray | None = None,
 ) -> dict:
     """:func:`~mongeflow.metrics.evaluate` for each seed of stacked ``potentials`` and, on
     the same samples, the figures of the ``baseline`` map (``linear_energy_distance``, ...).
+    Where ``use_baseline[i]``, seed i's own figures are the baseline's (the map it keeps).
 
     One seed after another (``lax.map``), not ``vmap``: for 10⁴ × 10⁴ energy distances the
     batched matrix products are several times slower on CPU than the sequential ones.
     """
     params, static = eqx.partition(potentials, eqx.is_array)
+    if use_baseline is None or baseline is None:
+        use_baseline = np.zeros(keys.shape[0], bool)
 
     @jax.jit
-    def run(params, keys):
+    def run(params, keys, use_baseline):
         def one(args):
-            p, key = args
+            p, key, flag = args
             out = evaluate(problem, eqx.combine(p, static), key, n)
             if baseline is not None:
                 base = evaluate(problem, baseline, key, n)
+                out = {k: jnp.where(flag, base[k], v) for k, v in out.items()}
                 out.update({f"linear_{k}": base[k] for k in BASELINE_FIGURES if k in base})
             return out
 
-        return jax.lax.map(one, (params, keys))
+        return jax.lax.map(one, (params, keys, use_baseline))
 
-    return run(params, keys)
+    return run(params, keys, jnp.asarray(use_baseline))
 
 
 def fit(
@@ -362,18 +395,21 @@ def fit(
     patience: int | None | Literal["auto"] = "auto",
     standardize: bool = True,
     per_feature: bool = False,
+    fallback: bool = True,
 ) -> FitResult:
     """Learn the Monge map of ``problem`` with ``scheme``, for one or many seeds at once.
 
     Args:
         problem: a :class:`Problem` (for data, see :func:`mongeflow.io.data_problem`) or a
             registered problem name (with ``dim``).
-        scheme: a :class:`Scheme`, a registered scheme name (its default settings), or
+        scheme: a :class:`Scheme` (used as given), a registered scheme name (with the
+            automatic rules for its settings: :func:`mongeflow.auto.configure_named`), or
             ``None`` for the choice of :func:`mongeflow.auto.choose` (Adam with a decaying
             rate on a loss, the explicit scheme on a velocity).
-        divergence: the lifted divergence (a value or a registered name); default the KL
-            with the exact log-det gradient when γ has a potential, else the drifting
-            field (:func:`mongeflow.auto.choose_divergence`).
+        divergence: the lifted divergence: a value (used as given), a registered name
+            (:func:`mongeflow.auto.configure_divergence`), or ``None``: the KL with the
+            exact log-det gradient when γ has a potential, else the drifting field
+            (:func:`mongeflow.auto.choose_divergence`).
         potential: a potential (every seed starts from it), a factory ``key -> potential``
             (each seed initialised from its own key), or ``None`` for
             :func:`~mongeflow.maps.default_potential`.
@@ -401,7 +437,11 @@ def fit(
         patience: a seed stops once its kept map has not changed for this many
             consecutive history records (``steps`` is then a cap); ``None`` runs every step;
             ``"auto"``: 5, or what :func:`mongeflow.auto.choose` picked with the scheme
-            (every step of the explicit scheme's decaying schedule).
+            (every step of the explicit scheme's decaying schedule). No seed stops before
+            :data:`MIN_RECORDS` records and :data:`MIN_STEPS` steps: a figure on a few
+            hundred held-out rows is noisy, and an early record can stand as the best by
+            chance. A fit of fewer than :data:`MIN_STEPS` steps runs them all, with a
+            :class:`FitWarning`.
         standardize: pose the problem in standardised coordinates
             (:func:`~mongeflow.problems.standardize`: the source's mean removed, one overall
             scale, and a target known by samples centred on its own mean with the same
@@ -412,6 +452,11 @@ def fit(
             scale, for a problem not yet standardised (for data, give it to
             :func:`~mongeflow.io.data_problem`). The map is then optimal for the rescaled
             cost Σ_j (x_j − y_j)²/s_j², not for the squared distance in the problem's units.
+        fallback: with ``keep_best``, keep the linear (Bures) map instead of a trained map
+            that does worse on the held-out selection figure (the linear map is a Brenier
+            map too). Whatever this says, every fit compares its kept map with the linear
+            map and with its starting map on that figure (``FitResult.comparison``) and
+            gives a :class:`FitWarning` when the trained map does not beat the linear one.
 
     Returns:
         A :class:`FitResult`.
@@ -439,15 +484,15 @@ def fit(
     if divergence is None:
         divergence = choose_divergence(problem)
     elif isinstance(divergence, str):
-        divergence = get_divergence(divergence)
+        divergence = configure_divergence(divergence, problem)
     divergence.check(problem)
     auto_patience, auto_batch = AUTO_PATIENCE, AUTO_BATCH
-    if scheme is None:
-        choice = choose(problem, divergence, steps)
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    if scheme is None or isinstance(scheme, str):
+        choice = choose(problem, divergence, steps, scheme)
         scheme, steps, auto_patience = choice.scheme, choice.steps, choice.patience
         auto_batch = choice.batch_size
-    elif isinstance(scheme, str):
-        scheme = get_scheme(scheme)
     steps = int(scheme.default_steps if steps is None else steps)
     if patience == "auto":
         patience = auto_patience
@@ -500,8 +545,10 @@ def fit(
     # told apart by these samples: the later one is kept (on dense-pair at d = 8 the lowest
     # figure picked a map of 2.8 % L2-UVP over the last one's 1.9 %).
     tolerance = (floor or 0.0) if selection == "energy_distance" else 0.0
+    start_value = np.full(len(seeds), np.nan)  # unknown on a resumed fit
     if selection is not None and state.best is None:  # the starting map competes too
         value = np.asarray(evaluate_now(state.potentials)[selection], dtype=float)
+        start_value = value
         state = state._replace(
             best=state.potentials,
             best_value=np.where(np.isfinite(value), value, np.inf),
@@ -524,11 +571,21 @@ def fit(
         )
 
     def plateaued() -> np.ndarray:
-        """``[S]``: the seeds that have gone ``patience`` records without a new best."""
-        if selection is None or not patience:
-            return np.zeros(len(seeds), bool)
+        """``[S]``: the seeds that have gone ``patience`` records without a new best (never
+        before :data:`MIN_RECORDS` records and :data:`MIN_STEPS` steps)."""
         records = np.asarray(history["step"])
+        if selection is None or not patience or records.size < MIN_RECORDS or step < MIN_STEPS:
+            return np.zeros(len(seeds), bool)
         return np.array([np.sum(records > b) >= patience for b in best_step])
+
+    if selection is not None and patience and steps < MIN_STEPS:
+        warnings.warn(
+            f"only {steps} steps: fewer than the {MIN_STEPS} before which no fit stops early; "
+            "they are all run, but the map may be far from converged (compare it with the "
+            "linear map's figures)",
+            FitWarning,
+            stacklevel=2,
+        )
 
     try:
         while step < steps:
@@ -594,14 +651,39 @@ def fit(
     if selection is not None and keep_best:
         returned, returned_step = best, np.asarray(best_step).copy()
         _warn_if_worse(history, selection, best_value, best_step, floor, seeds)
+    baseline = linear_baseline(problem, jax.random.fold_in(var_key, 3))
+    comparison, linear_kept = None, np.zeros(len(seeds), bool)
+    if selection is not None and baseline is not None:
+        mine = {k: np.asarray(v, dtype=float) for k, v in evaluate_now(returned).items()}
+        theirs = evaluate_now(_map_arrays(lambda a: a[None], baseline))
+        theirs = {k: np.full(len(seeds), float(np.asarray(v)[0])) for k, v in theirs.items()}
+        if selection == "validation_objective":
+            noise = mine["validation_objective_se"]
+        else:
+            noise = np.full(len(seeds), floor or 0.0)
+        comparison = _compare(selection, mine[selection], theirs[selection], start_value, noise)
+        if selection != "energy_distance" and "energy_distance" in mine:
+            # a second opinion that needs no V: the held-out energy distance
+            comparison["energy_distance"] = _compare(
+                "energy_distance",
+                mine["energy_distance"],
+                theirs["energy_distance"],
+                np.full(len(seeds), np.nan),
+                np.full(len(seeds), floor or 0.0),
+            )
+        if fallback and keep_best:
+            linear_kept = comparison["verdict"] == "worse"
+        _warn_against_linear(comparison, linear_kept, returned_step, seeds, problem)
     final = {}
     if final_eval_size > 0:
-        baseline = linear_baseline(problem, jax.random.fold_in(var_key, 3))
-        final = final_metrics(problem, returned, eval_keys, final_eval_size, baseline)
+        final = final_metrics(problem, returned, eval_keys, final_eval_size, baseline, linear_kept)
         final = {k: np.asarray(v) for k, v in final.items()}
+        kept = [
+            baseline if linear_kept[i] else p for i, p in enumerate(_unstack(returned, len(seeds)))
+        ]
         posterior = [
             posterior_figures(problem, p, k, final_eval_size)
-            for p, k in zip(_unstack(returned, len(seeds)), eval_keys, strict=True)
+            for p, k in zip(kept, eval_keys, strict=True)
         ]
         for name in posterior[0]:
             final[name] = np.array([fig[name] for fig in posterior])
@@ -609,6 +691,9 @@ def fit(
             base = posterior_figures(problem, baseline, eval_keys[0], final_eval_size)
             for name in ("posterior_mean_error", "posterior_sd_error"):
                 final[f"linear_{name}"] = np.full(len(seeds), base[name])
+    if comparison is not None:
+        final["beats_linear"] = comparison["verdict"] == "better"
+        final["linear_kept"] = linear_kept.copy()
     return FitResult(
         potentials=returned,
         problem=problem,
@@ -626,7 +711,79 @@ def fit(
         last_step=step,
         early_stop=early_at,
         tolerance=tolerance if selection is not None and keep_best else 0.0,
+        linear=baseline,
+        linear_kept=linear_kept,
+        comparison=comparison,
     )
+
+
+#: history records before any seed may stop early
+MIN_RECORDS = 10
+#: steps before any seed may stop early; a fit asked for fewer runs them all and warns
+MIN_STEPS = 200
+
+_FIGURE_NAMES = {
+    "validation_objective": "held-out objective F",
+    "energy_distance": "held-out energy distance",
+}
+
+
+def _compare(figure: str, mine, linear, start, noise) -> dict[str, Any]:
+    """The trained maps' held-out ``figure`` against the linear map's (lower is better):
+    ``"better"`` below it by more than ``noise``, ``"worse"`` above it by more, else
+    ``"tie"``."""
+    verdict = np.where(
+        mine < linear - noise, "better", np.where(mine > linear + noise, "worse", "tie")
+    )
+    return {
+        "figure": figure,
+        "map": mine,
+        "linear": linear,
+        "start": np.asarray(start, dtype=float),
+        "noise": noise,
+        "verdict": verdict,
+    }
+
+
+def _warn_against_linear(comparison, linear_kept, returned_step, seeds, problem) -> None:
+    """A :class:`FitWarning` for each seed whose trained map does not beat the linear map,
+    or whose kept map is its starting map."""
+    name = _FIGURE_NAMES[comparison["figure"]]
+    held = problem.validation
+    where = f" on {held.shape[0]} held-out rows" if held is not None else ""
+    for i, seed in enumerate(seeds):
+        mine, linear = comparison["map"][i], comparison["linear"][i]
+        verdict = comparison["verdict"][i]
+        if verdict != "better":
+            if linear_kept[i]:
+                action = "the linear map is kept instead (it is a Brenier map too)"
+            else:
+                action = "the trained map is kept, but it is no better than the linear map"
+            warnings.warn(
+                f"seed {seed}: the trained map does not beat the linear (Bures) map: {name}"
+                f"{where} {mine:.4g} against the linear map's {linear:.4g} (noise "
+                f"{comparison['noise'][i]:.2g}); {action}. More steps, more data or another "
+                "scheme may help",
+                FitWarning,
+                stacklevel=3,
+            )
+        elif (second := comparison.get("energy_distance")) and second["verdict"][i] == "worse":
+            warnings.warn(
+                f"seed {seed}: the held-out figures disagree: the trained map beats the linear "
+                f"map on the {name} ({mine:.4g} against {linear:.4g}) but not on the held-out "
+                f"energy distance ({second['map'][i]:.4g} against {second['linear'][i]:.4g}, "
+                f"noise floor {second['noise'][i]:.2g}); the trained map is kept. It may be "
+                "far from converged: more steps may help",
+                FitWarning,
+                stacklevel=3,
+            )
+        elif returned_step[i] == 0:
+            warnings.warn(
+                f"seed {seed}: the kept map is the starting map: no trained map had a better "
+                f"{name}{where}",
+                FitWarning,
+                stacklevel=3,
+            )
 
 
 def _unstack(potentials: Potential, n: int) -> list[Potential]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import warnings
@@ -217,10 +218,37 @@ def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> Target:
         check_potential(target, dim, data, spec)
         return target
     raise InputError(
-        f"unknown target {spec!r}; expected 'gaussian', 'gaussian:MEAN.npy,COV.npy', "
-        "'samples:FILE' (target samples: .npy, .npz:KEY or .csv) or 'FILE.py:NAME' (NAME a "
-        "JAX function V: [d] -> scalar, target ∝ exp(-V))"
+        f"unknown target {spec!r}{_target_hint(spec)}; expected 'gaussian', "
+        "'gaussian:MEAN.npy,COV.npy', 'samples:FILE' (target samples: .npy, .npz:KEY or "
+        ".csv) or 'FILE.py:NAME' (NAME a JAX function V: [d] -> scalar, target ∝ exp(-V))"
     )
+
+
+def _target_hint(spec: str) -> str:
+    """``"; did you mean --target …?"`` for an unknown target specification that looks like
+    a known one: a file of samples given without ``samples:``, a Python file without
+    ``:NAME``, a misspelt ``samples:`` / ``gaussian`` (``""`` when nothing fits)."""
+    prefix, colon, rest = spec.partition(":")
+    if colon and prefix.lower() not in ("samples", "gaussian"):
+        close = difflib.get_close_matches(prefix.lower(), ["samples", "gaussian"], n=1)
+        if close:
+            return f"; did you mean --target {close[0]}:{rest}?"
+    file, _ = split_array_spec(spec)
+    suffix = file.suffix.lower()
+    if suffix == ".py":
+        return (
+            f"; did you mean --target {spec}:NAME, NAME the function V: [d] -> scalar in "
+            f"{file.name} (target ∝ exp(-V))?"
+        )
+    if suffix in SUFFIXES:
+        return f"; did you mean --target samples:{spec} (a target known by these samples)?"
+    if file.is_file() or suffix == ".txt":
+        return (
+            f"; did you mean --target samples:FILE (a target known by samples), with the "
+            f"samples of {file.name} saved as .npy, .npz or .csv?"
+        )
+    close = difflib.get_close_matches(spec.lower(), ["gaussian"], n=1)
+    return f"; did you mean --target {close[0]}?" if close else ""
 
 
 def _target_rows(spec: str, dim: int) -> np.ndarray:

@@ -118,21 +118,38 @@ def plot_displacement(
 
 
 def plot_history(result, path=None):
-    """Loss and metrics against steps (median over seeds, with min–max band)."""
+    """Loss and metrics against steps (median over seeds, with min–max band), and the
+    linear (Bures) map's final figure as a dashed line where it measures the same thing.
+
+    The loss and the objective share one panel when they are equal (a scheme that
+    minimises the loss itself). The linear map's line is its held-out figure from
+    ``result.metrics`` (``linear_energy_distance``, ``linear_l2_uvp``; ``linear_objective``
+    on the loss panel of a KL fit only, whose loss is that F).
+    """
     hist = result.history
     keys = [
         k
         for k in ("loss", "objective", "energy_distance", "l2_uvp")
         if k in hist and np.isfinite(np.asarray(hist[k], float)).any()
     ]
+    titles = {k: k for k in keys}
+    if {"loss", "objective"} <= set(keys) and np.allclose(
+        np.asarray(hist["loss"], float), np.asarray(hist["objective"], float), equal_nan=True
+    ):
+        keys.remove("objective")
+        titles["loss"] = "loss (= objective)"
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
     for ax, k in zip(axes[0], keys, strict=True):
         v = np.asarray(hist[k], float)
-        ax.plot(hist["step"], np.nanmedian(v, 1), c="tab:orange")
+        ax.plot(hist["step"], np.nanmedian(v, 1), c="tab:orange", label="map")
         if v.shape[1] > 1:
             ax.fill_between(hist["step"], np.nanmin(v, 1), np.nanmax(v, 1), alpha=0.25)
+        baseline = _linear_figure(result, k)
+        if baseline is not None and (k == "loss" or baseline > 0):  # > 0: log scale
+            ax.axhline(baseline, c="tab:gray", ls="--", lw=1, label="linear map")
+            ax.legend(fontsize=8)
         ax.set_xlabel("step")
-        ax.set_title(k, fontsize=9)
+        ax.set_title(titles[k], fontsize=9)
         if k not in ("loss", "objective"):
             ax.set_yscale("log")
     fig.tight_layout()
@@ -140,3 +157,21 @@ def plot_history(result, path=None):
         fig.savefig(path, dpi=120)
         plt.close(fig)
     return fig
+
+
+def _linear_figure(result, key: str) -> float | None:
+    """The linear map's final figure comparable with the history's ``key``, or ``None``."""
+    metrics = getattr(result, "metrics", None) or {}
+    if key == "objective":  # what the scheme minimised: its own, not the metrics' F
+        return None
+    if key == "loss":  # the metrics' objective is the KL's F: the loss of a KL fit only
+        divergence = getattr(getattr(result, "divergence", None), "name", None)
+        name = "linear_objective" if divergence == "kl" else None
+    else:
+        name = f"linear_{key}"
+    if name is None or name not in metrics:
+        return None
+    value = np.asarray(metrics[name], float)
+    if not np.isfinite(value).any():
+        return None
+    return float(np.nanmedian(value))

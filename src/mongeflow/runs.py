@@ -17,8 +17,8 @@ import equinox as eqx
 import numpy as np
 
 from mongeflow import __version__ as _version
-from mongeflow.auto import AUTO_PATIENCE, choose, choose_divergence
-from mongeflow.divergences import DIVERGENCES, get_divergence
+from mongeflow.auto import AUTO_PATIENCE, choose, choose_divergence, configure_divergence
+from mongeflow.divergences import DIVERGENCES
 from mongeflow.fit import Callback, FitResult, FitState, Run, default_batch_size
 from mongeflow.io import check_batch_size, data_problem, gaussian_source_problem, load_array
 from mongeflow.mapping import save
@@ -27,13 +27,19 @@ from mongeflow.maps.default import auto_widths
 from mongeflow.plot import plot_displacement, plot_history, plot_pushforward
 from mongeflow.problems import PROBLEMS, get_problem
 from mongeflow.progress import Progress
-from mongeflow.schemes import SCHEMES, get_scheme
-from mongeflow.settings import configure, flat, options, record
+from mongeflow.schemes import SCHEMES
+from mongeflow.settings import configure, flat, options, record, unknown
 
+#: the largest --dim: a fit holds dense d × d matrices (the map's Jacobians, per sample; a
+#: Gaussian's covariance), so beyond this the problem alone fills a machine's memory
+MAX_DIM = 10_000
 #: fit's own options (not scheme or divergence settings): dest -> (default, help)
 FIT_OPTIONS = {
-    "problem": ("gaussian", f"built-in problem: {', '.join(PROBLEMS)}"),
-    "dim": (None, "dimension d of a built-in problem (its default if unset)"),
+    "problem": (
+        "gaussian",
+        f"built-in problem: {', '.join(PROBLEMS)} (not with --source FILE)",
+    ),
+    "dim": (None, f"dimension d of a built-in problem, 1 to {MAX_DIM} (its default if unset)"),
     "source": (
         None,
         "source samples [n, d]: FILE.npy, FILE.npz:KEY or FILE.csv (instead of --problem), "
@@ -67,8 +73,8 @@ FIT_OPTIONS = {
     "patience": (
         None,
         "stop a seed when its kept map has not changed for this many history records "
-        "(0: run every step; --steps is the cap); default 5, or 0 for the explicit "
-        "scheme's decaying schedule chosen with --scheme auto",
+        "(0: run every step; --steps is the cap) (automatic: chosen with the scheme's "
+        "schedule, 0 for one that must run every step, else 5)",
     ),
     "scheme": (
         "auto",
@@ -80,23 +86,45 @@ FIT_OPTIONS = {
         f"the lifted divergence: auto (kl when the target has a potential V, else drift), "
         f"{', '.join(DIVERGENCES)}",
     ),
-    "steps": (None, "outer steps, the total when resuming (default: the scheme's own)"),
+    "steps": (
+        None,
+        "outer steps, the total when resuming (automatic: chosen from d and the target, "
+        "a cap when the fit stops early)",
+    ),
     "batch_size": (
         None,
-        "mini-batch size n (default 256, or 128 above d = 32 with the automatic scheme; "
-        "at most the number of samples)",
+        "mini-batch size n, at most the number of training samples (automatic: chosen from d)",
     ),
     "seed": ([0], "seed(s), trained side by side"),
-    "widths": (None, "ICNN hidden widths (default: (64, 64) up to d = 32, (2d, 2d) above)"),
+    "widths": (
+        None,
+        "ICNN hidden widths (automatic: chosen from d, (64, 64) up to d = 32, (2d, 2d) above)",
+    ),
     "strong_convexity": (0.0, "α of an added (α/2)|x|² (∇²φ ⪰ αI)"),
     "float64": (False, "compute in float64"),
     "log_every": (None, "steps between history records (default: about 20 records)"),
     "checkpoint_every": (None, "steps between checkpoints in DIR (default: each history record)"),
     "eval_size": (10_000, "fresh samples of each side for the final metrics (0: none)"),
     "keep": ("all", "with several seeds: save every seed's map (all) or only the best's"),
+    "strict": (
+        False,
+        "exit with code 4 when the trained map does not beat the linear (Bures) map on the "
+        "held-out figure (it is always said on the terminal and in metrics.json)",
+    ),
 }
 #: options that may differ when a run is resumed
-RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every", "log_every"}
+RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every", "log_every", "strict"}
+#: scheme and divergence settings that the fit chooses itself when they are not given
+#: (:func:`mongeflow.auto.choose`, :func:`~mongeflow.auto.choose_divergence`): dest -> the
+#: one-line rule ``mongeflow fit --help`` shows. Help text only: it sets no value.
+AUTOMATIC = {
+    "learning_rate": "chosen from d",
+    "decay_steps": "the number of steps, a decay to 0 over the run",
+    "tau": "chosen from d",
+    "inner_steps": "chosen from d and the target",
+    "inner_decay": "chosen from d and the target",
+    "temperatures": "chosen from d (a target known by samples)",
+}
 
 
 def setting_options() -> tuple[dict, dict]:
@@ -299,6 +327,19 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
     settings.update(given)
     if settings["source"] is None and settings["target"] != "gaussian":
         raise ValueError("--target applies to --source FILE only")
+    if settings["source"] is not None:
+        if "problem" in given:
+            raise ValueError(
+                f"--problem {given['problem']} and --source {settings['source']} exclude each "
+                "other: a fit learns either a built-in problem or the map from --source to "
+                "--target"
+            )
+        settings["problem"] = None  # no built-in problem: the data of --source
+    elif settings["problem"] not in PROBLEMS:
+        raise ValueError(unknown("problem", settings["problem"], PROBLEMS))
+    for kind, registry in (("scheme", SCHEMES), ("divergence", DIVERGENCES)):
+        if settings[kind] != "auto" and settings[kind] not in registry:
+            raise ValueError(unknown(kind, settings[kind], [*registry, "auto"]))
     if not 0.0 <= settings["validation"] < 0.5:
         raise ValueError(f"--validation must be in [0, 0.5), got {settings['validation']}")
     if settings["patience"] is not None and settings["patience"] < 0:
@@ -312,6 +353,11 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
     ):
         if settings[name] is not None and settings[name] < low:
             raise ValueError(f"--{name.replace('_', '-')} must be ≥ {low}, got {settings[name]}")
+    if settings["dim"] is not None and settings["dim"] > MAX_DIM:
+        raise ValueError(
+            f"--dim {settings['dim']} is too large: expected 1 to {MAX_DIM} (a fit holds "
+            "dense d × d matrices: the map's Jacobian for every sample of a batch)"
+        )
     return settings
 
 
@@ -319,40 +365,36 @@ def build(settings: dict):
     """``(problem, scheme, divergence, potential)`` from the settings of a run; the
     effective scheme and divergence settings are added to ``settings``."""
     scheme_opts, divergence_opts = setting_options()
-    if settings["source"] == "gaussian":
-        problem = gaussian_source_problem(settings["target"], settings["dim"])
-    elif settings["source"] is not None:
-        data = load_array(settings["source"], "source")
-        problem = data_problem(
-            data,
-            settings["target"],
-            standardize=settings["standardize"],
-            validation=settings["validation"],
-            per_feature=bool(settings.get("per_feature")),
-        )
-    else:
-        problem = get_problem(settings["problem"], dim=settings["dim"])
+    try:
+        problem = _problem(settings)
+    except MemoryError as err:  # numpy's _ArrayMemoryError included
+        size = f"d = {settings['dim']}" if settings["dim"] is not None else "these data"
+        raise ValueError(
+            f"not enough memory to build the problem with {size} ({err}); try a smaller "
+            "--dim or fewer samples"
+        ) from None
     check_batch_size(problem, settings["batch_size"])
     picked = lambda opts: {k: v for k, v in settings.items() if k in opts}
-    if settings["divergence"] == "auto":
-        chosen = choose_divergence(problem)
-        given = picked(divergence_opts)
-        divergence = configure(chosen, given, chosen.name) if given else chosen
-        settings["divergence"] = divergence.name
-    else:
-        divergence = get_divergence(settings["divergence"], **picked(divergence_opts))
-    if settings["scheme"] == "auto":
-        choice = choose(problem, divergence, settings["steps"])
-        given = picked(scheme_opts)
-        scheme = configure(choice.scheme, given, choice.scheme.name) if given else choice.scheme
-        settings.update(scheme=scheme.name, steps=choice.steps, chosen=list(choice.reasons))
-        if settings["patience"] is None:
-            settings["patience"] = choice.patience or 0
-        if settings["batch_size"] is None:
-            settings["batch_size"] = default_batch_size(problem, choice.batch_size)
-    else:
-        # on resume every stored setting is the scheme's own; on a new run the given ones
-        scheme = get_scheme(settings["scheme"], **picked(scheme_opts))
+    # the automatic rules for every setting not given (on resume every stored setting is
+    # given, so the stored values come back)
+    name = settings["divergence"]
+    chosen = choose_divergence(problem) if name == "auto" else configure_divergence(name, problem)
+    given = picked(divergence_opts)
+    divergence = configure(chosen, given, f"divergence {chosen.name!r}") if given else chosen
+    settings["divergence"] = divergence.name
+    name = None if settings["scheme"] == "auto" else settings["scheme"]
+    choice = choose(problem, divergence, settings["steps"], name)
+    given = picked(scheme_opts)
+    scheme = (
+        configure(choice.scheme, given, f"scheme {choice.scheme.name!r}")
+        if given
+        else choice.scheme
+    )
+    settings.update(scheme=scheme.name, steps=choice.steps, chosen=list(choice.reasons))
+    if settings["patience"] is None:
+        settings["patience"] = choice.patience or 0
+    if settings["batch_size"] is None:
+        settings["batch_size"] = default_batch_size(problem, choice.batch_size)
     widths = settings["widths"]
     widths = auto_widths(problem.dim) if widths is None else tuple(widths)
     potential = default_potential(problem.dim, widths, settings["strong_convexity"])
@@ -361,6 +403,22 @@ def build(settings: dict):
     if settings["patience"] is None:
         settings["patience"] = AUTO_PATIENCE
     return problem, scheme, divergence, potential
+
+
+def _problem(settings: dict):
+    """The problem of a run: built-in (``problem``, ``dim``) or read from ``source``."""
+    if settings["source"] == "gaussian":
+        return gaussian_source_problem(settings["target"], settings["dim"])
+    if settings["source"] is not None:
+        data = load_array(settings["source"], "source")
+        return data_problem(
+            data,
+            settings["target"],
+            standardize=settings["standardize"],
+            validation=settings["validation"],
+            per_feature=bool(settings.get("per_feature")),
+        )
+    return get_problem(settings["problem"], dim=settings["dim"])
 
 
 def start(settings: dict, out: Path) -> None:
@@ -409,6 +467,8 @@ def write(result: FitResult, out: Path, settings: dict) -> None:
         "validation_size": (
             None if result.problem.validation is None else int(result.problem.validation.shape[0])
         ),
+        # the kept map against the linear (Bures) map and the starting map, held out
+        "linear_comparison": _comparison_record(result),
         "version": _version,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
@@ -426,6 +486,31 @@ def write(result: FitResult, out: Path, settings: dict) -> None:
     plot_history(result, out / "history.png")
     if result.problem.dim == 2:
         plot_displacement(result, out / "displacement.png")
+
+
+def _comparison_record(result: FitResult) -> dict | None:
+    """``FitResult.comparison`` per seed, as JSON, with ``linear_kept``."""
+    cmp = result.comparison
+    if cmp is None:
+        return None
+
+    def one(c, i):
+        return {
+            "map": _jsonable(c["map"][i]),
+            "linear": _jsonable(c["linear"][i]),
+            "start": None if not np.isfinite(c["start"][i]) else _jsonable(c["start"][i]),
+            "noise": _jsonable(c["noise"][i]),
+            "verdict": str(c["verdict"][i]),
+        }
+
+    out = {"figure": cmp["figure"], "per_seed": {}}
+    for i, seed in enumerate(result.seeds):
+        row = one(cmp, i)
+        row["linear_kept"] = bool(result.linear_kept[i])
+        if "energy_distance" in cmp:
+            row["energy_distance"] = one(cmp["energy_distance"], i)
+        out["per_seed"][str(seed)] = row
+    return out
 
 
 def write_history(result: FitResult, path: Path) -> None:

@@ -14,7 +14,8 @@ records saved with a run and ``repr`` are all derived from it:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -197,14 +198,38 @@ def _configure(value: Settings, remaining: dict, prefix: str) -> Settings:
     return dataclasses.replace(value, **changes) if changes else value
 
 
+def closest(word: str, names: Iterable[str]) -> list[str]:
+    """The names closest to ``word`` (:func:`difflib.get_close_matches`): the closest, and
+    the runner-up only when it is nearly as close; ``[]`` when none is close."""
+    names = [str(n) for n in names]
+    close = difflib.get_close_matches(str(word), names, n=2, cutoff=0.6)
+    ratio = lambda name: difflib.SequenceMatcher(None, str(word), name).ratio()
+    return [c for c in close if ratio(c) >= ratio(close[0]) - 0.05]
+
+
+def did_you_mean(word: str, names: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` (or ``'x' or 'y'``) for the names :func:`closest` to
+    ``word``, or ``""``. For messages that name an unknown value."""
+    close = closest(word, names)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+def unknown(kind: str, name: str, registry: Iterable[str]) -> str:
+    """``unknown KIND 'name'; valid KINDs: a, b, c`` and the closest names, if any."""
+    names = list(registry)
+    hint = did_you_mean(name, names)
+    return f"unknown {kind} {name!r}; valid {kind}s: {', '.join(names)}{hint}"
+
+
 def lookup(registry: Mapping[str, Settings], name: str, settings: Mapping[str, Any], kind: str):
     """The value registered as ``name`` in ``registry``, with flat ``settings`` applied.
 
     Raises:
-        ValueError: an unknown name (the message lists the valid ones), or a bad setting.
+        ValueError: an unknown name (the message lists the valid ones, and the closest),
+            or a bad setting.
     """
     if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(registry)}")
+        raise ValueError(unknown(kind, name, registry))
     return configure(registry[name], settings, f"{kind} {name!r}")
 
 

@@ -306,3 +306,19 @@ def test_bench_maps_rejects_bad_requests(tmp_path):
         maps.run_maps(tmp_path, problems=["paper-gmm"], progress=False)
     with pytest.raises(ValueError, match="unknown method 'magic'"):
         maps.run_maps(tmp_path, methods_=["magic"], progress=False)
+
+
+def test_neural_dual_rows_without_the_bench_extra_say_what_to_install(tmp_path, monkeypatch):
+    # the error path of the optional extra, whether or not flax and diffrax are installed
+    real = maps.importlib.util.find_spec
+    monkeypatch.setattr(
+        maps.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("flax", "diffrax") else real(name, *a),
+    )
+    assert "pip install -e '.[bench]'" in maps.missing_neural_dual()
+    with pytest.raises(ImportError, match="flax and diffrax"):
+        maps.run_maps(tmp_path, methods_=["neural-dual"], progress=False)
+    # rows that need no extra are not refused
+    with pytest.raises(ValueError, match="time cap"):
+        maps.run_maps(tmp_path, methods_=["auto"], time_cap=0, progress=False)

@@ -188,3 +188,11 @@ def test_the_command_line_runs_the_two_sample_benchmark(tmp_path):
     assert r.returncode == 2 and "unknown method 'sgd'" in r.stderr
     r = run_here("bench", "twosample", "--quick", "--problems", "gaussian", "--out", str(out))
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_neural_rows_without_the_bench_extra_say_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        twosample.maps_bench, "missing_neural_dual", lambda: "the W2NeuralDual rows need flax"
+    )
+    with pytest.raises(ImportError, match="W2NeuralDual and Monge-gap rows need flax"):
+        twosample.run_twosample(tmp_path, methods_=["monge-gap"], progress=False)

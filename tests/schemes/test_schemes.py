@@ -88,6 +88,7 @@ def test_lbfgs_inner_minimises_the_objective_at_feasible_points(key):
     assert all(b <= a + 1e-5 * abs(a) for a, b in zip(values, values[1:], strict=False)), values
 
 
+@pytest.mark.slow
 def test_lbfgs_implicit_keeps_feasibility(key):
     problem = get_problem("paper-gmm")
     task = Task(problem, KL(), 64)
@@ -188,6 +189,7 @@ def test_natural_affine_converges_to_bures_at_rate():
     assert slope <= -2 * r["lam"]
 
 
+@pytest.mark.slow
 def test_explicit_and_implicit_affine_time_step_order():
     """Explicit (linearised) and implicit (L-BFGS) steps on the affine Gaussian problem: the
     error against the exact flow at t = 1 shrinks like τ (first order), fitted on log-log."""
@@ -246,6 +248,7 @@ class _FixedBatch(mf.problems.Source):
         return self.source.log_prob(x)
 
 
+@pytest.mark.slow
 def test_backtracking_takes_the_largest_decreasing_step(key):
     """Natural with a huge τ: the full step increases F on the batch, so backtracking
     halves it; the step kept is the first (largest) candidate that decreases F."""

@@ -638,7 +638,14 @@ def fit_row(
         if not issubclass(w.category, FitWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if fit_warnings:
-        note += " (warned: the last map was worse than the best)"
+        note += " (warned: see settings.warnings)"
+    if res.linear_kept is not None and bool(res.linear_kept[0]):
+        note += " (the linear map was kept: the trained map did not beat it)"
+    history = {
+        k: np.asarray(res.history[k])[:, 0].tolist()
+        for k in ("time_s", "l2_uvp")
+        if k in res.history
+    }
     settings = {
         "scheme": record(res.scheme),
         "divergence": record(res.divergence),
@@ -647,6 +654,9 @@ def fit_row(
         "last_step": res.last_step,
         "best_step": int(res.best_step[0]) if res.best_step is not None else None,
         "warnings": fit_warnings,
+        "linear_kept": None if res.linear_kept is None else bool(res.linear_kept[0]),
+        # the L2-UVP on training rows at each record (T* is never seen by the fit)
+        "history": history,
     }
     return _row("library", held.score(transport), wall, note, settings)
 
@@ -713,12 +723,13 @@ def run_twosample(
     bad = [m for m in chosen if m not in names]
     if bad:
         raise ValueError(f"unknown method {bad[0]!r}; valid methods: {', '.join(names)}")
-    if {"neural-dual", "monge-gap"} & set(chosen) and (why := missing_neural_dual()):
-        raise ImportError(why)
     if time_cap <= 0:
         raise ValueError(f"the time cap must be positive, got {time_cap}")
     for name in problems:
         check_problem(name)
+    # a missing optional extra is reported after the request itself has been checked
+    if {"neural-dual", "monge-gap"} & set(chosen) and (why := missing_neural_dual()):
+        raise ImportError(why)
     if quick:
         dims, n = (2,), QUICK_N
     if int(n) < 20:

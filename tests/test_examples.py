@@ -1,0 +1,89 @@
+"""The worked example (``examples/iris.py``) and the README's Python snippets run, at a small
+size, as a reader would run them."""
+
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import mongeflow as mf
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_iris_example_runs_small_and_writes_its_files(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "iris"
+    env = dict(os.environ)
+    cache = jax.config.jax_compilation_cache_dir  # the suite's (tests/conftest.py), if any
+    if cache:
+        # compilation is most of the run's time: a second run loads it from there
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "iris.py"), "--out", str(out), "--steps", "10"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("iris.csv", "iris.png", "map/map.eqx", "map/map.json"):
+        assert (out / name).is_file(), name
+    assert np.loadtxt(out / "iris.csv", delimiter=",", skiprows=1).shape == (150, 2)
+    assert "inverse residual" in r.stdout
+    # nothing written beside the example or in the working directory
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iris"]
+
+
+# --- README.md's ```python blocks --------------------------------------------------------
+
+#: The README's sizes, shrunk for the test by textual replacement (each text must be in
+#: README.md, so that a change there is noticed): the first block's automatic fit of two
+#: seeds at d = 8 takes about a minute on a 2-core CPU; 5 steps at d = 2 run the same code.
+SMALLER = {
+    'mf.get_problem("gaussian", dim=8)': 'mf.get_problem("gaussian", dim=2)',
+    "seed=[0, 1], callbacks": "seed=[0, 1], steps=5, callbacks",
+    '"adam", steps=1000,': '"adam", steps=5,',
+}
+
+
+def readme_blocks():
+    """(first line number, code) of each ```python block of README.md."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return [
+        (text.count("\n", 0, m.start(1)) + 1, m.group(1))
+        for m in re.finditer(r"^```python\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+    ]
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    """The blocks run in order in one namespace, as in one session (a later block uses the
+    earlier imports), in a folder holding the file they read (``x.csv``)."""
+    blocks = readme_blocks()
+    assert len(blocks) >= 3
+    code = "\n".join(c for _, c in blocks)
+    for old in SMALLER:
+        assert old in code, f"README.md no longer has {old!r}: update SMALLER"
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.gamma(2.0, 1.5, 300), rng.normal(size=300)])  # skewed, 2-D
+    np.savetxt(tmp_path / "x.csv", x, delimiter=",", header="a,b", comments="")
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__readme__"}
+    with warnings.catch_warnings():
+        # a 5-step fit warns that it is short and may not beat the linear map: expected here
+        warnings.simplefilter("ignore", mf.FitWarning)
+        for line, block in blocks:
+            for old, new in SMALLER.items():
+                block = block.replace(old, new)
+            exec(compile(block, f"README.md, block at line {line}", "exec"), namespace)
+    assert namespace["samples"].shape == (1000, 2)
+    assert (tmp_path / "runs" / "mine" / "map.json").is_file()
