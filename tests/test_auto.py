@@ -98,12 +98,17 @@ def test_a_velocity_only_divergence_gets_the_explicit_scheme_with_a_decaying_ste
 
 def test_a_sample_target_gets_sharper_drift_temperatures_up_to_d_16(tmp_path, monkeypatch):
     from mongeflow import cli, runs
-    from mongeflow.auto import SHARP_DRIFT_TEMPERATURES, choose_divergence
+    from mongeflow.auto import (
+        MIXED_DRIFT_TEMPERATURES,
+        SHARP_DRIFT_TEMPERATURES,
+        choose_divergence,
+    )
 
     authors = mf.Drift().temperatures
     assert authors == "0.02,0.05,0.2" != SHARP_DRIFT_TEMPERATURES
-    sharp = SHARP_DRIFT_TEMPERATURES
-    for d, expected in ((2, sharp), (16, sharp), (17, authors)):
+    sharp, mixed = SHARP_DRIFT_TEMPERATURES, MIXED_DRIFT_TEMPERATURES
+    assert len({sharp, mixed, authors}) == 3
+    for d, expected in ((2, sharp), (8, sharp), (9, mixed), (16, mixed), (17, authors)):
         chosen = choose_divergence(mf.get_problem("gaussian-pair", dim=d, n=60))
         assert chosen == mf.Drift(temperatures=expected), d
     # a target with a potential keeps the KL
