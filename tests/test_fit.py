@@ -110,6 +110,7 @@ def test_bad_arguments_raise_clear_errors():
         mf.fit(samples_only, "adam", "kl")
 
 
+@pytest.mark.slow
 def test_independent_batched_lapack_calls_do_not_deadlock():
     """Regression: two independent batched LAPACK calls (an LU and an eigendecomposition of
     256 Hessian-sized matrices) in one program could wait on each other for ever on a 2-thread
@@ -227,6 +228,7 @@ def test_ctrl_c_saves_the_state_and_resume_ends_on_the_same_map(tmp_path):
     _same_leaves(whole.potentials, resumed.potentials)
 
 
+@pytest.mark.slow
 def test_fit_reports_the_linear_baseline_beside_the_map():
     """metrics carry the linear (Bures) baseline's figures on the same samples; on the
     non-Gaussian known-potential problem the learnt map beats it (measured at d = 4, 300

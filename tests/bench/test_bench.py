@@ -24,6 +24,7 @@ from mongeflow.problems import get_problem
 from mongeflow.problems.base import standardize
 from mongeflow.schemes import Adam, AdamInner, Explicit, Implicit
 from mongeflow.settings import record
+from tests.test_cli import run_here
 
 # the commands' compilation cache, shared by this module's runs only (not the user's ~/.cache)
 CACHE = Path(tempfile.mkdtemp(prefix="mongeflow-bench-test-cache-"))
@@ -258,7 +259,7 @@ def test_bench_paper_quick_writes_results(tmp_path):
 
 
 def test_bench_paper_rejects_unknown_rows(tmp_path):
-    r = run("bench", "paper", "--rows", "magic", "--out", str(tmp_path / "x"), "--quiet")
+    r = run_here("bench", "paper", "--rows", "magic", "--out", str(tmp_path / "x"), "--quiet")
     assert r.returncode == 2
     assert "unknown rows" in r.stderr and "Traceback" not in r.stderr
 
@@ -298,7 +299,7 @@ def test_bench_maps_quick_writes_results(tmp_path):
 
 
 def test_bench_maps_rejects_bad_requests(tmp_path):
-    r = run("bench", "maps", "--problems", "nope", "--out", str(tmp_path / "x"), "--quiet")
+    r = run_here("bench", "maps", "--problems", "nope", "--out", str(tmp_path / "x"), "--quiet")
     assert r.returncode == 2
     assert "unknown problem" in r.stderr and "Traceback" not in r.stderr
     # the CLI prints these ValueErrors as one line too

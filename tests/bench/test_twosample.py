@@ -63,6 +63,7 @@ def test_quick_run_writes_files_and_scores_every_row_on_the_held_out_rows(tmp_pa
     assert "| — |" in identity_line  # the undefined cosine
 
 
+@pytest.mark.slow
 def test_linear_row_is_near_exact_on_gaussian_pairs_with_or_without_pot(tmp_path):
     results = twosample.run_twosample(
         tmp_path,
@@ -122,6 +123,7 @@ def test_method_names_and_clear_errors(tmp_path):
         twosample.run_twosample(tmp_path, time_cap=0, methods_=["identity"], progress=False)
 
 
+@pytest.mark.slow
 def test_drift_mlp_starts_at_the_identity_and_pushes_the_source_onto_the_target():
     key = jax.random.key(0)
     f = drift_mlp_init(2, key, shift=jnp.ones(2), scale=2.0)

@@ -7,6 +7,20 @@ import pytest
 from mongeflow.bench import w2
 
 
+def test_quick_w2_bench_writes_baselines_beside_the_quoted_figures(tmp_path):
+    results = w2.run_w2(tmp_path, quick=True, methods_=["identity", "linear"], progress=False)
+    (run,) = results["runs"]
+    rows = run["methods"]
+    assert 10 < rows["linear (Bures)"]["l2_uvp"] < 18  # published: 14.1 % at d = 2
+    assert 25 < rows["identity"]["l2_uvp"] < 40  # published: 32.7 %
+    table = (tmp_path / "table.md").read_text()
+    assert "| best of Korotin et al. 2021 (quoted) | 0.1 |" in table
+    assert (tmp_path / "l2_uvp_vs_dim.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="exist for d in"):
+        w2.run_w2(None, dims=(3,), progress=False)
+
+
+@pytest.mark.slow
 def test_quick_w2_bench_writes_rows_beside_the_quoted_figures(tmp_path):
     results = w2.run_w2(
         tmp_path, quick=True, methods_=["identity", "linear", "auto"], progress=False

@@ -109,6 +109,7 @@ def _strictly_convex_map(d, key):
     ).project()
 
 
+@pytest.mark.slow
 def test_kl_value_on_a_non_affine_map_matches_quadrature():
     """KL(T#μ0 | γ) by the change-of-variables Monte Carlo of KL.value, against a quadrature
     of ρ_T log(ρ_T / γ) on a y-grid with ρ_T(y) = ρ0(T⁻¹(y)) / T'(T⁻¹(y)) (1-D, T⁻¹ by
