@@ -118,12 +118,12 @@ RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every", "log_every", "str
 #: (:func:`mongeflow.auto.choose`, :func:`~mongeflow.auto.choose_divergence`): dest -> the
 #: one-line rule ``mongeflow fit --help`` shows. Help text only: it sets no value.
 AUTOMATIC = {
-    "learning_rate": "chosen from d",
-    "decay_steps": "the number of steps, a decay to 0 over the run",
-    "tau": "chosen from d",
-    "inner_steps": "chosen from d and the target",
-    "inner_decay": "chosen from d and the target",
-    "temperatures": "chosen from d (a target known by samples)",
+    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d",
+    "decay_steps": "the number of steps: a cosine decay to 0 over the run",
+    "tau": "explicit on the drift: min(0.3, 0.6/sqrt(d)); decaying to 0 over the run",
+    "inner_steps": "explicit on the drift: 200",
+    "inner_decay": "on: the inner rate decays to 0 within each step",
+    "temperatures": "0.01,0.02,0.05 up to d = 8, 0.01,0.05,0.2 up to d = 16, then 0.02,0.05,0.2",
 }
 
 
