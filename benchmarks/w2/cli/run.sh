@@ -9,7 +9,7 @@ dims=("$@")
 for d in "${dims[@]}"; do
   work=$(mktemp -d)
   python "$here/prep.py" "$d" "$work"
-  mongeflow fit --source "$work/x.npy" --target "samples:$work/y.npy" --out "$work/run" --quiet \
+  mongeflow fit --source "$work/x.npy" --target "samples:$work/y.npy" --out "$work/run" --quiet > /dev/null \
     2> "$work/fit.err" || { cat "$work/fit.err"; exit 1; }
   mongeflow apply "$work/run" --input "$work/held_x.npy" --output "$work/mapped.npy" > /dev/null
   kept=$(python -c "import json; m = json.load(open('$work/run/metrics.json')); print('linear map kept' if m.get('linear_kept') else 'trained map kept', round(m['wall_time_s']), 's')")
