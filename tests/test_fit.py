@@ -324,3 +324,11 @@ def test_a_named_scheme_gets_the_automatic_rules_for_its_settings():
     assert res.scheme == mf.Adam(learning_rate=0.01)
     with pytest.raises(ValueError, match="unknown scheme 'sgd'"):
         choose(gauss, mf.KL(), None, "sgd")
+
+
+def test_the_verdict_against_the_linear_map_counts_noise_and_non_finite_figures():
+    from mongeflow.fit import _compare
+
+    mine = np.array([np.nan, 0.1, 0.5, 0.32, np.inf])
+    cmp = _compare("energy_distance", mine, np.full(5, 0.3), np.full(5, np.nan), np.full(5, 0.05))
+    assert cmp["verdict"].tolist() == ["worse", "better", "worse", "tie", "worse"]

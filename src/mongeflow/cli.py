@@ -291,12 +291,14 @@ def cmd_fit(args) -> int:
     if (result.stopped_at >= 0).all():
         return 3
     beats = result.metrics.get("beats_linear")
-    if settings.get("strict") and beats is not None and not bool(beats[result.best]):
-        print(
-            "mongeflow: --strict: the kept map does not beat the linear map (see the warning "
-            "above and metrics.json's 'linear_comparison')",
-            file=sys.stderr,
+    if settings.get("strict") and (beats is None or not bool(beats[result.best])):
+        why = (
+            "no held-out comparison with the linear map was possible"
+            if beats is None
+            else "the kept map does not beat the linear map (see the warning above and "
+            "metrics.json's 'linear_comparison')"
         )
+        print(f"mongeflow: --strict: {why}", file=sys.stderr)
         return 4
     return 0
 

@@ -189,14 +189,19 @@ class FitResult:
     @property
     def best(self) -> int:
         """Index of the best seed, by figures that need no T*: the held-out objective F when
-        γ has a potential, else the energy distance, else the last recorded loss; seeds that
-        stopped on a non-finite value come last."""
+        γ has a potential, else the energy distance (without final metrics: the held-out
+        figure of the comparison with the linear map), else the last recorded loss; seeds
+        that stopped on a non-finite value come last."""
         for key in ("objective", "energy_distance"):
             if key in self.metrics:
                 score = np.asarray(self.metrics[key], dtype=float)
                 break
         else:
-            score = np.asarray(self.history["loss"][-1], dtype=float)
+            if self.comparison is not None:  # the held-out figure of the map each seed kept
+                kept = np.asarray(self.linear_kept, bool)
+                score = np.where(kept, self.comparison["linear"], self.comparison["map"])
+            else:
+                score = np.asarray(self.history["loss"][-1], dtype=float)
         score = np.where(np.isfinite(score), score, np.inf)
         stopped = self.stopped_at >= 0
         if not stopped.all():
@@ -440,8 +445,8 @@ def fit(
             (every step of the explicit scheme's decaying schedule). No seed stops before
             :data:`MIN_RECORDS` records and :data:`MIN_STEPS` steps: a figure on a few
             hundred held-out rows is noisy, and an early record can stand as the best by
-            chance. A fit of fewer than :data:`MIN_STEPS` steps runs them all, with a
-            :class:`FitWarning`.
+            chance. A fit asked for fewer steps than both its scheme's default and
+            :data:`MIN_STEPS` runs them all, with a :class:`FitWarning`.
         standardize: pose the problem in standardised coordinates
             (:func:`~mongeflow.problems.standardize`: the source's mean removed, one overall
             scale, and a target known by samples centred on its own mean with the same
@@ -489,17 +494,19 @@ def fit(
     auto_patience, auto_batch = AUTO_PATIENCE, AUTO_BATCH
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
+    asked = steps  # the user's number of steps, if any
     if scheme is None or isinstance(scheme, str):
+        usual = choose(problem, divergence, None, scheme).steps
         choice = choose(problem, divergence, steps, scheme)
         scheme, steps, auto_patience = choice.scheme, choice.steps, choice.patience
         auto_batch = choice.batch_size
+    else:
+        usual = scheme.default_steps
     steps = int(scheme.default_steps if steps is None else steps)
     if patience == "auto":
         patience = auto_patience
     elif patience is not None and (isinstance(patience, str) or patience < 0):
         raise ValueError(f"patience must be a non-negative int, None or 'auto', got {patience!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be ≥ 1, got {steps}")
     batch_size = _batch_size(problem, batch_size, auto_batch)
     seeds = (seed,) if isinstance(seed, int) else tuple(int(s) for s in seed)
     if not seeds:
@@ -578,11 +585,11 @@ def fit(
             return np.zeros(len(seeds), bool)
         return np.array([np.sum(records > b) >= patience for b in best_step])
 
-    if selection is not None and patience and steps < MIN_STEPS:
+    if asked is not None and asked < min(usual, MIN_STEPS):
         warnings.warn(
-            f"only {steps} steps: fewer than the {MIN_STEPS} before which no fit stops early; "
-            "they are all run, but the map may be far from converged (compare it with the "
-            "linear map's figures)",
+            f"only {steps} steps, fewer than the {usual} this scheme runs by default (and no "
+            f"fit stops early before {MIN_STEPS}): they are all run, but the map may be far "
+            "from converged (compare it with the linear map's figures)",
             FitWarning,
             stacklevel=2,
         )
@@ -735,6 +742,7 @@ def _compare(figure: str, mine, linear, start, noise) -> dict[str, Any]:
     verdict = np.where(
         mine < linear - noise, "better", np.where(mine > linear + noise, "worse", "tie")
     )
+    verdict = np.where(np.isfinite(mine), verdict, "worse")  # a non-finite figure loses
     return {
         "figure": figure,
         "map": mine,

@@ -390,7 +390,8 @@ def build(settings: dict):
         if given
         else choice.scheme
     )
-    settings.update(scheme=scheme.name, steps=choice.steps, chosen=list(choice.reasons))
+    settings.update(scheme=scheme.name, steps=choice.steps)
+    settings.setdefault("chosen", list(choice.reasons))  # a resumed run keeps its record
     if settings["patience"] is None:
         settings["patience"] = choice.patience or 0
     if settings["batch_size"] is None:
@@ -489,17 +490,16 @@ def write(result: FitResult, out: Path, settings: dict) -> None:
 
 
 def _comparison_record(result: FitResult) -> dict | None:
-    """``FitResult.comparison`` per seed, as JSON, with ``linear_kept``."""
+    """``FitResult.comparison`` per seed, as JSON (non-finite figures as null), with
+    ``linear_kept``."""
     cmp = result.comparison
     if cmp is None:
         return None
+    number = lambda v: float(v) if np.isfinite(v) else None
 
     def one(c, i):
         return {
-            "map": _jsonable(c["map"][i]),
-            "linear": _jsonable(c["linear"][i]),
-            "start": None if not np.isfinite(c["start"][i]) else _jsonable(c["start"][i]),
-            "noise": _jsonable(c["noise"][i]),
+            **{k: number(c[k][i]) for k in ("map", "linear", "start", "noise")},
             "verdict": str(c["verdict"][i]),
         }
 

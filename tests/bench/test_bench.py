@@ -307,6 +307,8 @@ def test_bench_maps_rejects_bad_requests(tmp_path):
         maps.run_maps(tmp_path, problems=["paper-gmm"], progress=False)
     with pytest.raises(ValueError, match="unknown method 'magic'"):
         maps.run_maps(tmp_path, methods_=["magic"], progress=False)
+    with pytest.raises(ValueError, match="bench twosample"):
+        maps.run_maps(tmp_path, problems=["dense-pair"], methods_=["identity"], progress=False)
 
 
 def test_neural_dual_rows_without_the_bench_extra_say_what_to_install(tmp_path, monkeypatch):

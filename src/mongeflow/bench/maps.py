@@ -354,6 +354,8 @@ def fit_row(problem: Problem, method: Method, seed: int, key: Array, n: int, qui
         note += " (stopped early on a plateau)"
     if int(res.stopped_at[0]) >= 0:
         note += f" (stopped on a non-finite value at step {int(res.stopped_at[0])})"
+    if res.linear_kept is not None and bool(res.linear_kept[0]):
+        note += " (the linear map was kept: the trained map did not beat it)"
     return {
         **potential_figures(problem, potential, key, n),
         "wall_time_s": wall,
@@ -610,14 +612,14 @@ def run_maps(
         p = get_problem(name, dim=2)  # unknown names fail here, before any work
         if p.true_map is None and not hasattr(p.source, "sample_with_map"):
             raise ValueError(f"problem {name!r} has no known map: L2-UVP cannot be measured")
-    # a missing optional extra is reported after the request itself has been checked
-    if "neural-dual" in chosen and (why := missing_neural_dual()):
-        raise ImportError(why)
         if not p.target.has_potential:
             raise ValueError(
                 f"problem {name!r} has a target known only by samples; this benchmark fits "
                 "the KL, which needs V: run `mongeflow bench twosample` for it"
             )
+    # a missing optional extra is reported after the request itself has been checked
+    if "neural-dual" in chosen and (why := missing_neural_dual()):
+        raise ImportError(why)
     scale = QUICK_SCALE if quick else None
     n, n_train = (QUICK_N, QUICK_N) if quick else (N_EVAL, N_TRAIN)
     if quick:
