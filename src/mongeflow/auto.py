@@ -221,15 +221,7 @@ def choose(
     widths = auto_widths(d)
     reasons = [f"widths {widths} for d = {d}"]
     if divergence.loss_is_value:
-        batch = auto_batch_size(d)
-        steps = int(steps or AUTO_STEPS * AUTO_BATCH // batch)
-        if batch != AUTO_BATCH:
-            reasons.append(f"batch {batch} for d = {d}: more steps, the same samples")
-        rate = auto_learning_rate(d)
-        scheme: Scheme = Adam(learning_rate=rate, decay_steps=steps)
-        reasons.append(
-            f"adam, rate {rate:.3g} decaying to 0 over {steps} steps, on the {divergence.name} loss"
-        )
+        return _adam(problem, divergence, steps, reasons)
     else:
         steps = int(steps or DRIFT_STEPS)
         tau = auto_drift_tau(d)
@@ -241,7 +233,22 @@ def choose(
             "divergence gives a velocity, not a loss value"
         )
         return Choice(scheme, widths, steps, tuple(reasons), patience=None)
-    return Choice(scheme, widths, steps, tuple(reasons), batch_size=batch)
+
+
+def _adam(problem: Problem, divergence: Divergence, steps: int | None, reasons: list) -> Choice:
+    """Adam with the rate of :func:`auto_learning_rate` decaying to 0 over the run, and the
+    batch of :func:`auto_batch_size` (the automatic fit on a loss)."""
+    d = problem.dim
+    batch = auto_batch_size(d)
+    steps = int(steps or AUTO_STEPS * AUTO_BATCH // batch)
+    if batch != AUTO_BATCH:
+        reasons.append(f"batch {batch} for d = {d}: more steps, the same samples")
+    rate = auto_learning_rate(d)
+    reasons.append(
+        f"adam, rate {rate:.3g} decaying to 0 over {steps} steps, on the {divergence.name} loss"
+    )
+    scheme = Adam(learning_rate=rate, decay_steps=steps)
+    return Choice(scheme, auto_widths(d), steps, tuple(reasons), batch_size=batch)
 
 
 def configure_named(
@@ -270,22 +277,10 @@ def configure_named(
     d = problem.dim
     widths = auto_widths(d)
     reasons = [f"widths {widths} for d = {d}"]
-    if name == "adam" or (name == "explicit" and not divergence.loss_is_value):
-        auto = choose(problem, divergence, steps)
-        if auto.scheme.name == name:
-            return auto
-        # adam on a velocity's surrogate loss: the rate rule of the automatic fit
-        batch = auto_batch_size(d)
-        steps = int(steps or AUTO_STEPS * AUTO_BATCH // batch)
-        rate = auto_learning_rate(d)
-        reasons.append(f"adam, rate {rate:.3g} decaying to 0 over {steps} steps")
-        return Choice(
-            Adam(learning_rate=rate, decay_steps=steps),
-            widths,
-            steps,
-            tuple(reasons),
-            batch_size=batch,
-        )
+    if name == "explicit" and not divergence.loss_is_value:
+        return choose(problem, divergence, steps)  # the automatic fit itself
+    if name == "adam":  # on a loss, or on a velocity's surrogate loss
+        return _adam(problem, divergence, steps, reasons)
     registered = SCHEMES[name]
     steps = int(steps or registered.default_steps)
     if name == "explicit":

@@ -17,7 +17,7 @@ import equinox as eqx
 import numpy as np
 
 from mongeflow import __version__ as _version
-from mongeflow.auto import AUTO_PATIENCE, choose, choose_divergence, configure_divergence
+from mongeflow.auto import choose, choose_divergence, configure_divergence
 from mongeflow.divergences import DIVERGENCES
 from mongeflow.fit import Callback, FitResult, FitState, Run, default_batch_size
 from mongeflow.io import check_batch_size, data_problem, gaussian_source_problem, load_array
@@ -400,9 +400,6 @@ def build(settings: dict):
     widths = auto_widths(problem.dim) if widths is None else tuple(widths)
     potential = default_potential(problem.dim, widths, settings["strong_convexity"])
     settings.update(flat(scheme), **flat(divergence), widths=list(widths))
-    settings["steps"] = settings["steps"] or scheme.default_steps
-    if settings["patience"] is None:
-        settings["patience"] = AUTO_PATIENCE
     return problem, scheme, divergence, potential
 
 
