@@ -55,7 +55,7 @@ def test_the_command_line_takes_the_automatic_batch(tmp_path):
     args = vars(cli._parser().parse_args(argv))
     settings = runs.fit_settings(args, out, resume=False, overwrite=False)
     runs.build(settings)
-    runs.start(settings, out)
+    runs.start(settings, out, resume=False)
     assert json.loads((out / "run.json").read_text())["settings"]["batch_size"] == AUTO_BATCH // 2
 
 

@@ -55,7 +55,7 @@ def test_fit_apply_inverse_sample_density(files, tmp_path):
         "map.eqx",
         "metrics.json",
         "history.csv",
-        "checkpoint.json",
+        "checkpoint.bin",
         "pushforward.png",
         "history.png",
         "displacement.png",

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from mongeflow.runs import Checkpoint
 from tests.test_cli import run_here
 
 
@@ -148,7 +149,7 @@ def test_a_data_run_records_no_builtin_problem_and_resumes(data_run, tmp_path):
     shutil.copytree(data_run, copy)
     r = run_here("fit", "--resume", "--out", str(copy), "--steps", "3", "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads((copy / "checkpoint.json").read_text())["step"] == 3
+    assert Checkpoint(copy).meta()["step"] == 3
     assert json.loads((copy / "run.json").read_text())["settings"]["problem"] is None
 
 

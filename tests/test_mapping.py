@@ -1,6 +1,7 @@
 """Saving and loading maps: round trips of the map and of its target, and the messages for
 what cannot be saved or read."""
 
+import hashlib
 import json
 import warnings
 
@@ -59,20 +60,29 @@ def test_potential_target_from_a_file_round_trips(phi, tmp_path):
     target = parse_target(f"{tmp_path}/v.py:V", 2, data)
     assert target.origin == (str((tmp_path / "v.py").resolve()), "V")
     record = target_record(target)
-    assert record == {"kind": "python", "dim": 2, "file": target.origin[0], "name": "V"}
+    assert record == {
+        "kind": "python",
+        "dim": 2,
+        "file": target.origin[0],
+        "name": "V",
+        "sha256": hashlib.sha256((tmp_path / "v.py").read_bytes()).hexdigest(),
+    }
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a target from a file is saved: no warning
+        warnings.simplefilter("error")  # a target from a file is recorded: no warning
         save(MongeMap(phi, target=target), tmp_path / "map")
-        back = load(tmp_path / "map")
+    # loading runs no code: V comes back only when named
+    with pytest.warns(UserWarning, match=r"never imported by load.*target='.*v\.py:V'"):
+        assert load(tmp_path / "map").target is None
+    back = load(tmp_path / "map", target=f"{tmp_path}/v.py:V")
     assert isinstance(back.target, PotentialTarget) and back.target.origin == target.origin
     assert float(back.target.potential(jnp.array([3.0, 1.0]))) == pytest.approx(2.0)
     # V is known only up to its constant: density needs it, and says so
     with pytest.raises(ValueError, match="normalising constant"):
         back.log_density(POINTS)
-    # the file gone: a clear message naming the way out
+    # the file gone: a clear message
     (tmp_path / "v.py").unlink()
-    with pytest.raises(InputError, match=r"cannot rebuild the map's target.*target=\.\.\."):
-        load(tmp_path / "map")
+    with pytest.raises(InputError, match=r"does not exist"):
+        load(tmp_path / "map", target=f"{tmp_path}/v.py:V")
     assert load(tmp_path / "map", target=Gaussian.standard(2)).target.dim == 2
 
 
@@ -128,5 +138,10 @@ def test_bad_directories(phi, tmp_path):
         load(tmp_path / "m")
     meta_file.write_text(good_meta)
     leaves.write_bytes(good_leaves[: len(good_leaves) // 2])
+    with pytest.raises(InputError, match="SHA-256 differs"):
+        load(tmp_path / "m")
+    legacy = json.loads(good_meta)  # a map saved before the hash was recorded
+    del legacy["map_sha256"]
+    meta_file.write_text(json.dumps(legacy))
     with pytest.raises(InputError, match="cannot read"):
         load(tmp_path / "m")

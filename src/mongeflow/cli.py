@@ -9,17 +9,91 @@ help here with no other edit.
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib
 import os
 import re
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+from mongeflow import interrupts
 
-from mongeflow.problems import PROBLEMS
-from mongeflow.runs import AUTOMATIC, FIT_OPTIONS, MAX_DIM, setting_options
-from mongeflow.settings import closest, did_you_mean, unknown
+# The registries and the settings' helpers import JAX and Equinox (seconds), numpy a tenth
+# of a second: main() loads them once it has taken over Ctrl-C, so that a Ctrl-C while they
+# load exits at once. Until then (for a caller of _parser(), say), the names below stand in
+# for them and load them on first use.
+_HEAVY = {
+    "numpy": (),  # as np
+    "mongeflow.problems": ("PROBLEMS",),
+    "mongeflow.runs": ("AUTOMATIC", "FIT_OPTIONS", "MAX_DIM", "setting_options"),
+    "mongeflow.settings": ("closest", "did_you_mean", "unknown"),
+}
+
+
+def _load() -> None:
+    """Replace the stand-ins below by the names of :data:`_HEAVY`."""
+    for module, names in _HEAVY.items():
+        loaded = importlib.import_module(module)
+        globals().update({name: getattr(loaded, name) for name in names})
+    globals()["np"] = sys.modules["numpy"]
+
+
+class _LaterModule:
+    def __getattr__(self, name: str):
+        _load()
+        return getattr(np, name)
+
+
+class _LaterMapping(Mapping):
+    def __init__(self, name: str):
+        self.name = name
+
+    def _loaded(self) -> Mapping:
+        _load()
+        return globals()[self.name]
+
+    def __getitem__(self, key):
+        return self._loaded()[key]
+
+    def __iter__(self):
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
+def _later_function(name: str):
+    def call(*args, **kwargs):
+        _load()
+        return globals()[name](*args, **kwargs)
+
+    return call
+
+
+if TYPE_CHECKING:  # what they stand for; MAX_DIM is bound by _load, which main() calls first
+    import numpy as np
+
+    from mongeflow.runs import MAX_DIM
+else:
+    np = _LaterModule()
+PROBLEMS = _LaterMapping("PROBLEMS")
+AUTOMATIC = _LaterMapping("AUTOMATIC")
+FIT_OPTIONS = _LaterMapping("FIT_OPTIONS")
+setting_options = _later_function("setting_options")
+closest = _later_function("closest")
+did_you_mean = _later_function("did_you_mean")
+unknown = _later_function("unknown")
+
+
+def __getattr__(name: str):  # cli.MAX_DIM before _load
+    if name == "MAX_DIM":
+        _load()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 EPILOG = """examples:
   mongeflow fit --problem gaussian --dim 8 --scheme natural --out runs/g8
@@ -107,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         help="train a map on a built-in problem or on data; write the map, metrics and figures",
         description="Train a map T = ∇φ; write into DIR the best seed's map (map.eqx, "
         "map.json; every seed's in seeds/SEED/ with several seeds), run.json (the settings), "
-        "metrics.json, history.csv, checkpoint.json + state.eqx, pushforward.png, "
+        "metrics.json, history.csv, checkpoint.bin, pushforward.png, "
         "history.png and, for d = 2, displacement.png. Exit status: 0 done, 2 bad input, "
         "3 every seed stopped on a non-finite loss or map (the last finite map is saved), "
         "4 with --strict, the kept map does not beat the linear map on held-out figures, "
@@ -158,7 +232,8 @@ def _parser() -> argparse.ArgumentParser:
         "apply",
         help="apply a saved map (or its inverse) to points",
         description="Apply the map saved in RUN (a `mongeflow fit` directory) to the points "
-        "of --input and write them to --output (.npy or .csv).",
+        "of --input and write them to --output (.npy or .csv). Exit status 3 when some "
+        "output rows are not finite (they are written, and counted on stderr).",
     )
     _run_arguments(a, "where to write the result (.npy or .csv)", with_input=True)
     a.add_argument(
@@ -171,6 +246,7 @@ def _parser() -> argparse.ArgumentParser:
     _run_arguments(sm, "where to write them (.npy or .csv)", with_input=False)
     sm.add_argument("-n", type=int, required=True, help="number of samples")
     sm.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sm.add_argument("--target", default=None, help=TARGET_HELP)
     de = sub.add_parser(
         "density",
         help="the source log-density implied by a saved map",
@@ -178,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
         "(needs the target's normalising constant: Gaussian targets).",
     )
     _run_arguments(de, "where to write log rho0 (.npy or .csv)", with_input=True)
+    de.add_argument("--target", default=None, help=TARGET_HELP)
 
     b = sub.add_parser(
         "bench",
@@ -234,6 +311,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+TARGET_HELP = (
+    "the target, when the map's is Python code (FILE.py:NAME, never imported from a run "
+    "directory by itself) or was not saved; overrides the saved one"
+)
+
+
 def _run_arguments(parser, output_help: str, with_input: bool) -> None:
     """RUN, --input and --output of the commands that use a saved map."""
     parser.add_argument("run", metavar="RUN", help="a run directory written by `mongeflow fit`")
@@ -246,6 +329,7 @@ def _run_arguments(parser, output_help: str, with_input: bool) -> None:
 
 def cmd_fit(args) -> int:
     from mongeflow import runs
+    from mongeflow.files import locked
     from mongeflow.fit import FitInterrupted, FitWarning, fit
     from mongeflow.io import DataWarning
 
@@ -257,32 +341,43 @@ def cmd_fit(args) -> int:
         jax.config.update("jax_enable_x64", True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
+        # every setting is checked and the problem built before anything is written
         problem, scheme, divergence, potential = runs.build(settings)
-        runs.start(settings, out)
-        callbacks = runs.callbacks(settings, out, resume=args.resume, quiet=args.quiet)
         try:
-            result = fit(
-                problem,
-                scheme,
-                divergence,
-                potential,
-                steps=settings["steps"],
-                batch_size=settings["batch_size"],
-                seed=settings["seed"],
-                callbacks=callbacks,
-                final_eval_size=settings["eval_size"],
-                patience=settings["patience"] or None,
-                log_every=settings["log_every"],
-                standardize=settings["standardize"],
-                per_feature=bool(settings.get("per_feature")),
-            )
-        except FitInterrupted as err:
-            print(
-                f"mongeflow: {err}: continue with `mongeflow fit --resume --out {out}`",
-                file=sys.stderr,
-            )
-            return 130
-        runs.write(result, out, settings)
+            with locked(out):
+                # again under the lock: another fit may have started here meanwhile
+                runs.check_out(out, resume=args.resume, overwrite=args.overwrite)
+                runs.start(settings, out, resume=args.resume)
+                callbacks = runs.callbacks(settings, out, resume=args.resume, quiet=args.quiet)
+                try:
+                    result = fit(
+                        problem,
+                        scheme,
+                        divergence,
+                        potential,
+                        steps=settings["steps"],
+                        batch_size=settings["batch_size"],
+                        seed=settings["seed"],
+                        callbacks=callbacks,
+                        final_eval_size=settings["eval_size"],
+                        patience=settings["patience"] or None,
+                        log_every=settings["log_every"],
+                        standardize=settings["standardize"],
+                        per_feature=bool(settings.get("per_feature")),
+                    )
+                except FitInterrupted as err:
+                    print(
+                        f"mongeflow: {err}: continue with `mongeflow fit --resume --out {out}`",
+                        file=sys.stderr,
+                    )
+                    return 130
+                runs.write(result, out, settings)
+        except OSError as err:  # a figure or a folder that could not be written
+            why = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or err)
+            raise CLIError(
+                f"cannot write into {out}: {why}; the last checkpoint is "
+                f"intact: continue with `mongeflow fit --resume --out {out}`"
+            ) from None
     for line in runs.summary_lines(result, out):
         print(line, file=sys.stderr if line.startswith("mongeflow:") else sys.stdout)
     for w in caught:
@@ -367,10 +462,22 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _load_map(run):
-    from mongeflow.mapping import load
+def _load_map(run, target: str | None = None, need_target: bool = False):
+    """The map saved in ``run``; with ``need_target``, refuse a map whose target is Python
+    code unless ``--target`` names it (a run directory never makes mongeflow run code)."""
+    from mongeflow.mapping import TargetNotLoaded, load, target_record_of
 
-    return load(run)
+    if need_target and target is None:
+        record = target_record_of(run) or {}
+        if record.get("kind") == "python":
+            raise CLIError(
+                f"the map's target is the function {record.get('name')!r} of the Python file "
+                f"{record.get('file')}: a run directory never makes mongeflow run code by "
+                f"itself; name it: --target {record.get('file')}:{record.get('name')}"
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TargetNotLoaded)  # said above, or not needed
+        return load(run, target=target)
 
 
 def _read_points(path, m):
@@ -386,12 +493,15 @@ def _write_points(path, arr) -> None:
     p = Path(path)
     if p.suffix.lower() not in (".npy", ".csv"):
         raise CLIError(f"--output {path}: expected a .npy or .csv file name")
+    from mongeflow.files import atomic_write
+
     arr = np.asarray(arr)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() == ".npy":
-        np.save(p, arr)
+    if p.suffix.lower() == ".npy":  # written whole or not at all (Ctrl-C, a full disk)
+        atomic_write(p, lambda f: np.save(f, arr, allow_pickle=False))
     else:
-        np.savetxt(p, arr[:, None] if arr.ndim == 1 else arr, delimiter=",")
+        rows = arr[:, None] if arr.ndim == 1 else arr
+        atomic_write(p, lambda f: np.savetxt(f, rows, delimiter=","))
 
 
 def cmd_apply(args) -> int:
@@ -408,6 +518,15 @@ def cmd_apply(args) -> int:
         out = m.transport(x)
     _write_points(args.output, out)
     print(f"{len(out)} points -> {args.output}")
+    bad = ~np.all(np.isfinite(np.asarray(out)), axis=1)
+    if bad.any():
+        print(
+            f"mongeflow: warning: {int(bad.sum())} of {len(out)} output rows are not finite "
+            f"(the first: row {int(np.flatnonzero(bad)[0])}): the map overflows there; those "
+            "inputs may lie far outside the data it was trained on (or retrain with --float64)",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 
@@ -418,7 +537,7 @@ def cmd_sample(args) -> int:
 
     if args.n < 1:
         raise CLIError(f"-n must be ≥ 1, got {args.n}")
-    m = _load_map(args.run)
+    m = _load_map(args.run, args.target, need_target=True)
     if isinstance(m.target, EmpiricalTarget):
         x, distinct = _sample_rows(m, args.n, args.seed)
     else:
@@ -451,7 +570,7 @@ def _sample_rows(m, n: int, seed: int) -> tuple[np.ndarray, int]:
 
 
 def cmd_density(args) -> int:
-    m = _load_map(args.run)
+    m = _load_map(args.run, args.target, need_target=True)
     x = _read_points(args.input, m)
     logp = m.log_density(x)
     _write_points(args.output, logp)
@@ -468,42 +587,102 @@ COMMANDS = {
 }
 
 
+def _make_private_folder(folder: Path) -> None:
+    """Create ``folder`` and those of its parents that are missing, each with mode 0700."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
+def _not_private(folder: Path) -> str | None:
+    """Why someone other than this user could write into ``folder`` (``None``: no one can,
+    or the platform has no user ids to compare)."""
+    if not hasattr(os, "geteuid"):
+        return None
+    info = folder.stat()
+    if info.st_uid != os.geteuid():
+        return f"owned by another user (uid {info.st_uid})"
+    if info.st_mode & 0o022:
+        return f"writable by others than its owner (mode {info.st_mode & 0o777:o})"
+    return None
+
+
 def _compilation_cache() -> None:
     """Keep compiled programs on disk so that a repeated command skips XLA compilation.
 
     Compilation is most of a short command's time (a repeated 200-step fit: 27 s → 13 s on
-    2 cores). The cache is ``$XDG_CACHE_HOME/mongeflow/jax`` (default ``~/.cache``), unless
-    ``JAX_COMPILATION_CACHE_DIR`` names another; ``MONGEFLOW_NO_CACHE=1`` turns it off.
-    Entries are keyed by the program and the JAX/XLA versions, so a stale one is never used.
+    2 cores). The cache is the folder ``$MONGEFLOW_CACHE_DIR``, by default
+    ``$XDG_CACHE_HOME/mongeflow/jax`` (``~/.cache/mongeflow/jax``); ``MONGEFLOW_NO_CACHE=1``
+    turns it off. Entries are keyed by a hash of the program and the JAX/XLA versions, so a
+    stale one is never used; but JAX runs whatever program it finds under a key, so whoever
+    can write into the folder can make this command run their code. The folder is created
+    with mode 0700 (its missing parents too), and one that is not owned by this user or that
+    its group or others may write into is not used: a one-line warning, then the command runs
+    without a cache (not checked where the platform has no user ids). A cache that JAX is
+    already told to use (``JAX_COMPILATION_CACHE_DIR``, or ``jax.config`` in the calling
+    program) is left as it is, unchecked: that folder is the user's choice.
     """
     import jax
 
     if os.environ.get("MONGEFLOW_NO_CACHE") or jax.config.jax_compilation_cache_dir:
         return
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    jax.config.update("jax_compilation_cache_dir", str(root / "mongeflow" / "jax"))
+    if os.environ.get("MONGEFLOW_CACHE_DIR"):
+        folder = Path(os.environ["MONGEFLOW_CACHE_DIR"]).expanduser().absolute()
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        folder = root.expanduser().absolute() / "mongeflow" / "jax"
+    try:
+        _make_private_folder(folder)
+        why = _not_private(folder)
+    except OSError as err:
+        why = f"not usable ({err.strerror or err})"
+    if why:
+        print(
+            f"mongeflow: warning: compilation cache not used: {folder} is {why}, and a "
+            "program put there by someone else would run as this command; remove it (it is "
+            "made again, private) or choose another folder with MONGEFLOW_CACHE_DIR "
+            "(MONGEFLOW_NO_CACHE=1 turns the cache off)",
+            file=sys.stderr,
+        )
+        return
+    jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status.
+
+    Run as the program (``argv`` None: the console script, ``python -m mongeflow``), it
+    takes over Ctrl-C before it loads anything heavy (:mod:`mongeflow.interrupts`): exit
+    status 130 within about two seconds, and after a Ctrl-C the process ends without the
+    interpreter's finalisation.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    _compilation_cache()
-    try:
-        return COMMANDS[args.command](args)
-    except (CLIError, ValueError) as err:  # InputError included: bad data, target, settings
-        print(f"mongeflow: error: {err}", file=sys.stderr)
-        return 2
-    except MemoryError as err:  # numpy's _ArrayMemoryError included
-        print(f"mongeflow: error: out of memory: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mongeflow: interrupted", file=sys.stderr)
-        return 130
+    with interrupts.handling(enabled=argv is None):
+        _load()
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        _compilation_cache()
+        try:
+            code = COMMANDS[args.command](args)
+        except (CLIError, ValueError) as err:  # InputError included: bad data, target, settings
+            print(f"mongeflow: error: {err}", file=sys.stderr)
+            code = 2
+        except MemoryError as err:  # numpy's _ArrayMemoryError included
+            print(f"mongeflow: error: out of memory: {err}", file=sys.stderr)
+            code = 2
+        except KeyboardInterrupt:
+            print("mongeflow: interrupted", file=sys.stderr)
+            code = 130
+        if interrupts.requested():
+            interrupts.exit_now(code)
+    return code
 
 
 if __name__ == "__main__":

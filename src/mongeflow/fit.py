@@ -64,7 +64,8 @@ class FitState(NamedTuple):
     Attributes:
         potentials, states: per seed (leading axis), the current potential and scheme state.
         alive: ``[S]``, whether each seed is still running (False once it hit a non-finite
-            loss or map; it then keeps its last map whose loss was finite).
+            loss or map, or its map ran off (see :func:`fit`); it then keeps its last map
+            whose loss was finite, or its last recorded map within the bound on |T(x)|).
         step: steps done.
         stopped_at: ``[S]``, the step at which each seed stopped, or −1.
         history: lists, one entry per record: ``step`` and, each ``[S]``, ``loss``,
@@ -75,6 +76,9 @@ class FitState(NamedTuple):
             of ``best`` (for the energy distance, the latest map within its noise floor of
             that lowest figure; else the map of the lowest figure).
         early_stop: ``[S]``, the step at which each seed stopped improving, or −1.
+        stop_reason: per seed, why it stopped (see ``FitResult.stop_reason``), or ``None``
+            (running, plateaued, or not yet told: a seed with ``stopped_at ≥ 0`` and no
+            reason gets one at the next history record).
     """
 
     potentials: Potential
@@ -87,6 +91,7 @@ class FitState(NamedTuple):
     best_value: np.ndarray | None = None
     best_step: np.ndarray | None = None
     early_stop: np.ndarray | None = None
+    stop_reason: list[str | None] | None = None
 
 
 class Callback:
@@ -130,7 +135,14 @@ class FitResult:
             :func:`~mongeflow.metrics.evaluate`), and beside them, on the same samples, those
             of the linear (Bures) baseline (:func:`~mongeflow.metrics.linear_baseline`):
             ``linear_energy_distance``, ``linear_l2_uvp``, ``linear_objective``.
-        stopped_at: per seed, the step at which a non-finite loss or map stopped it, or −1.
+        stopped_at: per seed, the step at which it stopped: the first with a non-finite loss
+            or map, or the last before the history record that found its map run off; −1
+            when it did not stop.
+        stop_reason: per seed, why ``stopped_at`` stopped it: ``"non-finite"`` (a non-finite
+            loss, map or pushed evaluation sample), ``"diverging"`` (the pushed evaluation
+            sample ran off beyond :data:`DIVERGENCE_FACTOR` × (1 + the radius of the data and
+            of the target), see :func:`fit`), or ``None`` (not stopped; a seed that stopped
+            improving is told by ``early_stop``).
         wall_time_s: wall time of the training (compilation included).
         steps, batch_size: as run (``steps`` is the cap; see ``last_step``).
         selection: the history figure that picks each seed's map and stops the fit early
@@ -174,6 +186,7 @@ class FitResult:
     linear: Potential | None = None
     linear_kept: np.ndarray | None = None
     comparison: dict[str, Any] | None = None
+    stop_reason: list[str | None] | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -191,7 +204,7 @@ class FitResult:
         """Index of the best seed, by figures that need no T*: the held-out objective F when
         γ has a potential, else the energy distance (without final metrics: the held-out
         figure of the comparison with the linear map), else the last recorded loss; seeds
-        that stopped on a non-finite value come last."""
+        that stopped (on a non-finite value, or a map that ran off) come last."""
         for key in ("objective", "energy_distance"):
             if key in self.metrics:
                 score = np.asarray(self.metrics[key], dtype=float)
@@ -227,6 +240,11 @@ class FitResult:
     def summary(self) -> dict[str, float]:
         """Mean of each final metric over seeds."""
         return {k: float(np.mean(v)) for k, v in self.metrics.items()}
+
+
+#: the steps per second a fit assumes before it has timed its first chunk (the first chunk
+#: runs ``chunk_seconds`` × this many steps, compilation included)
+FIRST_CHUNK_RATE = 5.0
 
 
 def _finite_tree(tree) -> Array:
@@ -292,7 +310,8 @@ def _evaluate_history(potentials, target, x_eval, y_eval, true_eval, variance):
     # the evaluation samples are arguments, not constants, so XLA does not fold them
     def one(phi):
         mapped = transport(phi, x_eval)
-        out = {}
+        # max_i |T(x_i)|, non-finite when any T(x_i) is: the check for a map that ran off
+        out = {_RADIUS: jnp.max(jnp.linalg.norm(mapped, axis=1))}
         if y_eval is not None:
             out["energy_distance"] = energy_distance(mapped, y_eval)
         if true_eval is not None:
@@ -307,6 +326,37 @@ def _evaluate_history(potentials, target, x_eval, y_eval, true_eval, variance):
         return out
 
     return eqx.filter_vmap(one)(potentials)
+
+
+#: the key of ``max_i |T(x_i)|`` in :func:`_evaluate_history`'s figures (not recorded)
+_RADIUS = "pushed_radius"
+
+#: a map whose pushed evaluation sample reaches farther from the origin than this many
+#: times (1 + the radius of the data and of the target) has run off (see :func:`fit`).
+#: The maps of the registered problems reach at most 1.15 × (1 + R) at every record of
+#: their fits (two seeds, default steps: every 2-D problem, dense-potential at d = 8, the
+#: two posteriors; 500 steps: gaussian at d = 16, dense-potential at d = 32). A fit to a V
+#: concave far out (heavy-tailed 2-D data, R ≈ 17) ran off to 320 × (1 + R) within 15
+#: steps; at a bound of 1e3 it kept a map pushing data to |T(x)| = 5.8e3, with a held-out
+#: objective of −1.5e7 against the linear map's 5e-4.
+DIVERGENCE_FACTOR = 1e2
+
+
+def _divergence_limit(x_eval, y_eval, reference) -> float:
+    """The bound on max_i |T(x_i)| over the evaluation sample beyond which a map has run off:
+    :data:`DIVERGENCE_FACTOR` × (1 + R), R the larger of the radius max_i |x_i| of the
+    evaluation sample and the target's radius: max_j |y_j| over its evaluation samples
+    ``y_eval``, else ``reference`` (max_i |T(x_i)| for the linear map, or the starting map).
+    Radii are from the origin of the problem's (standardised) coordinates, so that a target
+    far from the data (one known by V stays in its own units) is no run-off."""
+    radius = float(np.max(np.linalg.norm(np.asarray(x_eval, np.float64), axis=1)))
+    if y_eval is not None:
+        target = float(np.max(np.linalg.norm(np.asarray(y_eval, np.float64), axis=1)))
+    else:
+        target = float(reference)
+    if np.isfinite(target):
+        radius = max(radius, target)
+    return DIVERGENCE_FACTOR * (1.0 + radius)
 
 
 def _selection(problem: Problem) -> str | None:
@@ -332,7 +382,8 @@ def _pick_seeds(flags: np.ndarray, new, old):
 
 
 class FitWarning(UserWarning):
-    """A fit that finished, but not as well as it had been: its validation figure rose."""
+    """A fit that finished, but not as well as it should have: its validation figure rose,
+    it does not beat the linear map, or a seed ran off."""
 
 
 #: the figures of the linear baseline reported beside the map's (as ``linear_<name>``)
@@ -403,6 +454,18 @@ def fit(
     fallback: bool = True,
 ) -> FitResult:
     """Learn the Monge map of ``problem`` with ``scheme``, for one or many seeds at once.
+
+    A seed stops on a non-finite loss or map, or when its map runs off: at each history
+    record, the evaluation sample x_1..x_n (the held-out rows when there are any) is pushed
+    through the map, and a map with a non-finite T(x_i), or with max_i |T(x_i)| beyond
+    :data:`DIVERGENCE_FACTOR` × (1 + R), is never kept (R, in the fit's coordinates: the
+    larger of max_i |x_i| and the target's radius, max_j |y_j| over its evaluation samples,
+    else the reach max_i |T(x_i)| of the linear map, else of the starting map). The seed
+    then falls back to its last recorded map within the bound, and ``FitResult.stop_reason``
+    says ``"diverging"`` (``"non-finite"`` for the rest). Such a run-off is how a target's V
+    that is not convex far from the data shows: the objective E[V(T(x))] − E[log det ∇T(x)]
+    is then unbounded below, and a map pushing mass where V falls without end would win on
+    it; a :class:`FitWarning` names V as the likely cause.
 
     Args:
         problem: a :class:`Problem` (for data, see :func:`mongeflow.io.data_problem`) or a
@@ -546,6 +609,12 @@ def fit(
     evaluate_now = lambda p: _evaluate_history(
         p, problem.target, x_eval, y_eval, true_eval, variance
     )
+    baseline = linear_baseline(problem, jax.random.fold_in(var_key, 3))
+    reference = np.inf  # the target's radius when it has no samples: its linear map's reach
+    if y_eval is None:
+        ref = potentials if baseline is None else _map_arrays(lambda a: a[None], baseline)
+        reference = np.max(np.asarray(evaluate_now(ref)[_RADIUS], dtype=float))
+    limit = _divergence_limit(x_eval, y_eval, reference)
     selection = _selection(problem) if keep_best or patience else None
     floor = None if y_eval is None else float(energy_distance_floor(y_eval, x_eval.shape[0]))
     # Maps whose held-out energy distances differ by less than its noise floor cannot be
@@ -554,11 +623,13 @@ def fit(
     tolerance = (floor or 0.0) if selection == "energy_distance" else 0.0
     start_value = np.full(len(seeds), np.nan)  # unknown on a resumed fit
     if selection is not None and state.best is None:  # the starting map competes too
-        value = np.asarray(evaluate_now(state.potentials)[selection], dtype=float)
+        figures = evaluate_now(state.potentials)
+        value = np.asarray(figures[selection], dtype=float)
         start_value = value
+        sane = np.asarray(figures[_RADIUS], dtype=float) <= limit
         state = state._replace(
             best=state.potentials,
-            best_value=np.where(np.isfinite(value), value, np.inf),
+            best_value=np.where(np.isfinite(value) & sane, value, np.inf),
             best_step=np.full(len(seeds), state.step),
         )
 
@@ -567,6 +638,9 @@ def fit(
     best, best_value, best_step = state.best, state.best_value, state.best_step
     # per seed, the step at which it stopped improving
     early_at = np.full(len(seeds), -1) if state.early_stop is None else state.early_stop.copy()
+    reasons = [None] * len(seeds) if state.stop_reason is None else list(state.stop_reason)
+    last_sane = state.potentials  # per seed, its last recorded map within `limit`
+    ran_off = np.full(len(seeds), np.nan)  # per seed, max |T(x)| of the map that ran off
     pending_loss, pending_objective = [], []
     per_step = None  # seconds per step, measured after the first (compiling) chunk
     start = time.perf_counter()
@@ -574,7 +648,7 @@ def fit(
     def current() -> FitState:
         return FitState(
             *(carry[0], carry[1], carry[3], step, stopped_at, history),
-            *(best, best_value, best_step, early_at),
+            *(best, best_value, best_step, early_at, list(reasons)),
         )
 
     def plateaued() -> np.ndarray:
@@ -598,8 +672,10 @@ def fit(
         while step < steps:
             boundary = min(steps, (step // log_every + 1) * log_every)
             count = boundary - step
-            if per_step is not None:
-                count = max(1, min(count, int(chunk_seconds / max(per_step, 1e-9))))
+            # before the first chunk is timed, assume a slow step (FIRST_CHUNK_RATE): a
+            # first chunk of a whole record could run for minutes before Ctrl-C is answered
+            rate = FIRST_CHUNK_RATE if per_step is None else 1.0 / max(per_step, 1e-9)
+            count = max(1, min(count, int(chunk_seconds * rate)))
             tic = time.perf_counter()
             carry, losses, objectives = _run_chunk(
                 scheme, task, carry, train_keys, jnp.asarray(step), jnp.asarray(count), log_every
@@ -624,6 +700,29 @@ def fit(
                 pending_loss, pending_objective = [], []
                 history["time_s"].append(np.full(len(seeds), time.perf_counter() - start))
                 metrics = evaluate_now(carry[0])
+                radius = np.asarray(metrics.pop(_RADIUS), dtype=float)
+                # A map whose pushed sample is non-finite or has run off (beyond `limit`) is
+                # never kept: its seed stops, like one that hit a non-finite loss, and falls
+                # back to its last recorded map within the bound. A seed that stopped on a
+                # non-finite loss in this interval is told the same way, by its last finite
+                # map: one that had run off stopped because it diverged.
+                check = np.array([r is None for r in reasons]) & (alive_np | (stopped_at >= 0))
+                bad = check & ~(radius <= limit)
+                for s in np.flatnonzero(check):
+                    if bad[s]:
+                        reasons[s] = "diverging" if np.isfinite(radius[s]) else "non-finite"
+                        ran_off[s] = radius[s]
+                        # the step whose map ran off: the last one before this record
+                        stopped_at[s] = step - 1 if stopped_at[s] < 0 else stopped_at[s]
+                    elif stopped_at[s] >= 0:
+                        reasons[s] = "non-finite"
+                if bad.any():
+                    alive_np = alive_np & ~bad
+                    fallback_map = _pick_seeds(bad, last_sane, carry[0])
+                    good = (_pick_seeds(bad, last_sane, carry[2][0]), carry[2][1])
+                    carry = (fallback_map, carry[1], good, jnp.asarray(alive_np))
+                    finished = finished or not alive_np.any()
+                last_sane = _pick_seeds(check & ~bad, carry[0], last_sane)
                 for k, v in metrics.items():
                     history.setdefault(k, []).append(np.asarray(v))
                 if selection is not None:
@@ -644,21 +743,29 @@ def fit(
                     finished = finished or not (alive_np & ~newly).any()
             for callback in callbacks:
                 callback.on_chunk(run, current())
-            if finished:  # every seed stopped, on a non-finite value or a plateau
+            if finished:  # every seed stopped: a non-finite value, a run-off or a plateau
                 break
     except KeyboardInterrupt:
         for callback in callbacks:
             callback.on_end(run, current(), True)
         raise FitInterrupted(step) from None
     wall = time.perf_counter() - start
+    reasons = [
+        "non-finite" if r is None and k >= 0 else r
+        for r, k in zip(reasons, stopped_at, strict=True)
+    ]
     for callback in callbacks:
         callback.on_end(run, current(), False)
 
     returned, returned_step = carry[0], np.full(len(seeds), -1)
+    diverged = np.array([r == "diverging" for r in reasons])
     if selection is not None and keep_best:
         returned, returned_step = best, np.asarray(best_step).copy()
-        _warn_if_worse(history, selection, best_value, best_step, floor, seeds)
-    baseline = linear_baseline(problem, jax.random.fold_in(var_key, 3))
+        _warn_if_worse(history, selection, best_value, best_step, floor, seeds, diverged)
+    # a map chosen by F once F ran off to −∞ (V not convex far out) is not to be trusted:
+    # the linear map, a Brenier map whose F is finite, replaces it
+    distrust = diverged & problem.target.has_potential & bool(fallback and keep_best)
+    _warn_diverged(problem, diverged, stopped_at, ran_off, limit, returned_step, seeds, distrust)
     comparison, linear_kept = None, np.zeros(len(seeds), bool)
     if selection is not None and baseline is not None:
         mine = {k: np.asarray(v, dtype=float) for k, v in evaluate_now(returned).items()}
@@ -679,7 +786,7 @@ def fit(
                 np.full(len(seeds), floor or 0.0),
             )
         if fallback and keep_best:
-            linear_kept = comparison["verdict"] == "worse"
+            linear_kept = (comparison["verdict"] == "worse") | distrust
         _warn_against_linear(comparison, linear_kept, returned_step, seeds, problem)
     final = {}
     if final_eval_size > 0:
@@ -721,6 +828,7 @@ def fit(
         linear=baseline,
         linear_kept=linear_kept,
         comparison=comparison,
+        stop_reason=reasons,
     )
 
 
@@ -801,9 +909,48 @@ def _unstack(potentials: Potential, n: int) -> list[Potential]:
     ]
 
 
-def _warn_if_worse(history, selection, best_value, best_step, floor, seeds) -> None:
+def _warn_diverged(
+    problem, diverged, stopped_at, ran_off, limit, returned_step, seeds, linear
+) -> None:
+    """A :class:`FitWarning` for each seed stopped because its map ran off; with a target
+    known by V, it names V as the likely cause (``linear``: the seeds whose map the linear
+    map replaces, when there is one)."""
+    for i in np.flatnonzero(diverged):
+        kept = (
+            f"its map of step {int(returned_step[i])} is kept"
+            if returned_step[i] >= 0
+            else "its last recorded map within that bound is kept"
+        )
+        if linear[i]:
+            kept = (
+                "the maps chosen by the objective are not to be trusted once it ran off, so "
+                "the linear (Bures) map is kept instead, if there is one"
+            )
+        if problem.target.has_potential:
+            why = (
+                "The target's potential V is the likely cause: the objective "
+                "E[V(T(x))] − E[log det ∇T(x)] is bounded below only when exp(−V) is "
+                "integrable, and a V that is not convex away from the data (concave, or "
+                "unbounded below, far out) lets the map push mass where V falls without end. "
+                "Check V beyond the data's range: convexity at the data says nothing of V there"
+            )
+        else:
+            why = "A smaller step size or learning rate may help"
+        reach = f"reached {ran_off[i]:.3g}, " if np.isfinite(ran_off[i]) else "went "
+        warnings.warn(
+            f"seed {seeds[i]}: the map had run off by step {int(stopped_at[i]) + 1}, and the "
+            f"seed was stopped: max |T(x)| over the evaluation sample {reach}beyond "
+            f"{limit:.3g} ({DIVERGENCE_FACTOR:g} × (1 + the radius of the data and of the "
+            f"target, in the fit's coordinates)); {kept}. {why}",
+            FitWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_if_worse(history, selection, best_value, best_step, floor, seeds, skip) -> None:
     """A :class:`FitWarning` for each seed whose last validation figure is clearly worse
-    than its best: by more than 3 standard errors (F) or 3 noise floors (energy distance)."""
+    than its best: by more than 3 standard errors (F) or 3 noise floors (energy distance);
+    not for the seeds in ``skip`` (those that ran off, which have their own warning)."""
     if not history.get(selection):
         return
     last = np.asarray(history[selection][-1], dtype=float)
@@ -813,6 +960,8 @@ def _warn_if_worse(history, selection, best_value, best_step, floor, seeds) -> N
         noise = np.full(len(seeds), 3.0 * (floor or 0.0))
     name = "held-out objective F" if selection == "validation_objective" else "energy distance"
     for i, seed in enumerate(seeds):
+        if skip[i]:
+            continue
         if not np.isfinite(last[i]) or last[i] > best_value[i] + noise[i]:
             warnings.warn(
                 f"seed {seed}: the {name} got worse, from {best_value[i]:.4g} at step "

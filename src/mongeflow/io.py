@@ -47,8 +47,8 @@ def split_array_spec(spec: str | Path) -> tuple[Path, str | None]:
 
 
 def load_array(spec: str | Path, what: str = "data") -> np.ndarray:
-    """Read ``[n, d]`` samples from ``.npy``, ``.npz`` or ``.csv`` (comma-separated, with or
-    without a header line).
+    """Read ``[n, d]`` samples from ``.npy``, ``.npz`` or ``.csv`` (values separated by
+    commas, semicolons, tabs or blanks, found from the data; with or without a header line).
 
     An ``.npz`` holding one array needs no key; one holding several needs ``FILE.npz:KEY``
     to say which (no array is picked by guessing).
@@ -113,31 +113,76 @@ def _read_npz(p: Path, key: str | None, what: str) -> np.ndarray:
 
 
 def _read_csv(p: Path, what: str) -> np.ndarray:
-    lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
+    """The rows of a text file of numbers, their separator found from the data.
+
+    The separator is the one of comma, semicolon, tab and blanks that splits the most data
+    rows into the same number (≥ 2) of numbers (none: one column). The first line is a
+    header when some of its fields are not numbers and it has as many fields as the data
+    rows; blank lines and lines starting with ``#`` are skipped. A line that cannot be read
+    is named by its number in the file.
+    """
+    import re
+
+    where = f"{what} file {str(p)!r}"
+    text = p.read_text(encoding="utf-8-sig")  # (a byte-order mark, as spreadsheets write)
+    lines = [
+        (i, ln)
+        for i, ln in enumerate(text.splitlines(), start=1)
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     if not lines:
-        raise InputError(f"{what} file {str(p)!r} is empty")
+        raise InputError(f"{where} is empty")
+    separators = {",": "commas", ";": "semicolons", "\t": "tabs", None: "blanks"}
 
-    def numbers(line):
-        return [float(v) for v in line.split(",")]
+    def fields(line: str, sep) -> list[str]:
+        return line.split() if sep is None else line.split(sep)
 
-    try:
-        numbers(lines[0])
-        start = 0
-    except ValueError:
-        start = 1  # a header line
-    rows = []
-    for i, line in enumerate(lines[start:], start=start + 1):
+    def numeric(values: list[str]) -> bool:
         try:
-            rows.append(numbers(line))
+            [float(v) for v in values]
         except ValueError:
+            return False
+        return True
+
+    def splits(line: str, sep) -> bool:  # into two numbers or more
+        values = fields(line, sep)
+        return len(values) >= 2 and numeric(values)
+
+    sample = [ln for _, ln in (lines[1:21] or lines[:1])]  # data rows (the first may not be)
+    score = {sep: sum(splits(ln, sep) for ln in sample) for sep in separators}
+    sep = max(separators, key=lambda s: score[s])  # the first of the best, in order
+    if score[sep] == 0:  # no row reads: split on the separator the rows hold (to say where)
+        present = [s for s in ("\t", ";", ",") if all(s in ln for ln in sample)]
+        sep = present[0] if present else None
+    counts = [len(fields(ln, sep)) for ln in sample]
+    width = max(set(counts), key=counts.count)
+    kind = f"{width} numbers separated by {separators[sep]}" if width > 1 else "one number"
+
+    def read(i: int, line: str) -> list[float]:
+        values = fields(line, sep)
+        if len(values) != width:
+            plural = "s" if len(values) != 1 else ""
             raise InputError(
-                f"{what} file {str(p)!r}, line {i}: non-numeric entry in {line.strip()[:60]!r}"
-            ) from None
+                f"{where}, line {i} has {len(values)} field{plural}, expected {width} "
+                f"({kind} on each line, or a header naming the {width} columns)"
+            )
+        for v in values:
+            try:
+                float(v)
+            except ValueError:
+                comma = re.fullmatch(r"\s*[-+]?\d*,\d+\s*", v)
+                hint = " (a decimal comma? write 1.5, not 1,5)" if comma else ""
+                raise InputError(
+                    f"{where}, line {i}: non-numeric entry {v.strip()[:30]!r}{hint}; expected "
+                    f"{kind}"
+                ) from None
+        return [float(v) for v in values]
+
+    first = fields(lines[0][1], sep)
+    header = len(first) == width and not numeric(first)
+    rows = [read(i, line) for i, line in lines[1 if header else 0 :]]
     if not rows:
-        raise InputError(f"{what} file {str(p)!r} has a header but no data rows")
-    widths = {len(r) for r in rows}
-    if len(widths) > 1:
-        raise InputError(f"{what} file {str(p)!r}: rows have different lengths {sorted(widths)}")
+        raise InputError(f"{where} has a header but no data rows")
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -265,15 +310,17 @@ def _target_rows(spec: str, dim: int) -> np.ndarray:
 def target_from_record(record: dict, base: str | Path | None = None) -> Target:
     """Rebuild a target from its record (written by :func:`mongeflow.mapping.target_record`).
 
-    ``{"kind": "gaussian", "dim", "mean", "cov"}`` (without mean and cov: standard normal),
-    ``{"kind": "python", "dim", "file", "name"}`` (optionally ``log_normaliser``,
-    ``convexity``) or ``{"kind": "samples", "dim", "file"}`` (a target known by samples,
-    their rows in the ``.npy`` file ``file``, relative to ``base``, the saved map's
-    directory).
+    ``{"kind": "gaussian", "dim", "mean", "cov"}`` (without mean and cov: standard normal)
+    or ``{"kind": "samples", "dim", "file"}`` (a target known by samples, their rows in the
+    ``.npy`` file ``file`` inside ``base``, the saved map's directory, checked against the
+    record's ``sha256`` when it has one). A record of a potential V read from a Python file
+    (``"kind": "python"``) is refused: a record is data, and rebuilding V would run the
+    code it names; give that target explicitly (:func:`parse_target`).
 
     Raises:
-        InputError: an unknown record, a Python file that is gone or fails to import, or a
-            samples file that is gone, unreadable or not ``[n, dim]`` finite numbers.
+        InputError: an unknown or damaged record, a Python target, or a samples file that is
+            gone, outside ``base``, changed since it was saved, unreadable or not
+            ``[n, dim]`` finite numbers.
     """
     try:
         return _target_from_record(record, base)
@@ -287,11 +334,24 @@ def target_from_record(record: dict, base: str | Path | None = None) -> Target:
 
 
 def _target_from_record(record: dict, base: str | Path | None) -> Target:
+    from mongeflow.files import confined, sha256
+
     kind = record.get("kind")
     if kind == "samples":
-        file = Path(record["file"])
-        if base is not None and not file.is_absolute():
-            file = Path(base) / file
+        if base is None:
+            raise InputError("a target record of samples needs the saved map's folder (base)")
+        try:
+            file = confined(base, record["file"], "target samples file")
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        if not file.is_file():
+            raise InputError(f"target samples file {str(file)!r} does not exist")
+        digest = record.get("sha256")
+        if digest is not None and sha256(file) != digest:
+            raise InputError(
+                f"target samples file {str(file)!r} has changed since the map was saved "
+                "(its SHA-256 differs from the one in map.json)"
+            )
         rows = load_array(file, "target samples")
         if rows.shape[1] != int(record["dim"]):
             raise InputError(
@@ -304,13 +364,10 @@ def _target_from_record(record: dict, base: str | Path | None) -> Target:
             return Gaussian(np.asarray(record["mean"]), np.asarray(record["cov"]))
         return Gaussian.standard(int(record["dim"]))
     if kind == "python":
-        file, name = record["file"], record["name"]
-        return PotentialTarget(
-            _load_function(file, name),
-            int(record["dim"]),
-            log_normaliser=record.get("log_normaliser"),
-            convexity=record.get("convexity"),
-            origin=(file, name),
+        raise InputError(
+            f"the target is the function {record.get('name')!r} of the Python file "
+            f"{record.get('file')!r}: a saved record never makes mongeflow import code; give "
+            f"the target explicitly ({record.get('file')}:{record.get('name')})"
         )
     raise InputError(f"unknown target record {json.dumps(record)[:100]}")
 
@@ -351,13 +408,18 @@ def _load_function(file: str, name: str):
 def check_potential(target: Target, dim: int, data: np.ndarray | None, spec: str) -> float | None:
     """Check a user's V at the data: it accepts [d], returns a finite scalar, is convex.
 
-    Returns the smallest Hessian eigenvalue found (or None without data). Raises
-    :class:`InputError` when V fails, or when it is clearly not convex (eigenvalue below
-    −1e-3 · the largest); warns when it is only slightly negative.
-    """
-    import warnings
+    V and its gradient must be finite at every row checked: the first 256 rows of ``data``
+    and others drawn with a fixed seed, 4096 rows in all (every row of smaller data). The
+    Hessian is checked at 256 rows drawn with a fixed seed (fewer in high dimension: at most
+    2^26 Hessian entries in all). V runs vmapped over blocks of rows, so memory stays
+    bounded whatever the number of rows.
 
-    points = np.zeros((1, dim)) if data is None else data[: min(len(data), 256)]
+    Returns the smallest Hessian eigenvalue found (or None without data). Raises
+    :class:`InputError` when V fails, is not finite (the data row said), or is clearly not
+    convex (eigenvalue below −1e-3 · the largest); warns when it is only slightly negative.
+    """
+    dtype = jnp.zeros(()).dtype
+    points = np.zeros((1, dim)) if data is None else np.asarray(data)
     try:
         out = jax.eval_shape(target.potential, jnp.zeros(dim))
     except Exception as err:
@@ -371,20 +433,56 @@ def check_potential(target: Target, dim: int, data: np.ndarray | None, spec: str
     from jax.experimental import checkify
 
     err, _ = checkify.checkify(target.potential, errors=checkify.index_checks)(
-        jnp.asarray(points[0], dtype=jnp.zeros(()).dtype)
+        jnp.asarray(points[0], dtype=dtype)
     )
     if err.get() is not None:
         raise InputError(
             f"target {spec!r}: V indexes beyond a point of dimension {dim} (the data's): "
             f"{err.get().splitlines()[0][:160]}"
         )
-    values = np.asarray(jax.vmap(target.potential)(jnp.asarray(points)))
-    if not np.all(np.isfinite(values)):
-        i = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise InputError(f"target {spec!r}: V is not finite at data row {i} (V = {values[i]})")
+
+    def rows(count: int, seed: int, first: int = 0) -> np.ndarray:
+        """``count`` row numbers (all when there are fewer): the first ``first``, the others
+        drawn with ``seed``; in order."""
+        n = len(points)
+        if n <= count:
+            return np.arange(n)
+        first = min(first, count)
+        drawn = np.random.default_rng(seed).choice(n - first, count - first, replace=False)
+        return np.concatenate([np.arange(first), np.sort(drawn) + first])
+
+    def evaluate(fn, at: np.ndarray, block: int):
+        """``fn`` at the rows ``at`` of ``points``, vmapped over blocks of ``block`` rows
+        (the last one padded, so one program serves all), as numpy arrays."""
+        block = max(1, min(block, len(at)))
+        batched = jax.jit(jax.vmap(fn))
+        parts = []
+        for start in range(0, len(at), block):
+            chunk = points[at[start : start + block]]
+            padded = np.concatenate([chunk, np.repeat(chunk[:1], block - len(chunk), axis=0)])
+            parts.append(jax.tree_util.tree_map(np.asarray, batched(jnp.asarray(padded, dtype))))
+        joined = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
+        return jax.tree_util.tree_map(lambda a: a[: len(at)], joined)  # without the padding
+
+    def refuse_nonfinite(values: np.ndarray, at: np.ndarray, what: str) -> None:
+        bad = ~np.isfinite(values.reshape(len(at), -1)).all(axis=1)
+        if bad.any():
+            i = int(at[np.argmax(bad)])
+            x = ", ".join(f"{v:.4g}" for v in points[i][:4]) + (", …" if dim > 4 else "")
+            raise InputError(
+                f"target {spec!r}: {what} is not finite at data row {i} (0-based; the point "
+                f"[{x}]); V must be finite, with a finite gradient, wherever the data lie"
+            )
+
+    checked = rows(4096, seed=0, first=256)
+    values, grads = evaluate(jax.value_and_grad(target.potential), checked, block=512)
+    refuse_nonfinite(values, checked, "V")
+    refuse_nonfinite(grads, checked, "the gradient of V")
     if data is None:
         return None
-    hess = jax.vmap(jax.hessian(target.potential))(jnp.asarray(points))
+    checked = rows(min(256, max(1, 2**26 // dim**2)), seed=1)
+    hess = evaluate(jax.hessian(target.potential), checked, block=max(1, 2**22 // dim**2))
+    refuse_nonfinite(hess, checked, "the Hessian of V")
     eig = np.linalg.eigvalsh(np.asarray(hess, dtype=np.float64))
     low, high = float(eig.min()), float(np.abs(eig).max())
     if low < -1e-3 * max(high, 1e-12):
@@ -442,6 +540,11 @@ def data_problem(
     side centred on its own mean, z = (x − m)/s, w = (y − m1)/s (``target_shift`` = m1); the
     learnt map is then T(x) = m1 + s ∇φ(z), still a Brenier map.
 
+    A column with one value in every training row gets a :class:`DataWarning`: the data
+    have no spread along it, so no map can spread them there. The fit computes in JAX's
+    default float type (float32 unless ``jax_enable_x64`` is on): data, means and scales
+    that it cannot hold (beyond ±3.4e38, or a scale below 1.2e-38, in float32) are refused.
+
     Args:
         data: samples ``[n, d]`` (checked by :func:`check_samples`).
         target: a specification for :func:`parse_target` (its V is checked at the
@@ -463,8 +566,9 @@ def data_problem(
         InputError: bad data or target samples (NaN/inf, the row and column said),
             samples that are all equal (with ``standardize``; with ``per_feature``, a column
             whose values are all equal), a bad target specification,
-            a target whose dimension is not the data's, or a validation fraction that
-            leaves too few rows.
+            a target whose dimension is not the data's, a validation fraction that
+            leaves too few rows, or numbers beyond the range of the float type the fit
+            computes in (the column said).
 
     Example:
         >>> import numpy as np
@@ -480,6 +584,35 @@ def data_problem(
         )
     data = check_samples(data, name)
     n, d = data.shape
+    dtype = jnp.zeros(()).dtype  # what the fit computes in: float32 unless jax_enable_x64
+    limit, tiny = float(jnp.finfo(dtype).max), float(jnp.finfo(dtype).tiny)
+    advice = (
+        "compute in float64 (--float64; in Python, jax.config.update('jax_enable_x64', "
+        "True)) or rescale the data"
+        if dtype == jnp.float32
+        else "rescale the data"
+    )
+
+    def in_range(values, says: str) -> None:
+        """Refuse numbers that ``dtype`` cannot hold; ``says`` names the first (``{column}``,
+        ``{value}``)."""
+        if values is None:
+            return
+        a = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        bad = ~(np.abs(a) <= limit)  # NaN too (a mean or spread that overflowed float64)
+        if bad.any():
+            where = tuple(np.argwhere(bad)[0])
+            raise InputError(
+                f"{says.format(column=int(where[-1]), value=a[where])}, beyond the "
+                f"{np.dtype(dtype).name} range (±{limit:.3g}) in which the fit computes; {advice}"
+            )
+
+    in_range(data, f"{name}: column {{column}} has a value {{value:.3g}}")
+    says_scale = (
+        f"{name}: the scale of column {{column}} is {{value:.3g}}"
+        if per_feature
+        else f"{name}: the overall scale is {{value:.3g}}"
+    )
     raw_train, raw_held = train, held = _split(data, validation, seed, name)
     shift, scale = None, 1.0
     if standardize:
@@ -514,6 +647,8 @@ def data_problem(
                 DataWarning,
                 stacklevel=2,
             )
+        in_range(shift, f"{name}: the mean of column {{column}} is {{value:.3g}}")
+        in_range(scale, says_scale)
         train = (train - shift) / np.asarray(scale)
         held = None if held is None else (held - shift) / scale
     rows = None  # the rows of a target known by samples, in float64 until standardised
@@ -532,9 +667,9 @@ def data_problem(
         )
     elif isinstance(target, EmpiricalTarget):
         rows = check_samples(np.asarray(target.data), "target samples")
-    dtype = jnp.zeros(()).dtype
     held_target, target_shift = None, None
     if rows is not None:
+        in_range(rows, "target samples: column {column} has a value {value:.3g}")
         rows_held = None
         if validation > 0:
             rows, rows_held = _split(rows, validation, seed + 1, "target samples")
@@ -558,6 +693,34 @@ def data_problem(
             rows = (rows - target_shift) / s
             rows_held = None if rows_held is None else (rows_held - target_shift) / s
         target, held_target = EmpiricalTarget(jnp.asarray(rows, dtype)), rows_held
+    if standardize:
+        in_range(target_shift, "target samples: the mean of column {column} is {value:.3g}")
+        in_range(scale, says_scale)
+        if (small := np.atleast_1d(scale) < tiny).any():
+            column = int(np.argmax(small))
+            raise InputError(
+                says_scale.format(column=column, value=np.atleast_1d(scale)[column])
+                + f", below the smallest normal {np.dtype(dtype).name} number ({tiny:.3g}); "
+                + advice
+            )
+    for values, side in ((train, name), (held, name), (rows, "target samples")):
+        in_range(values, f"{side}: column {{column}}, standardised, reaches {{value:.3g}}")
+    flat = np.flatnonzero(np.all(raw_train == raw_train[0], axis=0))
+    if flat.size:
+        values = ", ".join(f"{raw_train[0, j]:g}" for j in flat)
+        which = (
+            f"column {int(flat[0])} has the same value ({values})"
+            if flat.size == 1
+            else f"columns {', '.join(str(int(j)) for j in flat)} each have one value ({values})"
+        )
+        warnings.warn(
+            f"{name}: {which} in every training row: the data have no spread along "
+            f"{'it' if flat.size == 1 else 'them'}, so the map there is undetermined (no map "
+            "spreads one value over the target's range); drop such a column if it carries "
+            "no information",
+            DataWarning,
+            stacklevel=2,
+        )
     return Problem(
         name,
         EmpiricalSource(jnp.asarray(train, dtype)),

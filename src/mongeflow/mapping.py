@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mongeflow.io import InputError, target_from_record
+from mongeflow.files import atomic_write, sha256, write_json
+from mongeflow.io import InputError, parse_target, target_from_record
 from mongeflow.maps import ICNN, AffinePotential, Potential
 from mongeflow.maps.monge import MongeMap
 from mongeflow.problems.base import EmpiricalTarget, Gaussian, PotentialTarget, Target
@@ -50,6 +52,7 @@ __all__ = [
     "FORMAT_TARGET_STANDARDIZED",
     "TARGET_SAMPLES_FILE",
     "MongeMap",
+    "TargetNotLoaded",
     "load",
     "potential_config",
     "potential_skeleton",
@@ -126,11 +129,13 @@ def target_record(target: Target | None) -> dict | None:
             "cov": np.asarray(target.cov).tolist(),
         }
     if isinstance(target, PotentialTarget) and target.origin is not None:
+        file = Path(os.path.abspath(target.origin[0]))
         record = {
             "kind": "python",
             "dim": target.dim,
-            "file": target.origin[0],
+            "file": str(file),
             "name": target.origin[1],
+            "sha256": sha256(file) if file.is_file() else None,
         }
         for key in ("log_normaliser", "convexity"):
             value = getattr(target, key)
@@ -182,18 +187,23 @@ def save(m: MongeMap, path: str | Path, info: dict | None = None) -> Path:
     }
     if m.target_shift is not None:
         meta["target_shift"] = np.asarray(m.target_shift).tolist()
-    text = json.dumps(meta, indent=2, default=_jsonable) + "\n"
+    json.dumps(meta, default=_jsonable)  # fails here, before any file is replaced
     path.mkdir(parents=True, exist_ok=True)
-    eqx.tree_serialise_leaves(path / "map.eqx", m.potential)
+    # each file is replaced atomically, map.json last: it records the others' SHA-256, so a
+    # save cut between two files is detected by load instead of mixing two maps
+    atomic_write(path / "map.eqx", lambda f: eqx.tree_serialise_leaves(f, m.potential))
+    meta["map_sha256"] = sha256(path / "map.eqx")
     samples = path / TARGET_SAMPLES_FILE
     if isinstance(m.target, EmpiricalTarget):  # in the user's units: y = m1 + s w
         rows = np.asarray(m.target.data, dtype=np.float64)
         if m.target_shift is not None:
             rows = np.asarray(m.target_shift, np.float64) + np.asarray(m.scale, np.float64) * rows
-        np.save(samples, rows.astype(np.asarray(m.target.data).dtype))
+        rows = rows.astype(np.asarray(m.target.data).dtype)
+        atomic_write(samples, lambda f: np.save(f, rows, allow_pickle=False))
+        meta["target"]["sha256"] = sha256(samples)
     elif samples.is_file():  # a previous map's, in the same directory
         samples.unlink()
-    (path / "map.json").write_text(text)
+    write_json(path / "map.json", meta, default=_jsonable)
     return path
 
 
@@ -214,25 +224,38 @@ def _read_meta(path: Path) -> dict:
     return meta
 
 
-def load(path: str | Path, target: Target | None = None) -> MongeMap:
+class TargetNotLoaded(UserWarning):
+    """A saved map's target was not rebuilt: it is Python code, or it was not saved."""
+
+
+def load(path: str | Path, target: Target | str | None = None) -> MongeMap:
     """Read a map written by :func:`save` (or ``mongeflow fit``).
+
+    Loading never runs code: a target that is a potential V read from a Python file is
+    recorded in ``map.json`` by the file's absolute path, its SHA-256 and the function's
+    name, and it is imported only when given here (``target="FILE.py:NAME"``; a file whose
+    contents differ from the recorded ones gets a warning). The map itself (transport,
+    inverse) never needs it.
 
     Args:
         path: the map's directory.
-        target: γ, overriding the saved record; needed for :meth:`MongeMap.log_density` and
-            :meth:`MongeMap.sample` when the target was not saved. Target samples
-            (``target.npy``, or an :class:`~mongeflow.problems.EmpiricalTarget` given here)
-            are in the user's units; for a map whose target is standardised
+        target: γ, overriding the saved record: a :class:`~mongeflow.problems.Target` or a
+            specification of :func:`mongeflow.io.parse_target` (``"FILE.py:NAME"``,
+            ``"gaussian"``, ``"samples:FILE"``); needed for :meth:`MongeMap.log_density` and
+            :meth:`MongeMap.sample` when the target is Python code or was not saved. Target
+            samples (``target.npy``, or an :class:`~mongeflow.problems.EmpiricalTarget`
+            given here) are in the user's units; for a map whose target is standardised
             (``target_shift`` saved) they are posed in φ's output coordinates
             w = (y − target_shift)/scale, as :class:`MongeMap` holds them.
 
     Raises:
         InputError: ``path`` is not a saved map, ``map.json`` is not valid JSON or of an
-            unknown format, ``map.eqx`` is truncated or does not match, or the saved target
-            cannot be rebuilt (its file is gone or unreadable: give ``target=``).
+            unknown format, ``map.eqx`` is truncated, does not match, or comes from another
+            save than ``map.json``, or the saved target cannot be rebuilt (its file is gone,
+            changed or outside the map's folder: give ``target=``).
 
     Warns:
-        UserWarning: the target was not saved and none is given.
+        TargetNotLoaded: the target is Python code or was not saved, and none is given.
     """
     path = Path(path)
     meta = _read_meta(path)
@@ -244,16 +267,37 @@ def load(path: str | Path, target: Target | None = None) -> MongeMap:
             f"{str(path / 'map.json')!r}: cannot rebuild the potential from its description: "
             f"{type(err).__name__}: {err}"
         ) from None
+    digest = meta.get("map_sha256")
+    if digest is not None and sha256(leaves) != digest:
+        raise InputError(
+            f"{str(leaves)!r} is not the one {str(path / 'map.json')!r} was saved with (its "
+            "SHA-256 differs): the two files come from different saves, e.g. a save that "
+            "was interrupted; save the map again"
+        )
     try:
         potential = eqx.tree_deserialise_leaves(leaves, skeleton)
     except Exception as err:  # a truncated or mismatched file
         raise InputError(f"cannot read {str(leaves)!r}: {err}") from None
     record = meta.get("target")
-    if target is None and record is not None:
-        if record.get("kind") == "unsaved":
+    if isinstance(target, str):
+        target = _explicit_target(target, record, int(skeleton_dim(meta)))
+    elif target is None and record is not None:
+        if record.get("kind") in ("unsaved", "python"):
+            what = (
+                f"is the function {record.get('name')!r} of {record.get('file')!r}, Python "
+                "code, never imported by load"
+                if record.get("kind") == "python"
+                else f"({record.get('type')}) was not saved with it"
+            )
+            how = (
+                f"'{record.get('file')}:{record.get('name')}'"
+                if record.get("kind") == "python"
+                else "..."
+            )
             warnings.warn(
-                f"{str(path)!r}: the map's target ({record.get('type')}) was not saved with "
-                "it; log_density and sample need it: load(path, target=...)",
+                f"{str(path)!r}: the map's target {what}; log_density and sample need it: "
+                f"load(path, target={how})",
+                TargetNotLoaded,
                 stacklevel=2,
             )
         else:
@@ -278,6 +322,45 @@ def load(path: str | Path, target: Target | None = None) -> MongeMap:
         )
         target = EmpiricalTarget(rows.astype(np.asarray(target.data).dtype))
     return MongeMap(potential, meta["shift"], meta["scale"], target, target_shift=target_shift)
+
+
+def skeleton_dim(meta: dict) -> int:
+    """The dimension d recorded in ``map.json``."""
+    return int(meta["potential"]["dim"])
+
+
+def target_record_of(path: str | Path) -> dict | None:
+    """The target record in a saved map's ``map.json`` (``None`` when there is none)."""
+    return _read_meta(Path(path)).get("target")
+
+
+def _explicit_target(spec: str, record: dict | None, dim: int) -> Target:
+    """The target ``spec`` names (:func:`mongeflow.io.parse_target`), given by the user; a
+    Python file whose contents differ from those the map was saved with gets a warning."""
+    target = parse_target(spec, dim)
+    if not (
+        isinstance(target, PotentialTarget)
+        and target.origin is not None
+        and record is not None
+        and record.get("kind") == "python"
+    ):
+        return target
+    if record.get("sha256") and sha256(target.origin[0]) != record["sha256"]:
+        warnings.warn(
+            f"{target.origin[0]!r} differs from the file the map was trained with "
+            f"({record.get('file')!r}, SHA-256 {record['sha256'][:12]}…): the map was not "
+            "fitted to this V",
+            stacklevel=3,
+        )
+        return target
+    # the same V: the saved log normaliser and convexity come back with it
+    return PotentialTarget(
+        target.potential_fn,
+        dim,
+        log_normaliser=record.get("log_normaliser"),
+        convexity=record.get("convexity"),
+        origin=target.origin,
+    )
 
 
 def read_info(path: str | Path) -> dict:

@@ -12,9 +12,10 @@ schedule. Nothing else in the library needs to know about it.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
+if TYPE_CHECKING:
+    import jax
 
 SCHEDULER_FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
 
@@ -37,4 +38,6 @@ def after(a: jax.Array, b: jax.Array) -> jax.Array:
     dependency does. The added term is ``min(|Σb|, 0) = 0`` (NaN when ``b`` is not finite,
     which the driver's finiteness guard reports anyway).
     """
+    import jax.numpy as jnp  # here: importing this module (and mongeflow) stays light
+
     return a + jnp.minimum(jnp.abs(jnp.sum(b)), 0.0).astype(a.dtype)

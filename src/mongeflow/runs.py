@@ -10,6 +10,7 @@ and ``state.eqx`` (the training state), and when the fit ends the best seed's ma
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -19,8 +20,23 @@ import numpy as np
 from mongeflow import __version__ as _version
 from mongeflow.auto import choose, choose_divergence, configure_divergence
 from mongeflow.divergences import DIVERGENCES
+from mongeflow.files import (
+    LOCK_FILE,
+    TEMPORARY_PREFIX,
+    ReadError,
+    atomic_write,
+    read_json,
+    sha256,
+    write_json,
+)
 from mongeflow.fit import Callback, FitResult, FitState, Run, default_batch_size
-from mongeflow.io import check_batch_size, data_problem, gaussian_source_problem, load_array
+from mongeflow.io import (
+    check_batch_size,
+    data_problem,
+    gaussian_source_problem,
+    load_array,
+    split_array_spec,
+)
 from mongeflow.mapping import save
 from mongeflow.maps import default_potential
 from mongeflow.maps.default import auto_widths
@@ -139,6 +155,11 @@ def setting_options() -> tuple[dict, dict]:
 
 
 RUN_FORMAT = "mongeflow-run/1"
+#: the checkpoint: one file, replaced atomically (see :meth:`Checkpoint.save`)
+CHECKPOINT_FILE = "checkpoint.bin"
+CHECKPOINT_MAGIC = b"mongeflow-checkpoint/1\n"
+#: an older version's checkpoint, a pair of files (still read)
+LEGACY_CHECKPOINT = ("checkpoint.json", "state.eqx")
 #: files and folders a run writes (removed by ``--overwrite``)
 RUN_FILES = (
     "run.json",
@@ -147,8 +168,8 @@ RUN_FILES = (
     "target.npy",
     "metrics.json",
     "history.csv",
-    "checkpoint.json",
-    "state.eqx",
+    CHECKPOINT_FILE,
+    *LEGACY_CHECKPOINT,
     "pushforward.png",
     "history.png",
     "displacement.png",
@@ -186,9 +207,10 @@ def differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
 
 
 class Checkpoint(Callback):
-    """A :func:`~mongeflow.fit.fit` callback writing ``state.eqx`` and ``checkpoint.json``
+    """A :func:`~mongeflow.fit.fit` callback writing the training state, ``checkpoint.bin``,
     into ``path`` every ``every`` steps (default: at each history record), at the end and on
-    Ctrl-C; with ``resume=True`` the fit starts from the state found there.
+    Ctrl-C; with ``resume=True`` the fit starts from the state found there (from the start
+    when there is none yet: a run stopped before its first checkpoint).
 
     A resumed fit continues exactly as an uninterrupted one would (same map, bit for bit);
     ``steps`` is the total, so a finished fit can also be extended. Resuming with another
@@ -213,15 +235,14 @@ class Checkpoint(Callback):
             self.save(run, state)
 
     def on_end(self, run: Run, state: FitState, interrupted: bool) -> None:
-        if state.step > self.saved_at or not (self.path / "checkpoint.json").is_file():
+        if state.step > self.saved_at or not self.exists():
             self.save(run, state)
 
     def save(self, run: Run, state: FitState) -> None:
+        """Write the state as one file, ``checkpoint.bin``, replaced atomically: a process
+        killed at any moment leaves the previous checkpoint or this one, never a mix."""
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / "state.eqx.tmp"
         best = state.potentials if state.best is None else state.best
-        eqx.tree_serialise_leaves(tmp, (state.potentials, state.states, state.alive, best))
-        tmp.replace(self.path / "state.eqx")  # atomic: a crash mid-write keeps the last one
         meta = {
             "step": int(state.step),
             "run": run_record(run),
@@ -230,45 +251,97 @@ class Checkpoint(Callback):
             "best_value": None if state.best is None else np.asarray(state.best_value).tolist(),
             "best_step": None if state.best is None else np.asarray(state.best_step).tolist(),
             "early_stop": None if state.early_stop is None else state.early_stop.tolist(),
+            "stop_reason": state.stop_reason,
         }
-        (self.path / "checkpoint.json").write_text(json.dumps(meta))
+        header = json.dumps(meta).encode()
+
+        def write(f):
+            f.write(CHECKPOINT_MAGIC + len(header).to_bytes(8, "little") + header)
+            eqx.tree_serialise_leaves(f, (state.potentials, state.states, state.alive, best))
+
+        atomic_write(self.path / CHECKPOINT_FILE, write)
+        for name in LEGACY_CHECKPOINT:  # an older version's pair, now stale
+            (self.path / name).unlink(missing_ok=True)
         self.saved_at = state.step
 
+    def exists(self) -> bool:
+        return (self.path / CHECKPOINT_FILE).is_file() or all(
+            (self.path / name).is_file() for name in LEGACY_CHECKPOINT
+        )
+
+    def meta(self) -> dict | None:
+        """The record of the checkpoint in :attr:`path` (``step``, ``run``, ``history``, ...)
+        without its arrays, or ``None`` when there is no checkpoint."""
+        if not self.exists():
+            return None
+        if not (self.path / CHECKPOINT_FILE).is_file():
+            return read_json(self.path / "checkpoint.json", "checkpoint")
+        with open(self.path / CHECKPOINT_FILE, "rb") as f:
+            head = f.read(len(CHECKPOINT_MAGIC) + 8)
+            if not head.startswith(CHECKPOINT_MAGIC):
+                raise ReadError(f"{str(self.path / CHECKPOINT_FILE)!r} is not a checkpoint")
+            return json.loads(f.read(int.from_bytes(head[len(CHECKPOINT_MAGIC) :], "little")))
+
+    def _read(self, template: tuple) -> tuple[dict, tuple]:
+        """``(meta, leaves)`` of the checkpoint in :attr:`path` (or an older version's
+        ``checkpoint.json`` + ``state.eqx`` pair)."""
+        where = str(self.path / CHECKPOINT_FILE)
+        remedy = (
+            "the checkpoint is damaged: start the run again with --overwrite (or from a copy "
+            "of the run directory)"
+        )
+        if not (self.path / CHECKPOINT_FILE).is_file():  # an older version's pair
+            meta = read_json(self.path / "checkpoint.json", "checkpoint", remedy)
+            try:
+                return meta, eqx.tree_deserialise_leaves(self.path / "state.eqx", template)
+            except Exception as err:
+                raise ReadError(
+                    f"the checkpoint in {str(self.path)!r} does not match this map: {err}"
+                ) from None
+        with open(self.path / CHECKPOINT_FILE, "rb") as f:
+            head = f.read(len(CHECKPOINT_MAGIC) + 8)
+            if len(head) < len(CHECKPOINT_MAGIC) + 8 or not head.startswith(CHECKPOINT_MAGIC):
+                raise ReadError(f"{where} is not a mongeflow checkpoint; {remedy}")
+            size = int.from_bytes(head[len(CHECKPOINT_MAGIC) :], "little")
+            try:
+                meta = json.loads(f.read(size))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ReadError(f"{where}: its record is not JSON ({err}); {remedy}") from None
+            try:
+                leaves = eqx.tree_deserialise_leaves(f, template)
+            except Exception as err:
+                raise ReadError(f"the checkpoint {where} does not match this map: {err}") from None
+        return meta, leaves
+
     def load(self, run: Run, template: FitState) -> FitState:
-        meta_file, leaves = self.path / "checkpoint.json", self.path / "state.eqx"
-        if not meta_file.is_file() or not leaves.is_file():
-            raise ValueError(
-                f"{str(self.path)!r} holds no checkpoint (checkpoint.json and state.eqx)"
-            )
-        meta = json.loads(meta_file.read_text())
+        if not self.exists():  # stopped before its first checkpoint: it starts afresh
+            return template
+        shapes = (template.potentials, template.states, template.alive, template.potentials)
+        meta, (potentials, states, alive, best) = self._read(shapes)
         changed = differences(meta["run"], run_record(run))
         if changed:
             raise ValueError(
                 f"the checkpoint in {str(self.path)!r} was made with other settings: "
                 + "; ".join(changed)
             )
-        try:
-            potentials, states, alive, best = eqx.tree_deserialise_leaves(
-                leaves, (template.potentials, template.states, template.alive, template.potentials)
-            )
-        except Exception as err:
-            raise ValueError(
-                f"the checkpoint in {str(self.path)!r} does not match this map: {err}"
-            ) from None
         history = {k: [np.asarray(r) for r in v] for k, v in meta["history"].items()}
         history["step"] = [int(v) for v in meta["history"]["step"]]
         step = int(meta["step"])
         if step > run.steps:
             raise ValueError(f"the checkpoint is at step {step}, beyond steps={run.steps}")
         stopped_at = np.asarray(meta["stopped_at"])
+        reasons = meta.get("stop_reason")
         if meta.get("best_value") is None:
-            return FitState(potentials, states, alive, step, stopped_at, history)
+            return FitState(
+                potentials, states, alive, step, stopped_at, history, stop_reason=reasons
+            )
         best_value = np.asarray(meta["best_value"], dtype=float)
         best_step = np.asarray(meta["best_step"], dtype=int)
         early = meta.get("early_stop")
         return FitState(
             *(potentials, states, alive, step, stopped_at, history),
             *(best, best_value, best_step, None if early is None else np.asarray(early)),
+            stop_reason=reasons,
         )
 
 
@@ -282,23 +355,25 @@ def _jsonable(v):
 
 def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dict:
     """The settings of a ``mongeflow fit`` run: the given options over the defaults, or,
-    with ``resume``, over the settings stored in ``out/run.json``.
+    with ``resume``, over the settings stored in ``out/run.json``. Nothing is written.
+
+    The files a run reads (``--source``, the target's) are recorded by absolute path, and
+    their contents by SHA-256 (``inputs``): a resumed run reads the same files wherever it
+    is resumed from, and refuses them if their contents changed. A target ``FILE.py:NAME``
+    is code: a resumed run imports it only when ``--target`` names it again.
 
     Raises:
         ValueError: ``out`` is not a directory; it holds a run and neither ``resume`` nor
-            ``overwrite`` is given; ``resume`` without a run there; a resumed run given a
-            setting other than its own (the differences are listed).
+            ``overwrite`` is given; it holds files but no run; ``resume`` without a run
+            there; a resumed run given a setting other than its own, or whose input files
+            changed or are gone (the differences are listed).
     """
     scheme_opts, divergence_opts = setting_options()
     known = set(FIT_OPTIONS) | set(scheme_opts) | set(divergence_opts)
-    given = {k: v for k, v in args.items() if k in known and v is not None}
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
-    stored_file = out / "run.json"
+    given = absolute_inputs({k: v for k, v in args.items() if k in known and v is not None})
+    check_out(out, resume=resume, overwrite=overwrite)
     if resume:
-        if not stored_file.is_file():
-            raise ValueError(f"--resume: {out} holds no run (start one with `mongeflow fit`)")
-        stored = json.loads(stored_file.read_text())["settings"]
+        stored = read_run(out)["settings"]
         changed = [
             f"--{k.replace('_', '-')} {stored.get(k)!r} -> {v!r}"
             for k, v in given.items()
@@ -310,19 +385,10 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
                 + "; ".join(changed)
                 + " (leave them out to continue it, or start a new run)"
             )
-        return {**stored, **given}
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ValueError(
-                f"--out {out} is not empty; continue its run with --resume, or replace it "
-                "with --overwrite"
-            )
-        for name in RUN_FILES:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        settings = {**stored, **given}
+        _check_ranges(settings, given, scheme_opts, divergence_opts)
+        check_inputs(settings, out, target_given="target" in given)
+        return settings
     settings = {k: v for k, (v, _) in FIT_OPTIONS.items()}
     settings.update(given)
     if settings["source"] is None and settings["target"] != "gaussian":
@@ -340,6 +406,14 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
     for kind, registry in (("scheme", SCHEMES), ("divergence", DIVERGENCES)):
         if settings[kind] != "auto" and settings[kind] not in registry:
             raise ValueError(unknown(kind, settings[kind], [*registry, "auto"]))
+    _check_ranges(settings, given, scheme_opts, divergence_opts)
+    settings["inputs"] = record_inputs(settings)
+    return settings
+
+
+def _check_ranges(settings: dict, given: dict, scheme_opts: dict, divergence_opts: dict) -> None:
+    """Refuse a fit option outside its range, and a given scheme or divergence setting
+    outside the ranges of every value that has it (``build`` checks the one chosen)."""
     if not 0.0 <= settings["validation"] < 0.5:
         raise ValueError(f"--validation must be in [0, 0.5), got {settings['validation']}")
     if settings["patience"] is not None and settings["patience"] < 0:
@@ -350,15 +424,192 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
         ("checkpoint_every", 1),
         ("log_every", 1),
         ("eval_size", 0),
+        ("batch_size", 1),
+        ("widths", 1),  # each of them
     ):
-        if settings[name] is not None and settings[name] < low:
-            raise ValueError(f"--{name.replace('_', '-')} must be ≥ {low}, got {settings[name]}")
+        for value in settings[name] if isinstance(settings[name], list) else [settings[name]]:
+            if value is not None and value < low:
+                raise ValueError(f"--{name.replace('_', '-')} must be ≥ {low}, got {value}")
+    for seed in settings["seed"] if isinstance(settings["seed"], list) else [settings["seed"]]:
+        if not 0 <= seed <= 2**32 - 1:  # a PRNG key holds 32 bits of it
+            raise ValueError(f"--seed must be in [0, {2**32 - 1}], got {seed}")
+    if not 0.0 <= settings["strong_convexity"] < float("inf"):  # NaN too
+        raise ValueError(
+            f"--strong-convexity must be in [0, inf), got {settings['strong_convexity']:g}"
+        )
+    for dest, option in {**scheme_opts, **divergence_opts}.items():
+        if dest in given:  # against every value's range; `build` checks the one chosen
+            option.check(given[dest])
     if settings["dim"] is not None and settings["dim"] > MAX_DIM:
         raise ValueError(
             f"--dim {settings['dim']} is too large: expected 1 to {MAX_DIM} (a fit holds "
             "dense d × d matrices: the map's Jacobian for every sample of a batch)"
         )
-    return settings
+
+
+def read_run(out: Path) -> dict:
+    """The record of the run in ``out`` (``run.json``), checked.
+
+    Raises:
+        ReadError: no run there, or a damaged ``run.json`` (the file is named).
+    """
+    path = out / "run.json"
+    if not path.is_file():
+        raise ReadError(f"--resume: {out} holds no run (start one with `mongeflow fit`)")
+    meta = read_json(
+        path,
+        "the run's settings",
+        "the run cannot be resumed; start it again with --overwrite",
+    )
+    if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
+        raise ReadError(
+            f"{str(path)!r} is not a mongeflow run record (format {RUN_FORMAT!r} expected)"
+        )
+    if not isinstance(meta.get("settings"), dict):
+        raise ReadError(f"{str(path)!r} has no settings: the file is damaged")
+    return meta
+
+
+def _holds_run_data(out: Path) -> bool:
+    """Whether ``out`` holds anything a run computed (a checkpoint or a map)."""
+    return any((out / name).exists() for name in (CHECKPOINT_FILE, *LEGACY_CHECKPOINT, "map.eqx"))
+
+
+def check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an ``--out`` that this fit must not write into (see :func:`fit_settings`).
+
+    A folder holding a run that computed nothing yet (stopped before its first
+    checkpoint) may be started again without ``--overwrite``; ``--overwrite`` replaces
+    only a folder that holds a mongeflow run (``run.json``).
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    if resume:
+        read_run(out)
+        return
+    if not out.is_dir():
+        return
+    entries = [
+        p.name
+        for p in out.iterdir()
+        if p.name != LOCK_FILE and not p.name.startswith(TEMPORARY_PREFIX)
+    ]
+    if not entries:
+        return
+    if "run.json" not in entries:
+        raise ValueError(
+            f"--out {out} holds files but no mongeflow run ({', '.join(sorted(entries)[:4])}"
+            f"{', ...' if len(entries) > 4 else ''}): a fit writes into a new or empty folder, "
+            "and --overwrite replaces only a run"
+        )
+    read_run(out)  # a damaged record is named, not overwritten silently
+    if overwrite or not _holds_run_data(out):
+        return
+    raise ValueError(
+        f"--out {out} holds a run; continue it with --resume, or replace it with --overwrite"
+    )
+
+
+def clear(out: Path) -> None:
+    """Remove a run's files from ``out`` (and temporary files a killed process left)."""
+    for name in RUN_FILES:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+    for leftover in out.glob(f"{TEMPORARY_PREFIX}*"):
+        leftover.unlink(missing_ok=True)
+
+
+def _absolute(spec: str) -> str:
+    """An array specification (``FILE`` or ``FILE.npz:KEY``) with ``FILE`` made absolute."""
+    file, key = split_array_spec(spec)
+    path = os.path.abspath(file)
+    return path if key is None else f"{path}:{key}"
+
+
+def absolute_inputs(settings: dict) -> dict:
+    """``settings`` with the files named by ``source`` and ``target`` made absolute, so that
+    a run means the same files wherever it is resumed from."""
+    out = dict(settings)
+    source, target = out.get("source"), out.get("target")
+    if source is not None and source != "gaussian":
+        out["source"] = _absolute(source)
+    if target is None or target == "gaussian":
+        return out
+    if target.startswith("samples:"):
+        out["target"] = "samples:" + _absolute(target[len("samples:") :])
+    elif target.startswith("gaussian:"):
+        parts = target[len("gaussian:") :].split(",")
+        out["target"] = "gaussian:" + ",".join(os.path.abspath(p) for p in parts)
+    elif ":" in target and target.rsplit(":", 1)[0].endswith(".py"):
+        file, name = target.rsplit(":", 1)
+        out["target"] = f"{os.path.abspath(file)}:{name}"
+    return out
+
+
+def input_files(settings: dict) -> list[Path]:
+    """The files a run reads: its ``source`` and its target's (samples, a Gaussian's mean and
+    covariance, the Python file of V)."""
+    files = []
+    source, target = settings.get("source"), settings.get("target") or "gaussian"
+    if source is not None and source != "gaussian":
+        files.append(split_array_spec(source)[0])
+    if target.startswith("samples:"):
+        files.append(split_array_spec(target[len("samples:") :])[0])
+    elif target.startswith("gaussian:"):
+        files += [Path(p) for p in target[len("gaussian:") :].split(",")]
+    elif ":" in target and target.rsplit(":", 1)[0].endswith(".py"):
+        files.append(Path(target.rsplit(":", 1)[0]))
+    return files
+
+
+def python_target(settings: dict) -> str | None:
+    """The file of a target ``FILE.py:NAME`` (code), or ``None``."""
+    target = settings.get("target") or "gaussian"
+    if ":" in target and target.rsplit(":", 1)[0].endswith(".py"):
+        return target.rsplit(":", 1)[0]
+    return None
+
+
+def record_inputs(settings: dict) -> dict[str, str]:
+    """``absolute path -> SHA-256`` of each input file that exists (a missing one is
+    reported when the problem is built)."""
+    return {str(p): sha256(p) for p in input_files(settings) if p.is_file()}
+
+
+def check_inputs(settings: dict, out: Path, *, target_given: bool) -> None:
+    """Refuse to resume a run whose input files are gone or changed, and a run whose target
+    is Python code unless ``--target`` names it again (a run directory never makes mongeflow
+    import code by itself)."""
+    files = input_files(settings)
+    recorded = settings.get("inputs")
+    if files and recorded is None:
+        raise ValueError(
+            f"--resume: the run in {out} did not record the contents of its input files "
+            "(it was started by an older mongeflow), so resuming it cannot be checked to use "
+            "the same data; start a new run"
+        )
+    problems = []
+    for path, digest in (recorded or {}).items():
+        if not Path(path).is_file():
+            problems.append(f"{path} is gone")
+        elif sha256(path) != digest:
+            problems.append(f"{path} has changed since the run started")
+    if problems:
+        raise ValueError(
+            f"--resume: the run in {out} was started on other data: "
+            + "; ".join(problems)
+            + " (resume it with the same files, or start a new run)"
+        )
+    code = python_target(settings)
+    if code is not None and not target_given:
+        raise ValueError(
+            f"--resume: the run's target is the Python file {code}, and a run directory never "
+            "makes mongeflow run code by itself: to continue, name it again with --target "
+            f"{settings['target']}"
+        )
 
 
 def build(settings: dict):
@@ -419,15 +670,24 @@ def _problem(settings: dict):
     return get_problem(settings["problem"], dim=settings["dim"])
 
 
-def start(settings: dict, out: Path) -> None:
-    """Write ``out/run.json`` before training, so that an interrupted run can continue."""
+def start(settings: dict, out: Path, *, resume: bool) -> None:
+    """Write ``out/run.json`` before training, so that an interrupted run can continue; a
+    new run first removes the files of the run it replaces (see :func:`check_out`). Call it
+    holding ``out``'s lock (:func:`mongeflow.files.locked`)."""
     out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        clear(out)
+    for leftover in out.glob(f"{TEMPORARY_PREFIX}*"):  # of a process killed mid-write
+        leftover.unlink(missing_ok=True)
     meta = {"format": RUN_FORMAT, "version": _version, "settings": settings}
-    (out / "run.json").write_text(json.dumps(meta, indent=2, default=_jsonable) + "\n")
+    write_json(out / "run.json", meta, default=_jsonable)
 
 
 def callbacks(settings: dict, out: Path, *, resume: bool, quiet: bool) -> list[Callback]:
-    return [Progress(not quiet), Checkpoint(out, settings["checkpoint_every"], resume=resume)]
+    from mongeflow.interrupts import TrainingCallback  # Ctrl-C: after the checkpoint's
+
+    checkpoint = Checkpoint(out, settings["checkpoint_every"], resume=resume)
+    return [Progress(not quiet), checkpoint, TrainingCallback(out)]
 
 
 def write(result: FitResult, out: Path, settings: dict) -> None:
@@ -469,7 +729,7 @@ def write(result: FitResult, out: Path, settings: dict) -> None:
         "linear_comparison": _comparison_record(result),
         "version": _version,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    write_json(out / "metrics.json", metrics, default=_jsonable)
     write_history(result, out / "history.csv")
     info = lambda i: {
         "seed": result.seeds[i],
@@ -518,18 +778,35 @@ def write_history(result: FitResult, path: Path) -> None:
         for j, seed in enumerate(result.seeds):
             row = [f"{float(np.asarray(result.history[k])[i, j]):.6g}" for k in keys]
             lines.append(f"{int(step)},{seed}," + ",".join(row))
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write(path, "\n".join(lines) + "\n")
 
 
 def summary_lines(result: FitResult, out: Path) -> list[str]:
     """What the command prints: each seed's figures, the best, warnings (``mongeflow:``)."""
     advice = "try a smaller --tau / --learning-rate, or --float64"
+    reasons = result.stop_reason or [None] * result.n_seeds
+    diverging = [r == "diverging" for r in reasons]
+    if any(diverging):
+        advice += (
+            "; a map that ran off with a target V means V is likely not convex away from "
+            "the data (see the warning)"
+            if result.problem.target.has_potential
+            else ""
+        )
+
+    def what(i: int) -> str:
+        if diverging[i]:
+            return "a map that ran off (|T(x)| far beyond the data and the target)"
+        return "a non-finite loss or map"
+
     if (result.stopped_at >= 0).all():
-        steps = ", ".join(str(k) for k in result.stopped_at)
+        stops = "; ".join(
+            f"seed {seed}: {what(i)} at step {int(k)}"
+            for i, (seed, k) in enumerate(zip(result.seeds, result.stopped_at, strict=True))
+        )
         return [
-            f"mongeflow: the fit stopped: a non-finite loss or map at step {steps} (seed "
-            f"{', '.join(map(str, result.seeds))}). The last map with a finite loss is saved "
-            f"in {out}; {advice}"
+            f"mongeflow: the fit stopped ({stops}). The last map within bounds is saved in "
+            f"{out}; {advice}"
         ]
     lines = []
     for i, (seed, k) in enumerate(zip(result.seeds, result.stopped_at, strict=True)):
@@ -538,8 +815,8 @@ def summary_lines(result: FitResult, out: Path) -> list[str]:
             lines.append(f"seed {seed}: {figures}")
         if k >= 0:
             lines.append(
-                f"mongeflow: warning: seed {seed} hit a non-finite loss or map at step {k}; "
-                f"its last finite map was kept ({advice})"
+                f"mongeflow: warning: seed {seed} hit {what(i)} at step {k}; its last map "
+                f"within bounds was kept ({advice})"
             )
     best = result.best
     figures = ", ".join(f"{m} {float(np.asarray(v)[best]):.4g}" for m, v in result.metrics.items())

@@ -9,18 +9,117 @@ records saved with a run and ``repr`` are all derived from it:
   inner solver become a choice flag plus their own, prefixed, settings);
 - :func:`configure` builds a value from a default value and flat settings;
 - :func:`record` and :func:`from_record` turn a value into JSON and back.
+
+A number setting declares the numbers it accepts (its :class:`Range`); :func:`configure`,
+through which every named setting passes (the command line, ``get_scheme``,
+``get_divergence``, saved records), refuses any other value with a message that names the
+flag. A constructor called directly refuses only NaN and ±inf.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import equinox as eqx
+import jax
+import numpy as np
 
 _MISSING = dataclasses.MISSING
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The numbers a setting accepts: from ``low`` to ``high`` (``None``: unbounded), each
+    end included unless ``low_open`` / ``high_open``. A float must also be finite, an int a
+    whole number. With ``listed`` the setting is a string of such numbers separated by
+    commas (or spaces), such as ``"0.5,1,2"``.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    listed: bool = False
+
+    def __str__(self) -> str:  # "(0, 100]", "[1, inf)"
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
+        low = "-inf" if self.low is None else _show(self.low)
+        high = "inf" if self.high is None else _show(self.high)
+        return f"{left}{low}, {high}{right}"
+
+    def expected(self, kind: str) -> str:
+        """What the range asks for, as the end of ``--flag must be …``."""
+        if kind == "int" and self.high is None and self.low is not None and not self.low_open:
+            return f"≥ {_show(self.low)}"
+        return f"in {self}"
+
+    def contains(self, x: float) -> bool:
+        """Whether the number ``x`` (finite) lies in the range."""
+        if not math.isfinite(x):
+            return False
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        return self.high is None or (x < self.high if self.high_open else x <= self.high)
+
+
+def _show(x) -> str:
+    """A number as a message shows it: ``0``, ``1e+09``, ``nan`` (``repr`` when ``:g``
+    would round it); anything else by ``repr``."""
+    if isinstance(x, bool) or not isinstance(x, int | float | np.number):
+        return repr(x)
+    if isinstance(x, int | np.integer):
+        return str(int(x))
+    short = f"{float(x):g}"
+    return short if not math.isfinite(x) or float(short) == float(x) else repr(float(x))
+
+
+def fault(value: Any, kind: str, allowed: Range | None) -> str | None:
+    """What is wrong with ``value`` for a setting of ``kind`` (``int``, ``float``, ...)
+    whose numbers lie in ``allowed``: ``None`` when nothing is (a traced number too: it is
+    known only at run time), else what was expected and what came, ``"in (0, 100], got 0"``.
+    A float must be finite even where no range is declared.
+    """
+    if allowed is not None and allowed.listed:
+        return _list_fault(value, allowed)
+    if kind not in ("int", "float") or isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, bool | np.bool_ | str | bytes) or np.ndim(value) != 0:
+        return f"a number, got {_show(value)}"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return f"a number, got {_show(value)}"
+    shown = _show(value if isinstance(value, int | float | np.number) else x)
+    expected = "a finite number" if allowed is None else allowed.expected(kind)
+    if kind == "int" and not (math.isfinite(x) and x.is_integer()):
+        return f"a whole number{'' if allowed is None else ' ' + expected}, got {shown}"
+    if math.isfinite(x) and (allowed is None or allowed.contains(x)):
+        return None
+    return f"{expected}, got {shown}"
+
+
+def _list_fault(value: Any, allowed: Range) -> str | None:
+    try:
+        entries = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    except TypeError:  # one number
+        entries = [value]
+    expected = f"numbers {allowed.expected('float')}, separated by commas (such as '0.5,1,2')"
+    if not entries:
+        return f"{expected}, got no number in {value!r}"
+    for entry in entries:
+        try:
+            ok = allowed.contains(float(entry))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            shown = entry if isinstance(entry, str) else _show(entry)
+            return f"{expected}, got {shown!r} in {value!r}"
+    return None
 
 
 def setting(
@@ -31,6 +130,11 @@ def setting(
     choices: Mapping[str, Any] | tuple[str, ...] | None = None,
     default_factory: Any = _MISSING,
     flatten: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    listed: bool = False,
 ):
     """Declare a field of a :class:`Settings` value.
 
@@ -41,8 +145,12 @@ def setting(
         choices: the allowed strings, or for a nested value a registry ``name -> default
             value`` of its alternatives.
         flatten: for a nested value: its settings keep their own names (no prefix).
+        low, high, low_open, high_open, listed: the numbers the setting accepts (a
+            :class:`Range`, checked by :func:`configure` and shown by ``--help``).
     """
     metadata = {"help": help, "choices": choices, "flatten": flatten}
+    if low is not None or high is not None or listed:
+        metadata["range"] = Range(low, high, low_open, high_open, listed)
     if static:
         metadata["static"] = True
     kwargs = {"metadata": metadata}
@@ -57,6 +165,15 @@ class Settings(eqx.Module):
     """A value made of settings; ``name`` is its registry (command-line) name."""
 
     name: ClassVar[str] = ""
+
+    def __check_init__(self):
+        # a number is checked against its range by `configure`; NaN and ±inf are never valid
+        for f in _fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float | np.floating) and not math.isfinite(v):
+                raise ValueError(
+                    f"{type(self).__name__}: {f.name} must be a finite number, got {_show(v)}"
+                )
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in _fields(self))
@@ -82,6 +199,9 @@ class Option:
         help: the field's help text.
         defaults: ``owner name -> default`` for every registered value that has it.
         choices: the allowed strings, if any.
+        ranges: the numbers accepted (:class:`Range`) -> the names of the values that
+            declare them (one range, unless values differ: ``[0, inf)`` for one metric's
+            damping, ``(0, inf)`` for another's).
     """
 
     flag: str
@@ -90,6 +210,31 @@ class Option:
     help: str
     defaults: dict[str, Any]
     choices: tuple[str, ...] | None = None
+    ranges: dict[Range, list[str]] = dataclasses.field(default_factory=dict)
+
+    def expected(self) -> str:
+        """The ranges, as ``--help`` shows them: ``in (0, 100]``, ``≥ 1``, or one per value."""
+        if len(self.ranges) == 1:
+            return _expected(next(iter(self.ranges)), self.kind)
+        return ", ".join(
+            f"{_expected(r, self.kind)} for {', '.join(names)}" for r, names in self.ranges.items()
+        )
+
+    def check(self, value: Any) -> None:
+        """Refuse a ``value`` that no registered value accepts (:func:`configure` then checks
+        it against the value chosen).
+
+        Raises:
+            ValueError: ``--flag must be in (0, 100], got 0``.
+        """
+        wrong = [fault(value, self.kind, r) for r in list(self.ranges) or [None]]
+        if all(wrong):
+            text = wrong[0] if len(wrong) == 1 else f"{self.expected()}, got {_show(value)}"
+            raise ValueError(f"--{self.flag} must be {text}")
+
+
+def _expected(allowed: Range, kind: str) -> str:
+    return f"each {allowed.expected('float')}" if allowed.listed else allowed.expected(kind)
 
 
 def _kind(value) -> str:
@@ -119,16 +264,21 @@ def _walk(value, prefix: str, owner: str, found: dict[str, Option]) -> None:
                 _walk(alt, sub, owner, found)
             continue
         names = tuple(choices) if choices is not None else None
-        _add(found, dest, _kind(v), f.metadata["help"], owner, v, names)
+        option = _add(found, dest, _kind(v), f.metadata["help"], owner, v, names)
+        if (allowed := f.metadata.get("range")) is not None:
+            holders = option.ranges.setdefault(allowed, [])
+            if value.name not in holders:
+                holders.append(value.name)
 
 
-def _add(found, dest, kind, help, owner, default, choices) -> None:
+def _add(found, dest, kind, help, owner, default, choices) -> Option:
     option = found.setdefault(dest, Option(dest.replace("_", "-"), dest, kind, help, {}, choices))
     if option.kind != kind and {option.kind, kind} != {"int", "float"}:
         raise TypeError(f"setting {dest!r} is a {option.kind} in one value and a {kind} in another")
     if {option.kind, kind} == {"int", "float"}:
         option.kind = "float"
     option.defaults.setdefault(owner, default)
+    return option
 
 
 def options(registry: Mapping[str, Settings]) -> dict[str, Option]:
@@ -139,6 +289,9 @@ def options(registry: Mapping[str, Settings]) -> dict[str, Option]:
     found: dict[str, Option] = {}
     for name, value in registry.items():
         _walk(value, "", name, found)
+    for option in found.values():
+        if option.ranges:
+            option.help = f"{option.help}; {option.expected()}"
     return found
 
 
@@ -162,7 +315,9 @@ def configure(value: Settings, settings: Mapping[str, Any], what: str = "") -> S
 
     Raises:
         ValueError: a setting that ``value`` does not have (the message lists those it has),
-            an unknown choice, or a value its class rejects.
+            an unknown choice, a number outside its setting's :class:`Range` (or NaN, ±inf;
+            the message names the flag: ``--tau must be in (0, 100], got 0``), or a value
+            its class rejects.
     """
     remaining = dict(settings)
     result = _configure(value, remaining, "")
@@ -194,6 +349,10 @@ def _configure(value: Settings, remaining: dict, prefix: str) -> Settings:
             new = remaining.pop(dest)
             if choices is not None and new not in choices:
                 raise ValueError(f"{dest} must be one of {', '.join(choices)}, got {new!r}")
+            if wrong := fault(new, _kind(v), f.metadata.get("range")):
+                raise ValueError(f"--{dest.replace('_', '-')} must be {wrong}")
+            if _kind(v) == "int" and isinstance(new, float):
+                new = int(new)  # a whole number (checked above): a loop length, a size
             changes[f.name] = new
     return dataclasses.replace(value, **changes) if changes else value
 

@@ -144,6 +144,9 @@ class Drift(Divergence):
         help="drift: temperatures R of the kernels exp(−|z − y|/(R·scale)), one field each "
         "(comma-separated)",
         static=True,
+        listed=True,
+        low=0.0,
+        low_open=True,
     )
     normalise: bool = setting(
         True,
@@ -158,8 +161,11 @@ class Drift(Divergence):
         self.temperatures = _float_list(self.temperatures)
 
     def __check_init__(self):
-        if not _floats(self.temperatures) or min(_floats(self.temperatures)) <= 0:
-            raise ValueError(f"temperatures must be positive numbers, got {self.temperatures}")
+        temperatures = _floats(self.temperatures)
+        if not temperatures or not all(0 < t < float("inf") for t in temperatures):
+            raise ValueError(
+                f"temperatures must be positive finite numbers, got {self.temperatures}"
+            )
         check_block_size(self.block_size)
 
     @property

@@ -73,6 +73,7 @@ def block_size_setting():
         1024,
         help="sample-based divergences: rows per block of the kernel sums (memory ∝ block × batch)",
         static=True,
+        low=1,
     )
 
 

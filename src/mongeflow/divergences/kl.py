@@ -59,7 +59,11 @@ class KL(Divergence):
         choices=("auto", "entropic", "exact"),
     )
     epsilon_scale: float = setting(
-        0.05, help="entropic score: ε = this × median squared distance", static=True
+        0.05,
+        help="entropic score: ε = this × median squared distance",
+        static=True,
+        low=0.0,
+        low_open=True,
     )
     name: ClassVar[str] = "kl"
     needs_potential: ClassVar[bool] = True

@@ -74,6 +74,9 @@ class MMD(Divergence):
         help="MMD multiscale: multiples of the median bandwidth whose kernels are summed "
         "(comma-separated)",
         static=True,
+        listed=True,
+        low=0.0,
+        low_open=True,
     )
     block_size: int = block_size_setting()
     name: ClassVar[str] = "mmd"
@@ -85,8 +88,9 @@ class MMD(Divergence):
     def __check_init__(self):
         if self.bandwidth not in ("median", "multiscale"):
             raise ValueError(f"bandwidth must be 'median' or 'multiscale', got {self.bandwidth!r}")
-        if not _floats(self.scales) or min(_floats(self.scales)) <= 0:
-            raise ValueError(f"scales must be positive numbers, got {self.scales}")
+        scales = _floats(self.scales)
+        if not scales or not all(0 < s < float("inf") for s in scales):
+            raise ValueError(f"scales must be positive finite numbers, got {self.scales}")
         check_block_size(self.block_size)
 
     def bandwidths(self, z: Array, y: Array) -> Array:

@@ -152,14 +152,18 @@ class Sinkhorn(Divergence):
     relative_epsilon: float = setting(
         0.05,
         help="Sinkhorn divergence: ε = this × the mean squared distance between the batches",
+        low=0.0,
+        low_open=True,
     )
     sinkhorn_threshold: float = setting(
         1e-3,
         help="Sinkhorn divergence: stop the Sinkhorn iterations at this marginal error",
         static=True,
+        low=0.0,
+        low_open=True,
     )
     sinkhorn_iterations: int = setting(
-        2000, help="Sinkhorn divergence: most Sinkhorn iterations per solve", static=True
+        2000, help="Sinkhorn divergence: most Sinkhorn iterations per solve", static=True, low=1
     )
     block_size: int = block_size_setting()
     name: ClassVar[str] = "sinkhorn"

@@ -18,7 +18,9 @@ class Backtracking(Scheme):
     """
 
     scheme: UpdateScheme = setting(help="the wrapped scheme", flatten=True)
-    halvings: int = setting(3, help="backtracking halvings of the step (0: none)", static=True)
+    halvings: int = setting(
+        3, help="backtracking halvings of the step (0: none)", static=True, low=0, high=30
+    )
 
     @property
     def name(self) -> str:  # the wrapped scheme's name

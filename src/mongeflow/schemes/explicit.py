@@ -38,17 +38,13 @@ class Explicit(Scheme):
         20
     """
 
-    tau: float = setting(0.4, help="time step τ of the flow")
+    tau: float = setting(0.4, help="time step τ of the flow", low=0.0, low_open=True, high=100.0)
     inner: InnerSolver = setting(
         default_factory=AdamInner,
         help="inner solver of the step's regression",
         choices=INNER_SOLVERS,
     )
-    decay_steps: int = setting(
-        0,
-        help=DECAY_HELP,
-        static=True,
-    )
+    decay_steps: int = setting(0, help=DECAY_HELP, static=True, low=0)
     identity_start: bool = setting(
         True, help="start the flow at T_0 = id rather than the initial network", static=True
     )

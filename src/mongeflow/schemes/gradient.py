@@ -36,8 +36,8 @@ class Euclidean(_OptaxScheme):
     here, its lr = 1e-3 corresponds to ``learning_rate = 0.1``.
     """
 
-    learning_rate: float = setting(1e-3, help="gradient-descent step size")
-    decay_steps: int = setting(0, help=DECAY_HELP, static=True)
+    learning_rate: float = setting(1e-3, help="gradient-descent step size", low=0.0, low_open=True)
+    decay_steps: int = setting(0, help=DECAY_HELP, static=True, low=0)
     name: ClassVar[str] = "euclidean"
     default_steps: ClassVar[int] = 3000
 
@@ -52,8 +52,10 @@ class Adam(_OptaxScheme):
     mini-batch noise left at the end of a constant-rate run.
     """
 
-    learning_rate: float = setting(0.05, help="Adam step size (the paper's baseline: 0.05)")
-    decay_steps: int = setting(0, help=DECAY_HELP, static=True)
+    learning_rate: float = setting(
+        0.05, help="Adam step size (the paper's baseline: 0.05)", low=0.0, low_open=True
+    )
+    decay_steps: int = setting(0, help=DECAY_HELP, static=True, low=0)
     name: ClassVar[str] = "adam"
     default_steps: ClassVar[int] = 1000
 

@@ -26,7 +26,7 @@ class Implicit(Scheme):
         False
     """
 
-    tau: float = setting(0.4, help="time step τ of the flow")
+    tau: float = setting(0.4, help="time step τ of the flow", low=0.0, low_open=True, high=100.0)
     inner: InnerSolver = setting(
         default_factory=AdamInner,
         help="inner solver of the step's proximal problem",

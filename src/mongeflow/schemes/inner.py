@@ -33,8 +33,8 @@ class AdamInner(InnerSolver):
     which removes most of the mini-batch noise of the inner solution.
     """
 
-    steps: int = setting(100, help="inner Adam steps per outer step (K')", static=True)
-    learning_rate: float = setting(0.1, help="inner Adam learning rate")
+    steps: int = setting(100, help="inner Adam steps per outer step (K')", static=True, low=1)
+    learning_rate: float = setting(0.1, help="inner Adam learning rate", low=0.0, low_open=True)
     decay: bool = setting(
         False, help="cosine decay of the inner rate to 0 within each outer step", static=True
     )
@@ -74,8 +74,10 @@ class LBFGSInner(InnerSolver):
     gradient taken at another point.) Needs an objective that is its own value.
     """
 
-    steps: int = setting(100, help="L-BFGS iterations per outer step", static=True)
-    batch_factor: int = setting(4, help="the L-BFGS batch is this many mini-batches", static=True)
+    steps: int = setting(100, help="L-BFGS iterations per outer step", static=True, low=1)
+    batch_factor: int = setting(
+        4, help="the L-BFGS batch is this many mini-batches", static=True, low=1
+    )
     name: ClassVar[str] = "lbfgs"
 
     def __check_init__(self):

@@ -24,14 +24,15 @@ class Gram(Metric):
     """M = G + λI, G = (1/n) Σ_i J_iᵀ J_i: the L²(μ0) metric pulled back to θ
     (see :func:`~mongeflow.schemes.base.gram_solve`)."""
 
-    damping: float = setting(0.1, help="Gram damping λ (G has rank ≤ n·d)")
+    # λ > 0: G has rank ≤ n·d, and the Woodbury solve (p > n·d) divides by λ
+    damping: float = setting(0.1, help="Gram damping λ (G has rank ≤ n·d)", low=0.0, low_open=True)
     solver: str = setting(
         "auto",
         help="Gram solve: dense, matrix-free conjugate gradient, or auto (dense when small)",
         static=True,
         choices=("auto", "dense", "cg"),
     )
-    cg_maxiter: int = setting(100, help="conjugate-gradient iterations", static=True)
+    cg_maxiter: int = setting(100, help="conjugate-gradient iterations", static=True, low=1)
     name: ClassVar[str] = "gram"
 
     def __check_init__(self):
@@ -45,7 +46,7 @@ class Gram(Metric):
 class IdentityMetric(Metric):
     """M = (1 + λ) I: plain gradient descent, scaled by 1/(1 + λ)."""
 
-    damping: float = setting(0.1, help="λ: the gradient is divided by 1 + λ")
+    damping: float = setting(0.1, help="λ: the gradient is divided by 1 + λ", low=0.0)
     name: ClassVar[str] = "identity"
 
     def solve(self, potential, x, grads):

@@ -30,7 +30,7 @@ class Natural(UpdateScheme):
         Gram(damping=0.1, solver='auto', cg_maxiter=100)
     """
 
-    tau: float = setting(0.1, help="time step τ of the flow")
+    tau: float = setting(0.1, help="time step τ of the flow", low=0.0, low_open=True, high=100.0)
     metric: Metric = setting(
         default_factory=Gram,
         help="the metric of the natural gradient: the L2(μ0) Gram matrix, or the identity",
