@@ -183,7 +183,8 @@ def _parser() -> argparse.ArgumentParser:
         "map.json; every seed's in seeds/SEED/ with several seeds), run.json (the settings), "
         "metrics.json, history.csv, checkpoint.bin, pushforward.png, "
         "history.png and, for d = 2, displacement.png. Exit status: 0 done, 2 bad input, "
-        "3 every seed stopped on a non-finite loss or map (the last finite map is saved), "
+        "3 every seed stopped on a non-finite loss or map or a map that ran off (the kept "
+        "map is saved), "
         "4 with --strict, the kept map does not beat the linear map on held-out figures, "
         "130 interrupted (continue with --resume --out DIR). Settings marked 'automatic' "
         "are chosen by the fit from d and the target when not given (README: 'What the "
@@ -232,10 +233,27 @@ def _parser() -> argparse.ArgumentParser:
         "apply",
         help="apply a saved map (or its inverse) to points",
         description="Apply the map saved in RUN (a `mongeflow fit` directory) to the points "
-        "of --input and write them to --output (.npy or .csv). Exit status 3 when some "
-        "output rows are not finite (they are written, and counted on stderr).",
+        "of --input and write them to --output (.npy or .csv; a .csv keeps the header of an "
+        "--input .csv that has one; for an --input .h5ad, an .h5ad output is a copy of the "
+        "input AnnData, of the --input-where rows only when given, with the mapped points "
+        "in obsm[--output-key]). Exit status 3 when some output rows are not finite (they "
+        "are written, and counted on stderr).",
     )
-    _run_arguments(a, "where to write the result (.npy or .csv)", with_input=True)
+    _run_arguments(a, "where to write the result (.npy, .csv or .h5ad)", with_input=True)
+    a.add_argument(
+        "--input-where",
+        default=None,
+        metavar="EXPR",
+        help="with --input FILE.h5ad: only the rows (cells) whose obs match: 'COLUMN == "
+        "VALUE', 'COLUMN != VALUE' or 'COLUMN in [V1, V2]'; no other expression is accepted",
+    )
+    a.add_argument(
+        "--output-key",
+        default="X_mongeflow",
+        metavar="KEY",
+        help="with --output FILE.h5ad: the obsm key of the mapped points (default "
+        "X_mongeflow; replaced if the input has it)",
+    )
     a.add_argument(
         "--inverse",
         action="store_true",
@@ -322,7 +340,9 @@ def _run_arguments(parser, output_help: str, with_input: bool) -> None:
     parser.add_argument("run", metavar="RUN", help="a run directory written by `mongeflow fit`")
     if with_input:
         parser.add_argument(
-            "--input", required=True, help="points [n, d] (.npy, .npz[:KEY] or .csv)"
+            "--input",
+            required=True,
+            help="points [n, d] (.npy, .npz[:KEY], .csv or .h5ad[:X | :obsm/KEY | :layers/KEY])",
         )
     parser.add_argument("--output", required=True, help=output_help)
 
@@ -343,6 +363,8 @@ def cmd_fit(args) -> int:
         warnings.simplefilter("always", UserWarning)
         # every setting is checked and the problem built before anything is written
         problem, scheme, divergence, potential = runs.build(settings)
+        if not args.quiet:
+            print(f"mongeflow: fitting on {runs.device_text()}", file=sys.stderr)
         try:
             with locked(out):
                 # again under the lock: another fit may have started here meanwhile
@@ -469,6 +491,8 @@ def _load_map(run, target: str | None = None, need_target: bool = False):
 
     if need_target and target is None:
         record = target_record_of(run) or {}
+        if not isinstance(record, dict):
+            raise CLIError(f"{run}/map.json: its 'target' is not a record: the file is damaged")
         if record.get("kind") == "python":
             raise CLIError(
                 f"the map's target is the function {record.get('name')!r} of the Python file "
@@ -481,32 +505,75 @@ def _load_map(run, target: str | None = None, need_target: bool = False):
 
 
 def _read_points(path, m):
-    from mongeflow.io import load_array
+    return _read_input(path, m).values
 
-    x = load_array(path, "input")
+
+def _read_input(path, m, where: str | None = None):
+    """The points of ``--input`` (:class:`mongeflow.io.Points`: with a CSV file's header and
+    an ``.h5ad`` file's AnnData), checked against the map's dimension."""
+    from mongeflow.io import read_points
+
+    points = read_points(path, "input", where=where)
+    x = points.values
     if x.shape[1] != m.dim:
         raise CLIError(f"--input {path}: points have dimension {x.shape[1]}, the map {m.dim}")
-    return x
+    return points
 
 
-def _write_points(path, arr) -> None:
+def _write_points(path, arr, points=None, key: str = "X_mongeflow") -> None:
+    """Write ``arr`` to ``path``: ``.npy``; ``.csv`` (with the header of ``points``, the
+    input, when it was a CSV file with one and ``arr`` has as many columns); ``.h5ad``, for
+    an input read from an ``.h5ad`` file: a copy of its AnnData (of the selected rows only)
+    with ``arr`` in ``obsm[key]``."""
     p = Path(path)
-    if p.suffix.lower() not in (".npy", ".csv"):
-        raise CLIError(f"--output {path}: expected a .npy or .csv file name")
-    from mongeflow.files import atomic_write
+    suffix = p.suffix.lower()
+    adata = getattr(points, "adata", None)
+    if suffix == ".h5ad" and adata is None:
+        raise CLIError(
+            f"--output {path}: an .h5ad output is a copy of an --input .h5ad file with the "
+            "mapped points added (mongeflow apply); write a .npy or .csv file"
+        )
+    if suffix not in (".npy", ".csv", ".h5ad"):
+        raise CLIError(
+            f"--output {path}: expected a .npy or .csv file name"
+            + (" (or .h5ad)" if adata is not None else "")
+        )
+    from mongeflow.files import TEMPORARY_PREFIX, atomic_write
 
     arr = np.asarray(arr)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() == ".npy":  # written whole or not at all (Ctrl-C, a full disk)
+    if suffix == ".npy":  # written whole or not at all (Ctrl-C, a full disk)
         atomic_write(p, lambda f: np.save(f, arr, allow_pickle=False))
-    else:
+    elif suffix == ".csv":
         rows = arr[:, None] if arr.ndim == 1 else arr
-        atomic_write(p, lambda f: np.savetxt(f, rows, delimiter=","))
+        names = getattr(points, "columns", None)
+        if names is None or len(names) != rows.shape[1]:
+            header = ""
+        else:  # (quoted as CSV files quote: a name that holds a comma or a quote)
+            header = ",".join(
+                '"' + n.replace('"', '""') + '"' if {",", '"'} & set(n) else n for n in names
+            )
+        atomic_write(p, lambda f: np.savetxt(f, rows, delimiter=",", header=header, comments=""))
+    else:
+        if not key or "/" in key:
+            raise CLIError(f"--output-key {key!r}: expected a name without '/'")
+        if points.rows is not None:
+            adata = adata[points.rows].copy()
+        adata.obsm[key] = arr
+        tmp = p.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{p.name}")
+        try:  # written whole or not at all, as the others
+            adata.write_h5ad(tmp)
+            os.replace(tmp, p)
+        except OSError as err:
+            raise CLIError(f"cannot write --output {path}: {err.strerror or err}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def cmd_apply(args) -> int:
     m = _load_map(args.run)
-    x = _read_points(args.input, m)
+    points = _read_input(args.input, m, args.input_where)
+    x = points.values
     if args.inverse:
         out = np.asarray(m.inverse(x))
         residual = np.linalg.norm(np.asarray(m.transport(out)) - x, axis=1)
@@ -516,7 +583,7 @@ def cmd_apply(args) -> int:
         )
     else:
         out = m.transport(x)
-    _write_points(args.output, out)
+    _write_points(args.output, out, points, args.output_key)
     print(f"{len(out)} points -> {args.output}")
     bad = ~np.all(np.isfinite(np.asarray(out)), axis=1)
     if bad.any():
@@ -668,7 +735,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        _compilation_cache()
+        try:
+            _compilation_cache()
+        except (OSError, RuntimeError) as err:  # no home folder, say: run without a cache
+            print(f"mongeflow: warning: compilation cache not used: {err}", file=sys.stderr)
         try:
             code = COMMANDS[args.command](args)
         except (CLIError, ValueError) as err:  # InputError included: bad data, target, settings
@@ -676,6 +746,10 @@ def main(argv: list[str] | None = None) -> int:
             code = 2
         except MemoryError as err:  # numpy's _ArrayMemoryError included
             print(f"mongeflow: error: out of memory: {err}", file=sys.stderr)
+            code = 2
+        except OSError as err:  # a file or folder that cannot be read or written
+            where = f" {err.filename!r}" if getattr(err, "filename", None) else ""
+            print(f"mongeflow: error:{where} {err.strerror or err}", file=sys.stderr)
             code = 2
         except KeyboardInterrupt:
             print("mongeflow: interrupted", file=sys.stderr)

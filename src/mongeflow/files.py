@@ -1,12 +1,13 @@
 """Files of saved maps and run directories: atomic writes, named read errors, content
 hashes and a single-writer lock.
 
-Every file mongeflow writes into a run directory or a saved map goes through
-:func:`atomic_write`: it is written to a temporary file beside its destination, flushed to
-disk and renamed over it, so a reader (or a resumed fit) sees either the previous version
-or the new one, never a cut one, whatever moment the process is killed at. A write that
-fails (a full disk, a lost permission) removes its temporary file, leaves the previous
-version in place and raises :class:`WriteError` naming the file.
+Every file mongeflow writes into a run directory or a saved map (and every output file of
+``apply``, ``sample`` and ``density``) goes through :func:`atomic_write`: it is written to
+a temporary file beside its destination, flushed to disk and renamed over it, so a reader
+(or a resumed fit) sees either the previous version or the new one, never a cut one,
+whatever moment the process is killed at. A write that fails (a full disk, a lost
+permission) removes its temporary file, leaves the previous version in place and raises
+:class:`WriteError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -184,8 +186,17 @@ def locked(folder: str | Path) -> Iterator[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)  # never through a link
     try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as err:
+        raise LockedError(
+            f"cannot open the lock file {str(path)!r} ({err.strerror or err}): a run "
+            "directory's .lock must be a plain file"
+        ) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LockedError(f"{str(path)!r} is not a plain file; remove it")
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
@@ -194,13 +205,15 @@ def locked(folder: str | Path) -> Iterator[Path]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.lseek(fd, 0, os.SEEK_SET)
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
                 raise LockedError(
                     f"{str(folder)!r} is in use by another mongeflow process (pid {holder}): "
                     "wait for it to end, or choose another --out"
                 ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
         yield path
     finally:
         os.close(fd)  # releases the lock

@@ -639,7 +639,10 @@ def fit(
     # per seed, the step at which it stopped improving
     early_at = np.full(len(seeds), -1) if state.early_stop is None else state.early_stop.copy()
     reasons = [None] * len(seeds) if state.stop_reason is None else list(state.stop_reason)
-    last_sane = state.potentials  # per seed, its last recorded map within `limit`
+    # per seed, its last recorded map within `limit` (on a resumed fit the kept map, which
+    # was checked, rather than the checkpoint's current one, which a Ctrl-C may have saved
+    # between two records)
+    last_sane = state.potentials if state.best is None else state.best
     ran_off = np.full(len(seeds), np.nan)  # per seed, max |T(x)| of the map that ran off
     pending_loss, pending_objective = [], []
     per_step = None  # seconds per step, measured after the first (compiling) chunk

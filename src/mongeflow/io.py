@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import importlib.machinery
 import importlib.util
 import json
+import re
+import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -27,15 +31,18 @@ class InputError(ValueError):
     """Bad user input (a file, a target specification): the message says what and why."""
 
 
-SUFFIXES = (".npy", ".npz", ".csv")
+SUFFIXES = (".npy", ".npz", ".csv", ".h5ad")
+#: the most values (rows × columns, after a selection) read from an ``.h5ad`` file: a
+#: sparse matrix is made dense to be fitted, and a gene-expression matrix rarely fits
+MAX_H5AD_VALUES = 2**28
 
 
 def split_array_spec(spec: str | Path) -> tuple[Path, str | None]:
-    """``FILE`` or ``FILE.npz:KEY`` → (file, key or ``None``).
+    """``FILE``, ``FILE.npz:KEY`` or ``FILE.h5ad:obsm/KEY`` → (file, key or ``None``).
 
     A path that exists as written is a file, even if it contains ``:``; otherwise the text
-    after the last ``:`` is a key when the text before it names a ``.npy``, ``.npz`` or
-    ``.csv`` file.
+    after the last ``:`` is a key when the text before it names a ``.npy``, ``.npz``,
+    ``.csv`` or ``.h5ad`` file.
     """
     text = str(spec)
     if ":" not in text or Path(text).exists():
@@ -46,51 +53,296 @@ def split_array_spec(spec: str | Path) -> tuple[Path, str | None]:
     return Path(text), None
 
 
-def load_array(spec: str | Path, what: str = "data") -> np.ndarray:
-    """Read ``[n, d]`` samples from ``.npy``, ``.npz`` or ``.csv`` (values separated by
-    commas, semicolons, tabs or blanks, found from the data; with or without a header line).
+def load_array(spec: str | Path, what: str = "data", *, where: str | None = None) -> np.ndarray:
+    """Read ``[n, d]`` samples from ``.npy``, ``.npz``, ``.csv`` (values separated by
+    commas, semicolons, tabs or blanks, found from the data; with or without a header line)
+    or ``.h5ad`` (AnnData, read with the optional ``anndata`` package).
 
     An ``.npz`` holding one array needs no key; one holding several needs ``FILE.npz:KEY``
-    to say which (no array is picked by guessing).
+    to say which (no array is picked by guessing). An ``.h5ad`` file gives its ``X`` by
+    default, ``FILE.h5ad:obsm/KEY`` one of its ``obsm`` arrays (``obsm/X_pca``, say) and
+    ``FILE.h5ad:layers/KEY`` a layer; a sparse matrix is made dense, up to
+    :data:`MAX_H5AD_VALUES` values.
 
     Args:
-        spec: ``FILE`` or ``FILE.npz:KEY``.
+        spec: ``FILE``, ``FILE.npz:KEY``, ``FILE.h5ad``, ``FILE.h5ad:X``,
+            ``FILE.h5ad:obsm/KEY`` or ``FILE.h5ad:layers/KEY``.
         what: what the file is, for the messages (``"data"``, ``"source"``, ...).
+        where: for an ``.h5ad`` file only, the rows to read, by a column of its ``obs``:
+            ``COLUMN == VALUE``, ``COLUMN != VALUE`` or ``COLUMN in [VALUE, ...]`` (see
+            :func:`select_rows`; parsed here, never evaluated).
 
     Raises:
         InputError: missing or unreadable file, unknown format, a missing or unknown key,
-            a key for a file that is not ``.npz``, empty data, non-numeric entries, NaN/inf,
-            or a shape that is not ``[n, d]``.
+            a key for a file that is not ``.npz`` or ``.h5ad``, ``where`` for a file that is
+            not ``.h5ad`` or that selects no row, an ``.h5ad`` file without the ``anndata``
+            package, too many values, empty data, non-numeric entries, NaN/inf, or a shape
+            that is not ``[n, d]``.
     """
+    return read_points(spec, what, where=where).values
+
+
+@dataclass
+class Points:
+    """Samples read by :func:`read_points`, with what a writer of results keeps of them.
+
+    Attributes:
+        values: the samples ``[n, d]``, checked, in float64.
+        columns: a CSV file's header, the names of its d columns (``None``: no header, or
+            not a CSV file).
+        adata: the ``anndata.AnnData`` an ``.h5ad`` file holds, all its rows (``None`` for
+            other files).
+        rows: the rows of ``adata`` that ``values`` are, a boolean mask over its ``obs``
+            (``None``: all of them).
+    """
+
+    values: np.ndarray
+    columns: list[str] | None = None
+    adata: object | None = None
+    rows: np.ndarray | None = None
+
+
+def read_points(spec: str | Path, what: str = "data", *, where: str | None = None) -> Points:
+    """:func:`load_array`, with a CSV file's header and an ``.h5ad`` file's AnnData kept
+    beside the samples (:class:`Points`), for writing results in the input's terms."""
     p, key = split_array_spec(spec)
     suffix = p.suffix.lower()
-    if key is not None and suffix != ".npz":
+    if key is not None and suffix not in (".npz", ".h5ad"):
         raise InputError(
             f"{what} {str(spec)!r}: a key (':{key}') selects one array of an .npz file, but "
             f"{str(p)!r} is a {suffix} file, which holds one array; give it without ':{key}'"
+        )
+    if where is not None and suffix != ".h5ad":
+        raise InputError(
+            f"{what} {str(spec)!r}: a selection of rows ({where!r}) applies to an .h5ad "
+            f"file, by the columns of its obs; {str(p)!r} is a {suffix or 'plain'} file, "
+            "which has none: select the rows before saving it"
         )
     if not p.exists():
         raise InputError(f"{what} file {str(p)!r} does not exist")
     if not p.is_file():
         raise InputError(f"{what} path {str(p)!r} is not a file")
+    points = Points(np.empty((0, 0)))
     try:
         if suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
         elif suffix == ".npz":
             arr = _read_npz(p, key, what)
         elif suffix == ".csv":
-            arr = _read_csv(p, what)
+            arr, points.columns = _read_csv_table(p, what)
+        elif suffix == ".h5ad":
+            arr, points.adata, points.rows = _read_h5ad(p, key, what, where)
         else:
             raise InputError(
                 f"{what} file {str(p)!r}: unknown format {suffix or '(none)'!r}; "
-                "expected .npy, .npz or .csv"
+                "expected .npy, .npz or .csv (or .h5ad, with the 'anndata' extra)"
             )
     except InputError:
         raise
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, KeyError) as err:
         raise InputError(f"cannot read {what} file {str(p)!r}: {err}") from None
-    where = f"{what} file {str(p)!r}" + ("" if key is None else f", array {key!r}")
-    return check_samples(arr, where)
+    place = f"{what} file {str(p)!r}" + ("" if key is None else f", array {key!r}")
+    points.values = check_samples(arr, place)
+    return points
+
+
+def _anndata():
+    """The ``anndata`` module, or an :class:`InputError` saying how to install it."""
+    try:
+        import anndata
+    except ImportError:
+        raise InputError(
+            "reading .h5ad files needs the 'anndata' extra: pip install 'mongeflow[anndata]'"
+        ) from None
+    return anndata
+
+
+def _read_h5ad(p: Path, key: str | None, what: str, where: str | None):
+    """``(values, adata, rows)``: the matrix ``key`` names (``X``, ``obsm/KEY``,
+    ``layers/KEY``; ``None``: ``X``) of the AnnData in ``p``, its rows selected by
+    ``where`` (:func:`select_rows`), dense."""
+    adata = _anndata().read_h5ad(p, backed=None)
+    place = f"{what} file {str(p)!r}" + ("" if key is None else f", array {key!r}")
+    obsm, layers = list(adata.obsm.keys()), list(adata.layers.keys())
+    kinds = (
+        f"X, obsm/KEY (its obsm: {', '.join(obsm) or 'none'}) or layers/KEY (its layers: "
+        f"{', '.join(layers) or 'none'})"
+    )
+    part, _, name = (key or "X").partition("/")
+    if part == "X" and not name:
+        matrix = adata.X
+        if matrix is None:
+            raise InputError(f"{place}: the AnnData has no X; choose {kinds}")
+    elif part in ("obsm", "layers") and name:
+        store = adata.obsm if part == "obsm" else adata.layers
+        names = obsm if part == "obsm" else layers
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {part}/{close[0]}?" if close else ""
+            listed = ", ".join(names) or "none"
+            raise InputError(
+                f"{place}: the AnnData has no {part}/{name} (its {part}: {listed}){hint}"
+            )
+        matrix = store[name]
+    else:
+        hint = ""
+        if key in obsm or key in layers:
+            hint = f"; did you mean {'obsm' if key in obsm else 'layers'}/{key}?"
+        raise InputError(f"{place}: unknown key {key!r}; expected {kinds}{hint}")
+    rows = None if where is None else select_rows(adata.obs, where, place)
+    if _is_frame(matrix):  # obsm may hold a DataFrame
+        matrix = frame_values(matrix, place)
+    if rows is not None:
+        matrix = matrix[rows]
+    shape = getattr(matrix, "shape", ())
+    if len(shape) == 2 and shape[0] * shape[1] > MAX_H5AD_VALUES:
+        n, d = shape
+        better = "obsm/X_pca" if "X_pca" in obsm else (f"obsm/{obsm[0]}" if obsm else None)
+        raise InputError(
+            f"{place}: {n} rows × {d} columns = {n * d:,} values ({n * d * 8 / 1e9:.1f} GB "
+            f"as float64), more than the {MAX_H5AD_VALUES:,} read from an .h5ad file; fit a "
+            "reduced representation"
+            + (f", e.g. {p}:{better}" if better else " (a PCA, saved in obsm)")
+            + ", or fewer rows"
+        )
+    return _dense(matrix), adata, rows
+
+
+def _dense(matrix) -> np.ndarray:
+    """A dense numpy array of a matrix that may be sparse."""
+    if hasattr(matrix, "toarray"):  # scipy.sparse
+        return np.asarray(matrix.toarray())
+    return np.asarray(matrix)
+
+
+def _is_frame(data) -> bool:
+    pandas = sys.modules.get("pandas")  # (data cannot be a DataFrame before pandas loads)
+    return pandas is not None and isinstance(data, pandas.DataFrame)
+
+
+def frame_values(frame, where: str = "data") -> np.ndarray:
+    """The values of a pandas DataFrame of numeric columns, in float64 (a missing value
+    becomes NaN, refused by :func:`check_samples`).
+
+    Raises:
+        InputError: a column that is not numeric (named, with its dtype).
+    """
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        if not is_numeric_dtype(dtype) or is_bool_dtype(dtype):
+            raise InputError(
+                f"{where}: column {str(column)!r} is not numeric (dtype {dtype}); give the "
+                "numeric columns only (e.g. frame.select_dtypes('number'))"
+            )
+    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+_WHERE = re.compile(
+    r"\s*(?:`(?P<quoted>[^`]+)`|(?P<column>[^\s=!`\[\]]+))\s*"
+    r"(?:(?P<op>==|!=)(?P<value>.*)|\s(?P<isin>in)\s*\[(?P<values>.*)\])\s*",
+    re.S,
+)
+_VALUE = re.compile(
+    r"""\s*(?:"(?P<double>[^"]*)"|'(?P<single>[^']*)'|(?P<word>[^,'"\[\]\s]+))\s*"""
+)
+
+
+def _where_values(text: str) -> list[str] | None:
+    """The values of ``V1, V2, ...`` (each quoted or a word without blanks), or ``None``."""
+    values, at = [], 0
+    while True:
+        match = _VALUE.match(text, at)
+        if match is None:
+            return None
+        values.append(next(v for v in match.group("double", "single", "word") if v is not None))
+        at = match.end()
+        if at == len(text):
+            return values
+        if text[at] != ",":
+            return None
+        at += 1
+
+
+def select_rows(obs, where: str, place: str = "data") -> np.ndarray:
+    """The rows of ``obs`` (an AnnData's ``obs`` DataFrame) that ``where`` selects, as a
+    boolean mask.
+
+    ``where`` is one of ``COLUMN == VALUE``, ``COLUMN != VALUE`` and ``COLUMN in [V1, V2,
+    ...]``: COLUMN a column of ``obs`` (in backquotes when its name holds blanks), each
+    VALUE quoted (``"drug"``, ``'T cell'``) or a word or number without blanks. A column of
+    numbers is compared by number, a column of True/False by truth, any other (categories,
+    text) by the values' text. The expression is parsed here and nothing else is
+    accepted: it is never evaluated (no pandas ``query``), so one stored in a run
+    directory (``run.json``'s ``source_where``) is data, like the rest of the run.
+
+    Raises:
+        InputError: an expression of another form, an unknown column (its columns listed),
+            a value that is not a number for a column of numbers, or no row selected (the
+            column's first distinct values listed).
+    """
+    forms = (
+        "expected COLUMN == VALUE, COLUMN != VALUE or COLUMN in [VALUE, ...] (COLUMN a "
+        "column of obs, in `backquotes` if it holds blanks; a VALUE with blanks in quotes); "
+        "nothing else is accepted"
+    )
+    match = _WHERE.fullmatch(where)
+    values = None
+    if match:
+        text = match.group("value") if match.group("op") else match.group("values")
+        values = _where_values(text)
+        if match.group("op") and values is not None and len(values) != 1:
+            values = None
+    if not values:
+        raise InputError(f"{place}: cannot read the selection {where!r}: {forms}")
+    column = match.group("quoted") or match.group("column")
+    if column not in obs.columns:
+        names = [str(c) for c in obs.columns]
+        close = difflib.get_close_matches(column, names, n=1)
+        raise InputError(
+            f"{place}: the selection {where!r} names the column {column!r}, which obs does "
+            f"not have (its columns: {', '.join(names[:20]) or 'none'}"
+            f"{', ...' if len(names) > 20 else ''})"
+            + (f"; did you mean {close[0]!r}?" if close else "")
+        )
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    series = obs[column]
+    if is_bool_dtype(series.dtype):
+        truth = {"true": True, "1": True, "false": False, "0": False}
+        bad = [v for v in values if v.lower() not in truth]
+        if bad:
+            raise InputError(
+                f"{place}: the selection {where!r}: column {column!r} holds True/False, "
+                f"and {bad[0]!r} is neither"
+            )
+        mask = series.isin([truth[v.lower()] for v in values]).to_numpy()
+    elif is_numeric_dtype(series.dtype):
+        numbers = []
+        for v in values:
+            try:
+                numbers.append(float(v))
+            except ValueError:
+                raise InputError(
+                    f"{place}: the selection {where!r}: column {column!r} holds numbers, and "
+                    f"{v!r} is not a number"
+                ) from None
+        mask = series.isin(numbers).to_numpy()
+    else:
+        mask = series.astype(str).isin(values).to_numpy()
+    if match.group("op") == "!=":
+        mask = ~mask
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        seen = series.astype(str).drop_duplicates()
+        shown = ", ".join(repr(v) for v in seen.head(8))
+        more = f", ... ({len(seen)} distinct)" if len(seen) > 8 else ""
+        raise InputError(
+            f"{place}: the selection {where!r} matches none of the {len(series)} rows; "
+            f"column {column!r} has the values {shown}{more}"
+        )
+    return mask
 
 
 def _read_npz(p: Path, key: str | None, what: str) -> np.ndarray:
@@ -113,7 +365,13 @@ def _read_npz(p: Path, key: str | None, what: str) -> np.ndarray:
 
 
 def _read_csv(p: Path, what: str) -> np.ndarray:
-    """The rows of a text file of numbers, their separator found from the data.
+    """The rows of a text file of numbers (see :func:`_read_csv_table`)."""
+    return _read_csv_table(p, what)[0]
+
+
+def _read_csv_table(p: Path, what: str) -> tuple[np.ndarray, list[str] | None]:
+    """The rows of a text file of numbers, their separator found from the data, and its
+    header's names (``None`` without a header).
 
     The separator is the one of comma, semicolon, tab and blanks that splits the most data
     rows into the same number (≥ 2) of numbers (none: one column). The first line is a
@@ -183,7 +441,7 @@ def _read_csv(p: Path, what: str) -> np.ndarray:
     rows = [read(i, line) for i, line in lines[1 if header else 0 :]]
     if not rows:
         raise InputError(f"{where} has a header but no data rows")
-    return np.asarray(rows, dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64), [f.strip() for f in first] if header else None
 
 
 def check_samples(arr, where: str = "data") -> np.ndarray:
@@ -256,16 +514,17 @@ def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> Target:
         return Gaussian(mean, cov)
     if spec.startswith("samples:"):
         return EmpiricalTarget(jnp.asarray(_target_rows(spec, dim), jnp.zeros(()).dtype))
-    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
-        file, name = spec.rsplit(":", 1)
+    if (code := python_spec(spec)) is not None:
+        file, name = code
         fn = _load_function(file, name)
         target = PotentialTarget(fn, dim, origin=(str(Path(file).resolve()), name))
         check_potential(target, dim, data, spec)
         return target
     raise InputError(
         f"unknown target {spec!r}{_target_hint(spec)}; expected 'gaussian', "
-        "'gaussian:MEAN.npy,COV.npy', 'samples:FILE' (target samples: .npy, .npz:KEY or "
-        ".csv) or 'FILE.py:NAME' (NAME a JAX function V: [d] -> scalar, target ∝ exp(-V))"
+        "'gaussian:MEAN.npy,COV.npy', 'samples:FILE' (target samples: .npy, .npz:KEY, "
+        ".csv or .h5ad[:obsm/KEY]) or 'FILE.py:NAME' (NAME a JAX function V: [d] -> scalar, "
+        "target ∝ exp(-V))"
     )
 
 
@@ -296,9 +555,10 @@ def _target_hint(spec: str) -> str:
     return f"; did you mean --target {close[0]}?" if close else ""
 
 
-def _target_rows(spec: str, dim: int) -> np.ndarray:
-    """The rows of ``samples:FILE``, checked (:func:`load_array`), in float64."""
-    samples = load_array(spec[len("samples:") :], "target samples")
+def _target_rows(spec: str, dim: int, where: str | None = None) -> np.ndarray:
+    """The rows of ``samples:FILE`` (those ``where`` selects, for an ``.h5ad`` file),
+    checked (:func:`load_array`), in float64."""
+    samples = load_array(spec[len("samples:") :], "target samples", where=where)
     if samples.shape[1] != dim:
         raise InputError(
             f"target {spec!r}: the target samples have dimension {samples.shape[1]} but "
@@ -386,11 +646,30 @@ def _load_plain(path: str, what: str) -> np.ndarray:
     return arr
 
 
+def python_spec(spec: str) -> tuple[str, str] | None:
+    """``(FILE, NAME)`` for a target specification ``FILE.py:NAME`` (a potential V written in
+    Python), else ``None``: the text after the last ``:`` is the name (a Windows drive's
+    ``C:`` stays in the file), and the file must end in ``.py``. The one test of what is
+    code, for every reader of a specification."""
+    if not isinstance(spec, str) or ":" not in spec:
+        return None
+    file, name = spec.rsplit(":", 1)
+    if not file.endswith(".py") or not name.isidentifier():
+        return None
+    return file, name
+
+
 def _load_function(file: str, name: str):
     p = Path(file)
+    if p.suffix != ".py":  # only Python source: no compiled module or extension is loaded
+        raise InputError(f"target file {file!r}: expected a Python source file (.py)")
     if not p.is_file():
         raise InputError(f"target file {file!r} does not exist")
-    spec = importlib.util.spec_from_file_location(f"mongeflow_user_{p.stem}", p)
+    spec = importlib.util.spec_from_file_location(
+        f"mongeflow_user_{p.stem}",
+        p,
+        loader=importlib.machinery.SourceFileLoader(f"mongeflow_user_{p.stem}", str(p)),
+    )
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -508,6 +787,7 @@ def data_problem(
     name: str = "data",
     seed: int = 0,
     per_feature: bool = False,
+    target_where: str | None = None,
 ) -> Problem:
     """The problem of mapping data samples to a target: where data become a :class:`Problem`.
 
@@ -546,7 +826,11 @@ def data_problem(
     that it cannot hold (beyond ±3.4e38, or a scale below 1.2e-38, in float32) are refused.
 
     Args:
-        data: samples ``[n, d]`` (checked by :func:`check_samples`).
+        data: samples ``[n, d]`` (checked by :func:`check_samples`): an array, a pandas
+            DataFrame of numeric columns, or an ``anndata.AnnData``, whose ``X`` is used
+            (sparse: made dense); for another of its matrices pass it, e.g.
+            ``adata.obsm["X_pca"]``, or ``adata[adata.obs["condition"] == "control"]
+            .obsm["X_pca"]`` for some of its cells.
         target: a specification for :func:`parse_target` (its V is checked at the
             standardised data) or a :class:`~mongeflow.problems.Target` of dimension d
             (an :class:`~mongeflow.problems.EmpiricalTarget`'s rows are checked as the
@@ -557,13 +841,17 @@ def data_problem(
         seed: the seed of the random split.
         per_feature: with ``standardize``, one scale per coordinate instead of one overall
             scale (the map is then optimal for the rescaled cost, see above).
+        target_where: with a target ``samples:FILE.h5ad[:KEY]``, the rows of the file
+            that are the target's (``COLUMN == VALUE``, ``COLUMN != VALUE`` or ``COLUMN in
+            [VALUE, ...]`` on its ``obs``, see :func:`select_rows`).
 
     Returns:
         ``Problem(name, EmpiricalSource(z_train), target, shift=m or None, scale=s,
         validation=z_val, validation_target=y_val, target_shift=m1 or None)``.
 
     Raises:
-        InputError: bad data or target samples (NaN/inf, the row and column said),
+        InputError: bad data or target samples (NaN/inf, the row and column said; a
+            DataFrame column that is not numeric),
             samples that are all equal (with ``standardize``; with ``per_feature``, a column
             whose values are all equal), a bad target specification,
             a target whose dimension is not the data's, a validation fraction that
@@ -582,7 +870,7 @@ def data_problem(
             "per-feature scaling is a kind of standardisation: it cannot be combined with "
             "standardize=False (--no-standardize)"
         )
-    data = check_samples(data, name)
+    data = check_samples(_table_values(data, name), name)
     n, d = data.shape
     dtype = jnp.zeros(()).dtype  # what the fit computes in: float32 unless jax_enable_x64
     limit, tiny = float(jnp.finfo(dtype).max), float(jnp.finfo(dtype).tiny)
@@ -652,8 +940,13 @@ def data_problem(
         train = (train - shift) / np.asarray(scale)
         held = None if held is None else (held - shift) / scale
     rows = None  # the rows of a target known by samples, in float64 until standardised
+    if target_where is not None and not (isinstance(target, str) and target.startswith("samples:")):
+        raise InputError(
+            f"a selection of target rows ({target_where!r}) applies to a target "
+            "'samples:FILE.h5ad[:KEY]' only"
+        )
     if isinstance(target, str) and target.startswith("samples:"):
-        rows = _target_rows(target, d)
+        rows = _target_rows(target, d, target_where)
     elif isinstance(target, str):
         target = parse_target(target, d, train)
     elif not isinstance(target, Target):
@@ -731,6 +1024,29 @@ def data_problem(
         validation_target=None if held_target is None else jnp.asarray(held_target, dtype),
         target_shift=None if target_shift is None else jnp.asarray(target_shift, dtype),
     )
+
+
+def _table_values(data, name: str):
+    """The values of a pandas DataFrame (:func:`frame_values`) or of an AnnData's ``X``
+    (dense); anything else as it is. (Neither package is imported: data cannot be one of
+    their objects unless it was loaded.)"""
+    if _is_frame(data):
+        return frame_values(data, name)
+    anndata = sys.modules.get("anndata")
+    if anndata is not None and isinstance(data, anndata.AnnData):
+        if data.X is None:
+            raise InputError(
+                f'{name}: the AnnData has no X; pass the matrix to fit, e.g. adata.obsm["X_pca"]'
+            )
+        n, d = data.shape
+        if n * d > MAX_H5AD_VALUES and hasattr(data.X, "toarray"):
+            raise InputError(
+                f"{name}: the AnnData's sparse X has {n} rows × {d} columns = {n * d:,} "
+                f"values, more than the {MAX_H5AD_VALUES:,} made dense; pass a reduced "
+                'representation, e.g. adata.obsm["X_pca"]'
+            )
+        return _dense(data.X)
+    return data
 
 
 def check_batch_size(problem: Problem, batch_size: int | None) -> None:

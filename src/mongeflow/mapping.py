@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mongeflow.files import atomic_write, sha256, write_json
+from mongeflow.files import atomic_write, read_json, sha256, write_json
 from mongeflow.io import InputError, parse_target, target_from_record
 from mongeflow.maps import ICNN, AffinePotential, Potential
 from mongeflow.maps.monge import MongeMap
@@ -215,9 +215,9 @@ def _read_meta(path: Path) -> dict:
             "map.eqx, as written by `mongeflow fit` or mongeflow.mapping.save)"
         )
     try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{str(meta_file)!r} is not valid JSON: {err}") from None
+        meta = read_json(meta_file, "the map's record", "save the map again")
+    except ValueError as err:
+        raise InputError(str(err)) from None
     if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise InputError(f"{str(meta_file)!r}: unknown format {found!r}")
@@ -279,6 +279,8 @@ def load(path: str | Path, target: Target | str | None = None) -> MongeMap:
     except Exception as err:  # a truncated or mismatched file
         raise InputError(f"cannot read {str(leaves)!r}: {err}") from None
     record = meta.get("target")
+    if record is not None and not isinstance(record, dict):
+        raise InputError(f"{str(path / 'map.json')!r}: 'target' is not a record: damaged file")
     if isinstance(target, str):
         target = _explicit_target(target, record, int(skeleton_dim(meta)))
     elif target is None and record is not None:

@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mongeflow.files import atomic_write  # noqa: E402
+
 
 def _project(*arrays: np.ndarray) -> list[np.ndarray]:
     """Keep 2-D data as is; project higher dimensions on the first two principal axes of
@@ -60,7 +62,7 @@ def plot_pushforward(result, path=None, n: int = 2000, seed_index: int | None = 
     if own:
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=120)
+            atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"))
             plt.close(fig)
     return fig
 
@@ -112,7 +114,7 @@ def plot_displacement(
     ax.legend(markerscale=4, fontsize=8, loc="upper right")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"))
         plt.close(fig)
     return fig
 
@@ -154,7 +156,7 @@ def plot_history(result, path=None):
             ax.set_yscale("log")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"))
         plt.close(fig)
     return fig
 

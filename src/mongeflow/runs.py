@@ -1,10 +1,11 @@
 """Run directories: the settings of a fit (run.json), its checkpoints, its outputs.
 
 A run directory holds everything needed to continue a fit with ``--resume --out DIR``
-alone: ``run.json`` (every setting, written before training starts), ``checkpoint.json``
-and ``state.eqx`` (the training state), and when the fit ends the best seed's map
-(``map.eqx``, ``map.json``), every seed's map in ``seeds/SEED/``, ``metrics.json``,
-``history.csv`` and the figures.
+alone: ``run.json`` (every setting, written before training starts, with the absolute path
+and SHA-256 of each input file), ``checkpoint.bin`` (the training state), and when the fit
+ends the best seed's map (``map.eqx``, ``map.json``), every seed's map in ``seeds/SEED/``,
+``metrics.json``, ``history.csv`` and the figures. Every file is written atomically
+(:mod:`mongeflow.files`), and ``.lock`` keeps a second fit out while one runs.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from mongeflow.io import (
     data_problem,
     gaussian_source_problem,
     load_array,
+    python_spec,
     split_array_spec,
 )
 from mongeflow.mapping import save
@@ -58,14 +60,26 @@ FIT_OPTIONS = {
     "dim": (None, f"dimension d of a built-in problem, 1 to {MAX_DIM} (its default if unset)"),
     "source": (
         None,
-        "source samples [n, d]: FILE.npy, FILE.npz:KEY or FILE.csv (instead of --problem), "
-        "or 'gaussian' for N(0, I) with --dim D (no file: the map samples the target)",
+        "source samples [n, d]: FILE.npy, FILE.npz:KEY, FILE.csv or FILE.h5ad[:X | "
+        ":obsm/KEY | :layers/KEY] (AnnData, default X; needs the 'anndata' extra) (instead "
+        "of --problem), or 'gaussian' for N(0, I) with --dim D (no file: the map samples "
+        "the target)",
+    ),
+    "source_where": (
+        None,
+        "with --source FILE.h5ad: fit only the rows (cells) whose obs match: 'COLUMN == "
+        "VALUE', 'COLUMN != VALUE' or 'COLUMN in [V1, V2]' (quote values with blanks, "
+        "`backquote` such a column); no other expression is accepted, none is evaluated",
     ),
     "target": (
         "gaussian",
         "with --source: 'gaussian' (standard), 'gaussian:MEAN.npy,COV.npy', 'samples:FILE' "
-        "(target samples: .npy, .npz:KEY or .csv), or 'FILE.py:NAME' with NAME a JAX "
-        "function V: [d] -> scalar (target ∝ exp(-V), V convex)",
+        "(target samples: .npy, .npz:KEY, .csv or .h5ad[:KEY]), or 'FILE.py:NAME' with NAME "
+        "a JAX function V: [d] -> scalar (target ∝ exp(-V), V convex)",
+    ),
+    "target_where": (
+        None,
+        "with --target samples:FILE.h5ad: the target's rows, selected as by --source-where",
     ),
     "standardize": (
         True,
@@ -155,6 +169,10 @@ def setting_options() -> tuple[dict, dict]:
 
 
 RUN_FORMAT = "mongeflow-run/1"
+_DAMAGED = (
+    "the checkpoint is damaged: start the run again with --overwrite (or from a copy of the "
+    "run directory)"
+)
 #: the checkpoint: one file, replaced atomically (see :meth:`Checkpoint.save`)
 CHECKPOINT_FILE = "checkpoint.bin"
 CHECKPOINT_MAGIC = b"mongeflow-checkpoint/1\n"
@@ -275,49 +293,62 @@ class Checkpoint(Callback):
         if not self.exists():
             return None
         if not (self.path / CHECKPOINT_FILE).is_file():
-            return read_json(self.path / "checkpoint.json", "checkpoint")
+            return read_json(self.path / "checkpoint.json", "checkpoint", _DAMAGED)
         with open(self.path / CHECKPOINT_FILE, "rb") as f:
-            head = f.read(len(CHECKPOINT_MAGIC) + 8)
-            if not head.startswith(CHECKPOINT_MAGIC):
-                raise ReadError(f"{str(self.path / CHECKPOINT_FILE)!r} is not a checkpoint")
-            return json.loads(f.read(int.from_bytes(head[len(CHECKPOINT_MAGIC) :], "little")))
+            return self._header(f)
+
+    def _header(self, f) -> dict:
+        """The record at the start of the open ``checkpoint.bin`` (``f`` then stands at the
+        arrays)."""
+        where = str(self.path / CHECKPOINT_FILE)
+        head = f.read(len(CHECKPOINT_MAGIC) + 8)
+        if len(head) < len(CHECKPOINT_MAGIC) + 8 or not head.startswith(CHECKPOINT_MAGIC):
+            raise ReadError(f"{where} is not a mongeflow checkpoint; {_DAMAGED}")
+        size = int.from_bytes(head[len(CHECKPOINT_MAGIC) :], "little")
+        try:
+            meta = json.loads(f.read(size))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ReadError(f"{where}: its record is not JSON ({err}); {_DAMAGED}") from None
+        if not isinstance(meta, dict):
+            raise ReadError(f"{where}: its record is not a JSON object; {_DAMAGED}")
+        return meta
 
     def _read(self, template: tuple) -> tuple[dict, tuple]:
         """``(meta, leaves)`` of the checkpoint in :attr:`path` (or an older version's
         ``checkpoint.json`` + ``state.eqx`` pair)."""
-        where = str(self.path / CHECKPOINT_FILE)
-        remedy = (
-            "the checkpoint is damaged: start the run again with --overwrite (or from a copy "
-            "of the run directory)"
-        )
         if not (self.path / CHECKPOINT_FILE).is_file():  # an older version's pair
-            meta = read_json(self.path / "checkpoint.json", "checkpoint", remedy)
-            try:
-                return meta, eqx.tree_deserialise_leaves(self.path / "state.eqx", template)
-            except Exception as err:
-                raise ReadError(
-                    f"the checkpoint in {str(self.path)!r} does not match this map: {err}"
-                ) from None
-        with open(self.path / CHECKPOINT_FILE, "rb") as f:
-            head = f.read(len(CHECKPOINT_MAGIC) + 8)
-            if len(head) < len(CHECKPOINT_MAGIC) + 8 or not head.startswith(CHECKPOINT_MAGIC):
-                raise ReadError(f"{where} is not a mongeflow checkpoint; {remedy}")
-            size = int.from_bytes(head[len(CHECKPOINT_MAGIC) :], "little")
-            try:
-                meta = json.loads(f.read(size))
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise ReadError(f"{where}: its record is not JSON ({err}); {remedy}") from None
-            try:
-                leaves = eqx.tree_deserialise_leaves(f, template)
-            except Exception as err:
-                raise ReadError(f"the checkpoint {where} does not match this map: {err}") from None
-        return meta, leaves
+            meta = read_json(self.path / "checkpoint.json", "checkpoint", _DAMAGED)
+            source = self.path / "state.eqx"
+        else:
+            source = None
+        try:
+            if source is not None:
+                return meta, eqx.tree_deserialise_leaves(source, template)
+            with open(self.path / CHECKPOINT_FILE, "rb") as f:
+                meta = self._header(f)
+                return meta, eqx.tree_deserialise_leaves(f, template)
+        except ReadError:
+            raise
+        except Exception as err:
+            raise ReadError(
+                f"the checkpoint in {str(self.path)!r} does not match this map: {err}"
+            ) from None
 
     def load(self, run: Run, template: FitState) -> FitState:
         if not self.exists():  # stopped before its first checkpoint: it starts afresh
             return template
         shapes = (template.potentials, template.states, template.alive, template.potentials)
-        meta, (potentials, states, alive, best) = self._read(shapes)
+        meta, leaves = self._read(shapes)
+        try:
+            return self._state(run, meta, leaves)
+        except (KeyError, TypeError, AttributeError, IndexError) as err:
+            raise ReadError(
+                f"the checkpoint in {str(self.path)!r} has a damaged record "
+                f"({type(err).__name__}: {err}); {_DAMAGED}"
+            ) from None
+
+    def _state(self, run: Run, meta: dict, leaves: tuple) -> FitState:
+        potentials, states, alive, best = leaves
         changed = differences(meta["run"], run_record(run))
         if changed:
             raise ValueError(
@@ -386,8 +417,14 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
                 + " (leave them out to continue it, or start a new run)"
             )
         settings = {**stored, **given}
-        _check_ranges(settings, given, scheme_opts, divergence_opts)
-        check_inputs(settings, out, target_given="target" in given)
+        try:
+            _check_ranges(settings, given, scheme_opts, divergence_opts)
+            check_inputs(settings, out, target_given="target" in given)
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ReadError(
+                f"{str(out / 'run.json')!r} holds a damaged setting ({type(err).__name__}: "
+                f"{err}); the run cannot be resumed: start it again with --overwrite"
+            ) from None
         return settings
     settings = {k: v for k, (v, _) in FIT_OPTIONS.items()}
     settings.update(given)
@@ -486,6 +523,7 @@ def check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
         raise ValueError(f"--out {out} exists and is not a directory")
     if resume:
         read_run(out)
+        _no_links(out)
         return
     if not out.is_dir():
         return
@@ -502,28 +540,45 @@ def check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
             f"{', ...' if len(entries) > 4 else ''}): a fit writes into a new or empty folder, "
             "and --overwrite replaces only a run"
         )
+    if overwrite:  # a run, even one whose record is damaged: replaced
+        return
     read_run(out)  # a damaged record is named, not overwritten silently
-    if overwrite or not _holds_run_data(out):
+    if not _holds_run_data(out):
         return
     raise ValueError(
         f"--out {out} holds a run; continue it with --resume, or replace it with --overwrite"
     )
 
 
+def _no_links(out: Path) -> None:
+    """Refuse a run directory whose files are symbolic links: a resumed run writes them, and
+    must not write through a link planted in the folder."""
+    names = [out / n for n in RUN_FILES]
+    if (out / "seeds").is_dir() and not (out / "seeds").is_symlink():
+        names += list((out / "seeds").iterdir())
+    links = [str(p.relative_to(out)) for p in names if p.is_symlink()]
+    if links:
+        raise ValueError(
+            f"--out {out}: {', '.join(links[:4])} {'is a' if len(links) == 1 else 'are'} "
+            "symbolic link(s); a run directory holds plain files only (remove them, or start "
+            "a new run)"
+        )
+
+
 def clear(out: Path) -> None:
-    """Remove a run's files from ``out`` (and temporary files a killed process left)."""
-    for name in RUN_FILES:
+    """Remove a run's files from ``out``; ``run.json`` last, so that a folder cleared in
+    part is still recognisably a run (and ``--overwrite`` can finish the job)."""
+    for name in (*[n for n in RUN_FILES if n != "run.json"], "run.json"):
         target = out / name
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         elif target.exists() or target.is_symlink():
             target.unlink()
-    for leftover in out.glob(f"{TEMPORARY_PREFIX}*"):
-        leftover.unlink(missing_ok=True)
 
 
 def _absolute(spec: str) -> str:
-    """An array specification (``FILE`` or ``FILE.npz:KEY``) with ``FILE`` made absolute."""
+    """An array specification (``FILE``, ``FILE.npz:KEY``, ``FILE.h5ad:obsm/KEY``) with
+    ``FILE`` made absolute."""
     file, key = split_array_spec(spec)
     path = os.path.abspath(file)
     return path if key is None else f"{path}:{key}"
@@ -543,15 +598,14 @@ def absolute_inputs(settings: dict) -> dict:
     elif target.startswith("gaussian:"):
         parts = target[len("gaussian:") :].split(",")
         out["target"] = "gaussian:" + ",".join(os.path.abspath(p) for p in parts)
-    elif ":" in target and target.rsplit(":", 1)[0].endswith(".py"):
-        file, name = target.rsplit(":", 1)
-        out["target"] = f"{os.path.abspath(file)}:{name}"
+    elif (code := python_spec(target)) is not None:
+        out["target"] = f"{os.path.abspath(code[0])}:{code[1]}"
     return out
 
 
 def input_files(settings: dict) -> list[Path]:
-    """The files a run reads: its ``source`` and its target's (samples, a Gaussian's mean and
-    covariance, the Python file of V)."""
+    """The files a run reads: its ``source`` and its target's (samples, an ``.h5ad`` file
+    among them, a Gaussian's mean and covariance, the Python file of V)."""
     files = []
     source, target = settings.get("source"), settings.get("target") or "gaussian"
     if source is not None and source != "gaussian":
@@ -560,17 +614,15 @@ def input_files(settings: dict) -> list[Path]:
         files.append(split_array_spec(target[len("samples:") :])[0])
     elif target.startswith("gaussian:"):
         files += [Path(p) for p in target[len("gaussian:") :].split(",")]
-    elif ":" in target and target.rsplit(":", 1)[0].endswith(".py"):
-        files.append(Path(target.rsplit(":", 1)[0]))
+    elif (code := python_spec(target)) is not None:
+        files.append(Path(code[0]))
     return files
 
 
 def python_target(settings: dict) -> str | None:
     """The file of a target ``FILE.py:NAME`` (code), or ``None``."""
-    target = settings.get("target") or "gaussian"
-    if ":" in target and target.rsplit(":", 1)[0].endswith(".py"):
-        return target.rsplit(":", 1)[0]
-    return None
+    code = python_spec(settings.get("target") or "gaussian")
+    return None if code is None else code[0]
 
 
 def record_inputs(settings: dict) -> dict[str, str]:
@@ -591,7 +643,10 @@ def check_inputs(settings: dict, out: Path, *, target_given: bool) -> None:
             "(it was started by an older mongeflow), so resuming it cannot be checked to use "
             "the same data; start a new run"
         )
-    problems = []
+    problems = [
+        f"{p} is read by the run but has no recorded SHA-256 (a damaged or edited run.json)"
+        for p in sorted({str(p) for p in files} - set(recorded or {}))
+    ]
     for path, digest in (recorded or {}).items():
         if not Path(path).is_file():
             problems.append(f"{path} is gone")
@@ -655,17 +710,25 @@ def build(settings: dict):
 
 
 def _problem(settings: dict):
-    """The problem of a run: built-in (``problem``, ``dim``) or read from ``source``."""
+    """The problem of a run: built-in (``problem``, ``dim``) or read from ``source`` (its
+    rows, and an ``.h5ad`` target's, selected by ``source_where`` and ``target_where``)."""
+    source_where, target_where = settings.get("source_where"), settings.get("target_where")
+    if source_where is not None and settings["source"] in (None, "gaussian"):
+        raise ValueError("--source-where selects rows of --source FILE.h5ad (by its obs)")
+    target = settings["target"] or "gaussian"
+    if target_where is not None and not target.startswith("samples:"):
+        raise ValueError("--target-where selects rows of --target samples:FILE.h5ad (by its obs)")
     if settings["source"] == "gaussian":
         return gaussian_source_problem(settings["target"], settings["dim"])
     if settings["source"] is not None:
-        data = load_array(settings["source"], "source")
+        data = load_array(settings["source"], "source", where=source_where)
         return data_problem(
             data,
             settings["target"],
             standardize=settings["standardize"],
             validation=settings["validation"],
             per_feature=bool(settings.get("per_feature")),
+            target_where=target_where,
         )
     return get_problem(settings["problem"], dim=settings["dim"])
 
@@ -690,6 +753,16 @@ def callbacks(settings: dict, out: Path, *, resume: bool, quiet: bool) -> list[C
     return [Progress(not quiet), checkpoint, TrainingCallback(out)]
 
 
+def device_text() -> str:
+    """The device a fit runs on, as said on the terminal and in ``metrics.json``:
+    ``"cpu (1 of 1 devices)"``, ``"gpu: NVIDIA H200 (1 of 2 devices)"``."""
+    import jax
+
+    device = jax.devices()[0]
+    kind = "" if device.platform == "cpu" else f": {device.device_kind}"
+    return f"{device.platform}{kind} (1 of {jax.device_count()} devices)"
+
+
 def write(result: FitResult, out: Path, settings: dict) -> None:
     """The maps, ``metrics.json``, ``history.csv`` and the figures of a finished fit."""
     out.mkdir(parents=True, exist_ok=True)
@@ -703,6 +776,7 @@ def write(result: FitResult, out: Path, settings: dict) -> None:
         "best_seed": result.seeds[best],
         "per_seed": per_seed,
         "wall_time_s": result.wall_time_s,
+        "device": device_text(),
         "problem": result.problem.name,
         "dim": result.problem.dim,
         "scheme": record(result.scheme),
@@ -805,8 +879,8 @@ def summary_lines(result: FitResult, out: Path) -> list[str]:
             for i, (seed, k) in enumerate(zip(result.seeds, result.stopped_at, strict=True))
         )
         return [
-            f"mongeflow: the fit stopped ({stops}). The last map within bounds is saved in "
-            f"{out}; {advice}"
+            f"mongeflow: the fit stopped ({stops}). The kept map (the last within bounds, or "
+            f"the linear map: see the warnings) is saved in {out}; {advice}"
         ]
     lines = []
     for i, (seed, k) in enumerate(zip(result.seeds, result.stopped_at, strict=True)):

@@ -355,3 +355,69 @@ def test_apply_says_when_output_rows_are_not_finite(tmp_path):
     y = np.load(tmp_path / "y.npy")
     assert not np.isfinite(y[1]).all() and np.isfinite(y[[0, 2]]).all()
     assert r.returncode == 3 and "1 of 3 output rows are not finite" in r.stderr, r.stderr
+
+
+# --- crafted run.json, links planted in a run directory -----------------------------------
+
+
+def _finished_run(tmp_path, name="run"):
+    out = tmp_path / name
+    r = run_here("fit", "--problem", "gaussian", "--dim", "2", "--out", str(out), *SMALL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def _edit_settings(out, **changes):
+    meta = json.loads((out / "run.json").read_text())
+    meta["settings"].update(changes)
+    (out / "run.json").write_text(json.dumps(meta))
+
+
+def test_a_crafted_run_json_cannot_name_code_or_unhashed_files(tmp_path):
+    out = _finished_run(tmp_path)
+    # a module that is not Python source, behind a name that starts like FILE.py:NAME
+    import py_compile
+
+    tricky = tmp_path / "X.py:d"
+    tricky.mkdir()
+    (tmp_path / "evil.py").write_text(PAYLOAD)
+    py_compile.compile(str(tmp_path / "evil.py"), cfile=str(tricky / "evil.pyc"))
+    _edit_settings(out, source="gaussian", target=f"{tmp_path}/X.py:d/evil.pyc:V", inputs={})
+    r = run_here("fit", "--resume", "--out", str(out), "--steps", "40", "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert not (tricky / "PAYLOAD_RAN").exists()
+    # a file read by the run but missing from its hashes (a private file, say)
+    private = tmp_path / "private.npy"
+    np.save(private, np.ones((50, 2)))
+    _edit_settings(out, source=str(private), target="gaussian", problem=None, inputs={})
+    r = run_here("fit", "--resume", "--out", str(out), "--steps", "40", "--quiet")
+    assert r.returncode == 2 and "no recorded SHA-256" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("name", [".lock", "pushforward.png", "seeds"])
+def test_a_link_planted_in_a_run_directory_is_never_written_through(tmp_path, name):
+    out = _finished_run(tmp_path)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    target = victim if name == "seeds" else victim / "precious.txt"
+    path = out / name
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    os.symlink(target, path)
+    r = run_here("fit", "--resume", "--out", str(out), "--steps", "40", "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert sorted(os.listdir(victim)) == ["precious.txt"]
+
+
+def test_overwrite_replaces_a_run_whose_record_is_damaged(tmp_path):
+    out = _finished_run(tmp_path)
+    (out / "run.json").write_text("{")
+    r = run_here("fit", "--resume", "--out", str(out), "--quiet")
+    assert r.returncode == 2 and "--overwrite" in r.stderr, r.stderr
+    r = run_here("fit", "--problem", "gaussian", "--dim", "2", "--out", str(out), "--overwrite",
+                 *SMALL)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
