@@ -1,4 +1,4 @@
-"""The worked example (``examples/iris.py``) and the README's Python snippets run, at a small
+"""The worked examples (``examples/*.py``) and the README's Python snippets run, at a small
 size, as a reader would run them."""
 
 import os
@@ -44,6 +44,73 @@ def test_iris_example_runs_small_and_writes_its_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["iris"]
 
 
+def test_posterior_example_runs_small_and_compares_with_nuts(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "posterior"
+    env = dict(os.environ)
+    cache = jax.config.jax_compilation_cache_dir
+    if cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    argv = ["--out", str(out), "--steps", "10", "--samples", "500"]
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "posterior.py"), *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "posterior.png").is_file() and (out / "map" / "map.json").is_file()
+    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines() if line}
+    assert {"mongeflow", "linear", "exact"} <= set(rows), r.stdout
+    assert all(float(v) >= 0 for v in rows["mongeflow"][:2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["posterior"]
+
+
+def test_single_cell_example_maps_one_population_onto_another(tmp_path):
+    anndata = pytest.importorskip("anndata")
+    pytest.importorskip("matplotlib")
+    import importlib.util
+
+    # the data ship with scanpy: found as the example finds them, without importing it
+    spec = importlib.util.find_spec("scanpy")
+    folders = [] if spec is None else spec.submodule_search_locations or []
+    files = [Path(f) / "datasets" / "10x_pbmc68k_reduced.h5ad" for f in folders]
+    if not any(f.is_file() for f in files):
+        pytest.skip("scanpy's datasets/10x_pbmc68k_reduced.h5ad is not installed")
+    path = next(f for f in files if f.is_file())
+    out = tmp_path / "single_cell"
+    env = dict(os.environ)
+    cache = jax.config.jax_compilation_cache_dir
+    if cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    before = path.stat().st_mtime_ns
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "single_cell.py"), "--out", str(out)]
+        + ["--steps", "10", "--pcs", "5"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines() if line.strip()}
+    assert {"mongeflow", "linear", "identity"} <= set(rows), r.stdout
+    assert float(rows["identity"][1]) > 0 and float(rows["mongeflow"][1]) >= 0
+    assert (out / "single_cell.png").is_file() and (out / "map" / "map.json").is_file()
+    mapped = anndata.read_h5ad(out / "mapped.h5ad")
+    assert (mapped.obs["bulk_labels"] == "CD14+ Monocyte").all()
+    assert mapped.obsm["X_mongeflow"].shape == (mapped.n_obs, 5)
+    assert np.isfinite(mapped.obsm["X_mongeflow"]).all()
+    # nothing written beside the example, in the working directory or to scanpy's file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["single_cell"]
+    assert path.stat().st_mtime_ns == before
+
+
 # --- README.md's ```python blocks --------------------------------------------------------
 
 #: The README's sizes, shrunk for the test by textual replacement (each text must be in
@@ -53,6 +120,7 @@ SMALLER = {
     'mf.get_problem("gaussian", dim=8)': 'mf.get_problem("gaussian", dim=2)',
     "seed=[0, 1], callbacks": "seed=[0, 1], steps=5, callbacks",
     '"adam", steps=1000,': '"adam", steps=5,',
+    "max_steps=300)": "max_steps=5)",
 }
 
 
@@ -87,3 +155,32 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
             exec(compile(block, f"README.md, block at line {line}", "exec"), namespace)
     assert namespace["samples"].shape == (1000, 2)
     assert (tmp_path / "runs" / "mine" / "map.json").is_file()
+
+
+def test_domain_adaptation_example_runs_small_and_writes_its_files(tmp_path):
+    """``examples/domain_adaptation.py`` at 2 steps and one split: its table and figure."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "domain_adaptation"
+    env = dict(os.environ)
+    cache = jax.config.jax_compilation_cache_dir  # the suite's (tests/conftest.py), if any
+    if cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    script = ROOT / "examples" / "domain_adaptation.py"
+    r = subprocess.run(
+        [sys.executable, str(script), "--out", str(out), "--steps", "2", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "domain_adaptation.png").is_file()
+    header = (out / "accuracy.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert header[0] == "seed" and "source mapped by the MongeTransport map" in header
+    table = np.loadtxt(out / "accuracy.csv", delimiter=",", skiprows=1, ndmin=2)
+    assert table.shape == (1, 5) and np.all((table[:, 1:] >= 0) & (table[:, 1:] <= 1))
+    assert "source mapped by the linear (Bures) map" in r.stdout
+    # nothing written beside the example or in the working directory
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["domain_adaptation"]

@@ -23,6 +23,7 @@ _EXPORTS = {
         *("DIVERGENCES", "KL", "MMD", "Divergence", "Drift", "EnergyDistance", "Sinkhorn"),
         "entropic_score",
     ),
+    "mongeflow.estimator": ("MongeTransport",),
     "mongeflow.fit": ("Callback", "FitInterrupted", "FitResult", "FitWarning", "fit"),
     "mongeflow.io": ("InputError", "data_problem", "load_array"),
     "mongeflow.mapping": ("load", "save"),
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         Sinkhorn,
         entropic_score,
     )
+    from mongeflow.estimator import MongeTransport
     from mongeflow.fit import Callback, FitInterrupted, FitResult, FitWarning, fit
     from mongeflow.io import InputError, data_problem, load_array
     from mongeflow.mapping import load, save
@@ -167,6 +169,7 @@ __all__ = [
     "InputError",
     "LBFGSInner",
     "MongeMap",
+    "MongeTransport",
     "Natural",
     "Potential",
     "PotentialTarget",

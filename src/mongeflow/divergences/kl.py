@@ -32,7 +32,7 @@ class KL(Divergence):
             ``"entropic"``: E[Jᵀ(∇V + ŝ)∘T] with ŝ the self-entropic-OT score of the pushed
             batch (the estimator of Dumont, Lacombe & Vialard 2026);
             ``"exact"``: the same with the exact pushed-forward score (needs the source score).
-        velocity: the score in v: ``"auto"`` (exact when the source has a known
+        velocity_estimator: the score in v: ``"auto"`` (exact when the source has a known
             log-density, else entropic), ``"entropic"`` or ``"exact"``.
         epsilon_scale: median-heuristic factor of the entropic score (paper: 0.05).
 
