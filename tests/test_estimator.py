@@ -242,19 +242,35 @@ CHECKED = MongeTransport(max_steps=2, widths=(4,))
 #: and takes NumPy input.)
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
-#: checks that run only with ``pytest -m slow``: each fits on data of new shapes, and a fit on
-#: a new shape compiles its programs anew (5-15 s each on 2 cores, a third of that once
-#: JAX's compilation cache holds them); the default run of the other checks stays under a
-#: minute. What each adds, and where this file covers it otherwise:
-SLOW_CHECKS = {
-    "check_estimators_dtypes": "float32/int32/int64 input (float32 in, float32 out: tested)",
-    "check_dtype_object": "numbers in an object array, strings refused",
-    "check_estimators_overwrite_params": "fit leaves the parameters as set (clone: tested)",
-    "check_positive_only_tag_during_fit": "no positive-only tag (none set)",
-    "check_fit2d_1feature": "d = 1 fits",
-    "check_estimators_nan_inf": "NaN/inf refused at fit and transform (tested)",
-    "check_f_contiguous_array_estimator": "Fortran-ordered input",
-    "check_fit_idempotent": "two fits give the same map (fit_transform = transform: tested)",
+#: the checks of the default run: the estimator's contract (parameters, clone, tags, repr,
+#: refusals of bad or unfitted input) and the core fits on the suite's usual shapes. Every
+#: other check fits on data of new shapes, and a fit on a new shape compiles its programs
+#: anew (5-15 s each on 2 cores): they run with ``pytest -m slow`` (all pass there), and
+#: what they add is tested in this file on the usual shapes (float32 in and out, NaN/inf
+#: refused, fit_transform = transform, clone).
+DEFAULT_CHECKS = {
+    "check_estimator_cloneable",
+    "check_estimator_tags_renamed",
+    "check_valid_tag_types",
+    "check_estimator_repr",
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_mixin_order",
+    "check_estimators_unfitted",
+    "check_transformers_unfitted",
+    "check_estimators_empty_data_messages",
+    "check_complex_data",
+    "check_estimator_sparse_tag",
+    "check_estimator_sparse_array",
+    "check_estimator_sparse_matrix",
+    "check_fit1d",
+    "check_fit_score_takes_y",
+    "check_estimators_fit_returns_self",
+    "check_n_features_in_after_fitting",
+    "check_transformer_general",
 }
 
 
@@ -277,7 +293,7 @@ def _sklearn_checks():
     ):
         values, marks = (item.values, list(item.marks)) if hasattr(item, "values") else (item, [])
         check = values[1]
-        if getattr(check, "func", check).__name__ in SLOW_CHECKS:
+        if getattr(check, "func", check).__name__ not in DEFAULT_CHECKS:
             marks.append(pytest.mark.slow)
         params.append(pytest.param(*values, marks=marks, id=_check_id(check)))
     return params
