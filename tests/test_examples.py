@@ -17,6 +17,25 @@ import mongeflow as mf
 ROOT = Path(__file__).parents[1]
 
 
+def run_example(name: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``examples/NAME`` with ``args`` as a reader runs it (a subprocess, in ``tmp_path``),
+    sharing the suite's compilation cache (tests/conftest.py) when there is one: compilation
+    is most of a small run's time."""
+    env = dict(os.environ)
+    cache = jax.config.jax_compilation_cache_dir
+    if cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+
+
 def test_iris_example_runs_small_and_writes_its_files(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
@@ -27,14 +46,7 @@ def test_iris_example_runs_small_and_writes_its_files(tmp_path):
         # compilation is most of the run's time: a second run loads it from there
         env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
         env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "iris.py"), "--out", str(out), "--steps", "10"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
+    r = run_example("iris.py", tmp_path, "--out", str(out), "--steps", "10")
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("iris.csv", "iris.png", "map/map.eqx", "map/map.json"):
         assert (out / name).is_file(), name
@@ -47,20 +59,8 @@ def test_iris_example_runs_small_and_writes_its_files(tmp_path):
 def test_posterior_example_runs_small_and_compares_with_nuts(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "posterior"
-    env = dict(os.environ)
-    cache = jax.config.jax_compilation_cache_dir
-    if cache:
-        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     argv = ["--out", str(out), "--steps", "10", "--samples", "500"]
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "posterior.py"), *argv],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
+    r = run_example("posterior.py", tmp_path, *argv)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "posterior.png").is_file() and (out / "map" / "map.json").is_file()
     rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines() if line}
@@ -82,21 +82,8 @@ def test_single_cell_example_maps_one_population_onto_another(tmp_path):
         pytest.skip("scanpy's datasets/10x_pbmc68k_reduced.h5ad is not installed")
     path = next(f for f in files if f.is_file())
     out = tmp_path / "single_cell"
-    env = dict(os.environ)
-    cache = jax.config.jax_compilation_cache_dir
-    if cache:
-        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     before = path.stat().st_mtime_ns
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "single_cell.py"), "--out", str(out)]
-        + ["--steps", "10", "--pcs", "5"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
+    r = run_example("single_cell.py", tmp_path, "--out", str(out), "--steps", "10", "--pcs", "5")
     assert r.returncode == 0, r.stderr[-3000:]
     rows = {line.split()[0]: line.split() for line in r.stdout.splitlines() if line.strip()}
     assert {"mongeflow", "linear", "identity"} <= set(rows), r.stdout
@@ -161,19 +148,8 @@ def test_domain_adaptation_example_runs_small_and_writes_its_files(tmp_path):
     """``examples/domain_adaptation.py`` at 2 steps and one split: its table and figure."""
     pytest.importorskip("matplotlib")
     out = tmp_path / "domain_adaptation"
-    env = dict(os.environ)
-    cache = jax.config.jax_compilation_cache_dir  # the suite's (tests/conftest.py), if any
-    if cache:
-        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    script = ROOT / "examples" / "domain_adaptation.py"
-    r = subprocess.run(
-        [sys.executable, str(script), "--out", str(out), "--steps", "2", "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
+    r = run_example(
+        "domain_adaptation.py", tmp_path, "--out", str(out), "--steps", "2", "--repeats", "1"
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "domain_adaptation.png").is_file()

@@ -600,13 +600,14 @@ def cmd_apply(args) -> int:
 def cmd_sample(args) -> int:
     import jax
 
+    from mongeflow.mapping import sample_stored_rows
     from mongeflow.problems import EmpiricalTarget
 
     if args.n < 1:
         raise CLIError(f"-n must be ≥ 1, got {args.n}")
     m = _load_map(args.run, args.target, need_target=True)
     if isinstance(m.target, EmpiricalTarget):
-        x, distinct = _sample_rows(m, args.n, args.seed)
+        x, distinct = sample_stored_rows(m, args.n, args.seed)
     else:
         x, distinct = np.asarray(m.sample(jax.random.key(args.seed), args.n)), None
     _write_points(args.output, x)
@@ -620,20 +621,6 @@ def cmd_sample(args) -> int:
         )
     print(f"{args.n} samples -> {args.output}")
     return 0
-
-
-def _sample_rows(m, n: int, seed: int) -> tuple[np.ndarray, int]:
-    """T^-1(y) for n of the stored rows y of a target known by samples, drawn without
-    replacement up to their number K (beyond it every row once, the rest with replacement),
-    and the number of distinct rows used, min(n, K)."""
-    rows = np.asarray(m.target.data)  # in φ's output coordinates
-    k = rows.shape[0]
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(k)[:n]
-    if n > k:
-        idx = rng.permutation(np.concatenate([idx, rng.integers(0, k, n - k)]))
-    y = m.target_to_data_units(rows[idx])  # inverse takes points in the target's units
-    return np.asarray(m.inverse(y)), min(n, k)
 
 
 def cmd_density(args) -> int:

@@ -353,13 +353,9 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         seed = _seed(random_state)
         m = self.map_
         if isinstance(m.target, EmpiricalTarget):
-            rows = np.asarray(m.target.data)  # in φ's output coordinates
-            k = rows.shape[0]
-            rng = np.random.default_rng(seed)
-            idx = rng.permutation(k)[:n]
-            if n > k:
-                idx = rng.permutation(np.concatenate([idx, rng.integers(0, k, n - k)]))
-            points = m.inverse(m.target_to_data_units(rows[idx]))
+            from mongeflow.mapping import sample_stored_rows
+
+            points, _ = sample_stored_rows(m, n, seed)
         else:
             if m.target is None or not m.target.can_sample:
                 raise ValueError(

@@ -57,6 +57,7 @@ __all__ = [
     "potential_config",
     "potential_skeleton",
     "read_info",
+    "sample_stored_rows",
     "save",
     "target_record",
 ]
@@ -363,6 +364,21 @@ def _explicit_target(spec: str, record: dict | None, dim: int) -> Target:
         convexity=record.get("convexity"),
         origin=target.origin,
     )
+
+
+def sample_stored_rows(m: MongeMap, n: int, seed: int) -> tuple[np.ndarray, int]:
+    """T⁻¹(y) for ``n`` of the stored rows y of a map whose target is known by samples, drawn
+    without replacement up to their number K (beyond it every row once, the rest with
+    replacement), and the number of distinct rows used, min(n, K): what ``mongeflow
+    sample`` and :meth:`mongeflow.MongeTransport.sample` return for such a target."""
+    rows = np.asarray(m.target.data)  # in φ's output coordinates
+    k = rows.shape[0]
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(k)[:n]
+    if n > k:
+        idx = rng.permutation(np.concatenate([idx, rng.integers(0, k, n - k)]))
+    y = m.target_to_data_units(rows[idx])  # the inverse takes points in the target's units
+    return np.asarray(m.inverse(y)), min(n, k)
 
 
 def read_info(path: str | Path) -> dict:
