@@ -224,3 +224,27 @@ def test_data_problem_takes_anndata_and_dataframes(cells):
     frame["label"] = "x"
     with pytest.raises(InputError, match="column 'label' is not numeric"):
         data_problem(frame)
+
+
+def test_a_quoted_csv_header_comes_out_unquoted(run, cells, tmp_path):
+    lines = (cells / "control.csv").read_text().splitlines()
+    quoted = tmp_path / "quoted.csv"  # as R's write.csv and spreadsheets write it
+    names = lines[0].split(",")
+    quoted.write_text(",".join(f'"{n}"' for n in names) + "\n" + "\n".join(lines[1:]) + "\n")
+    r = run_here("apply", str(run), "--input", str(quoted), "--output", str(tmp_path / "y.csv"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "y.csv").read_text().splitlines()[0] == ",".join(names)
+
+
+def test_target_where_with_a_gaussian_source_and_a_non_text_selection_are_refused(cells, tmp_path):
+    h5ad = cells / "cells.h5ad"
+    r = run_here(
+        "fit", "--source", "gaussian", "--dim", "5", "--quiet", "--out", str(tmp_path / "g"),
+        *("--target", f"samples:{h5ad}:obsm/X_pca", "--target-where", "condition == drug"),
+    )  # fmt: skip
+    assert r.returncode == 2 and "--target-where" in r.stderr, r.stderr
+    import anndata
+
+    obs = anndata.read_h5ad(h5ad).obs
+    with pytest.raises(mio.InputError, match="a selection must be text"):
+        mio.select_rows(obs, 123, "cells")

@@ -566,6 +566,8 @@ def _write_points(path, arr, points=None, key: str = "X_mongeflow") -> None:
             os.replace(tmp, p)
         except OSError as err:
             raise CLIError(f"cannot write --output {path}: {err.strerror or err}") from None
+        except Exception as err:  # anndata's own (mixed-type obs columns, say)
+            raise CLIError(f"cannot write --output {path}: {type(err).__name__}: {err}") from None
         finally:
             tmp.unlink(missing_ok=True)
 

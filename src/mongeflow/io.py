@@ -279,14 +279,17 @@ def select_rows(obs, where: str, place: str = "data") -> np.ndarray:
 
     Raises:
         InputError: an expression of another form, an unknown column (its columns listed),
-            a value that is not a number for a column of numbers, or no row selected (the
-            column's first distinct values listed).
+            a value that is not a number for a column of numbers, a value that is neither
+            True nor False for a column of truth values, or no row selected (the column's
+            first distinct values listed).
     """
     forms = (
         "expected COLUMN == VALUE, COLUMN != VALUE or COLUMN in [VALUE, ...] (COLUMN a "
         "column of obs, in `backquotes` if it holds blanks; a VALUE with blanks in quotes); "
         "nothing else is accepted"
     )
+    if not isinstance(where, str):
+        raise InputError(f"{place}: a selection must be text ({forms}), got {where!r}")
     match = _WHERE.fullmatch(where)
     values = None
     if match:
@@ -364,11 +367,6 @@ def _read_npz(p: Path, key: str | None, what: str) -> np.ndarray:
         return z[key]
 
 
-def _read_csv(p: Path, what: str) -> np.ndarray:
-    """The rows of a text file of numbers (see :func:`_read_csv_table`)."""
-    return _read_csv_table(p, what)[0]
-
-
 def _read_csv_table(p: Path, what: str) -> tuple[np.ndarray, list[str] | None]:
     """The rows of a text file of numbers, their separator found from the data, and its
     header's names (``None`` without a header).
@@ -441,7 +439,8 @@ def _read_csv_table(p: Path, what: str) -> tuple[np.ndarray, list[str] | None]:
     rows = [read(i, line) for i, line in lines[1 if header else 0 :]]
     if not rows:
         raise InputError(f"{where} has a header but no data rows")
-    return np.asarray(rows, dtype=np.float64), [f.strip() for f in first] if header else None
+    names = [f.strip().strip('"') for f in first] if header else None  # "quoted" names too
+    return np.asarray(rows, dtype=np.float64), names
 
 
 def check_samples(arr, where: str = "data") -> np.ndarray:

@@ -719,6 +719,11 @@ def _problem(settings: dict):
     if target_where is not None and not target.startswith("samples:"):
         raise ValueError("--target-where selects rows of --target samples:FILE.h5ad (by its obs)")
     if settings["source"] == "gaussian":
+        if target_where is not None:
+            raise ValueError(
+                "--target-where selects the target rows of a fit from --source FILE; with "
+                "--source gaussian, select them beforehand (or use --source FILE)"
+            )
         return gaussian_source_problem(settings["target"], settings["dim"])
     if settings["source"] is not None:
         data = load_array(settings["source"], "source", where=source_where)
