@@ -105,7 +105,9 @@ def test_a_sample_target_gets_sharper_drift_temperatures_up_to_d_16(tmp_path, mo
     )
 
     authors = mf.Drift().temperatures
-    assert authors == "0.02,0.05,0.2" != SHARP_DRIFT_TEMPERATURES
+    assert authors == (0.02, 0.05, 0.2) != SHARP_DRIFT_TEMPERATURES
+    assert SHARP_DRIFT_TEMPERATURES == (0.01, 0.02, 0.05)
+    assert MIXED_DRIFT_TEMPERATURES == (0.01, 0.05, 0.2)
     sharp, mixed = SHARP_DRIFT_TEMPERATURES, MIXED_DRIFT_TEMPERATURES
     assert len({sharp, mixed, authors}) == 3
     for d, expected in ((2, sharp), (8, sharp), (9, mixed), (16, mixed), (17, authors)):
@@ -120,7 +122,7 @@ def test_a_sample_target_gets_sharper_drift_temperatures_up_to_d_16(tmp_path, mo
     np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 3)))
     parser = cli._parser()
     base = ["fit", "--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
-    for extra, expected in (([], sharp), (["--temperatures", "0.1,0.3"], "0.1,0.3")):
+    for extra, expected in (([], sharp), (["--temperatures", "0.1,0.3"], (0.1, 0.3))):
         out = tmp_path / f"run{len(extra)}"
         args = parser.parse_args([*base, *extra, "--out", str(out)])
         settings = runs.fit_settings(vars(args), out, resume=False, overwrite=False)

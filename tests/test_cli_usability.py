@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mongeflow.runs import Checkpoint
+from mongeflow.runs import CHECKPOINT_FILE, CHECKPOINT_MAGIC, Checkpoint
 from tests.test_cli import run_here
 
 
@@ -202,6 +202,85 @@ def test_a_misspelt_word_gets_the_closest_one(tmp_path, args, message, hint):
     last = r.stderr.strip().splitlines()[-1]  # argparse prints the usage above its line
     assert message in last and last.endswith(hint), r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "r").exists()
+
+
+# --- a list setting: numbers on the command line, a JSON list in run.json ---------------
+
+
+def _drift_fit(data, out, *extra):
+    """A tiny drift fit of the two sample sets of ``data`` (the ``data_run`` folder)."""
+    return run_here(
+        "fit", "--source", str(data / "x.npy"), "--target", f"samples:{data / 'mix.npy'}",
+        "--divergence", "drift", "--scheme", "explicit", "--inner-steps", "2", "--widths", "8",
+        "--steps", "2", "--batch-size", "32", "--eval-size", "0", "--quiet", "--out", str(out),
+        *extra,
+    )  # fmt: skip
+
+
+def test_a_list_setting_round_trips_through_the_command_line_and_run_json(data_run, tmp_path):
+    out = tmp_path / "run"
+    r = _drift_fit(data_run.parent, out, "--temperatures", "0.01,0.02,0.05")
+    assert r.returncode == 0, r.stderr[-2000:]
+    stored = json.loads((out / "run.json").read_text())["settings"]
+    assert stored["temperatures"] == [0.01, 0.02, 0.05]
+    record = Checkpoint(out).meta()["run"]["divergence"]
+    assert record == {
+        "name": "drift",
+        "settings": {"temperatures": [0.01, 0.02, 0.05], "normalise": True, "block_size": 1024},
+    }
+    # resumed: the same numbers however written continue it; other numbers are refused
+    r = run_here("fit", "--resume", "--out", str(out), "--steps", "3", "--quiet",
+                 "--temperatures", "0.01, 0.02,0.05")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Checkpoint(out).meta()["step"] == 3
+    r = run_here("fit", "--resume", "--out", str(out), "--temperatures", "0.1", "--quiet")
+    assert r.returncode == 2 and "--temperatures (0.01, 0.02, 0.05) -> (0.1,)" in r.stderr
+    # --help shows the command line's form
+    text = _help_of(run_here("fit", "--help").stdout, "--temperatures")
+    assert text.startswith("X,Y,... drift: temperatures") and "default 0.02,0.05,0.2" in text
+
+
+def test_a_run_whose_list_setting_was_saved_as_a_string_resumes(data_run, tmp_path):
+    """An older version saved a list setting as one string, in run.json and in the
+    checkpoint's record: such a run is read, resumed and then saved with a list."""
+    out = tmp_path / "run"
+    assert _drift_fit(data_run.parent, out, "--temperatures", "0.01,0.02,0.05").returncode == 0
+    meta = json.loads((out / "run.json").read_text())
+    meta["settings"]["temperatures"] = "0.01,0.02,0.05"
+    (out / "run.json").write_text(json.dumps(meta))
+    path = out / CHECKPOINT_FILE
+    data = path.read_bytes()
+    start = len(CHECKPOINT_MAGIC) + 8
+    size = int.from_bytes(data[len(CHECKPOINT_MAGIC) : start], "little")
+    record = json.loads(data[start : start + size])
+    record["run"]["divergence"]["settings"]["temperatures"] = "0.01,0.02,0.05"
+    header = json.dumps(record).encode()
+    path.write_bytes(
+        CHECKPOINT_MAGIC + len(header).to_bytes(8, "little") + header + data[start + size :]
+    )
+    assert Checkpoint(out).meta()["run"]["divergence"]["settings"]["temperatures"] == (
+        "0.01,0.02,0.05"
+    )
+    r = run_here("fit", "--resume", "--out", str(out), "--steps", "3", "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Checkpoint(out).meta()["step"] == 3
+    stored = json.loads((out / "run.json").read_text())["settings"]
+    assert stored["temperatures"] == [0.01, 0.02, 0.05]
+    # other numbers are still other settings
+    r = run_here("fit", "--resume", "--out", str(out), "--temperatures", "0.01,0.02", "--quiet")
+    assert r.returncode == 2 and "--temperatures" in r.stderr, r.stderr
+
+
+def test_a_list_setting_saved_as_a_string_is_no_difference():
+    from mongeflow.runs import differences
+
+    saved = {"divergence": {"settings": {"temperatures": "0.01,0.02,0.05", "block_size": 8}}}
+    now = {"divergence": {"settings": {"temperatures": [0.01, 0.02, 0.05], "block_size": 8}}}
+    assert differences(saved, now) == []
+    now["divergence"]["settings"]["temperatures"] = (0.01, 0.02)
+    assert differences(saved, now) == [
+        "divergence.settings.temperatures: '0.01,0.02,0.05' -> (0.01, 0.02)"
+    ]
 
 
 # --- the help of the settings the fit chooses itself --------------------------------------

@@ -94,7 +94,7 @@ def test_scheme_settings_are_applied_by_name_and_checked(one_sample):
     assert _configured(mf.KL(), None, "divergence") == mf.KL()
     with pytest.raises(ValueError, match="has no setting tau; its settings:"):
         MongeTransport(scheme="adam", scheme_settings={"tau": 0.1}, **SMALL).fit(x)
-    with pytest.raises(ValueError, match="learning-rate must be"):
+    with pytest.raises(ValueError, match="^learning_rate must be in"):
         MongeTransport(scheme="adam", scheme_settings={"learning_rate": -1.0}, **SMALL).fit(x)
     with pytest.raises(ValueError, match="divergence 'kl' has no setting foo"):
         MongeTransport(divergence_settings={"foo": 1}, **SMALL).fit(x)

@@ -91,3 +91,36 @@ def test_a_registered_scheme_and_divergence_get_their_flags(registered, tmp_path
     # the stored settings rebuild the run: resuming with a changed one is refused
     assert cli.main(["fit", "--resume", "--out", str(out), "--steps", "8", "--quiet"]) == 0
     assert cli.main(["fit", "--resume", "--out", str(out), "--weight", "2.0", "--quiet"]) == 2
+
+
+def test_a_field_keeps_its_plain_name_and_declares_its_flag(tmp_path, monkeypatch):
+    """``Sinkhorn.threshold`` is ``threshold`` in Python and ``--sinkhorn-threshold`` on the
+    command line (``sinkhorn_threshold`` in run.json): its declaration names the flag."""
+    from mongeflow.settings import configure, flat, options, record
+
+    div = mf.Sinkhorn(threshold=1e-4, iterations=50)
+    assert (div.threshold, div.iterations) == (1e-4, 50)
+    keys = {"sinkhorn_threshold": 1e-4, "sinkhorn_iterations": 50}
+    assert keys.items() <= flat(div).items()
+    assert "threshold" not in flat(div) and "iterations" not in flat(div)
+    assert record(div)["settings"]["sinkhorn_threshold"] == 1e-4
+    assert configure(mf.Sinkhorn(), keys) == div
+    assert options(DIVERGENCES)["sinkhorn_threshold"].flag == "sinkhorn-threshold"
+    # the flags set the fields
+    monkeypatch.setenv("MONGEFLOW_NO_CACHE", "1")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(100, 2)))
+    np.save(tmp_path / "y.npy", 1.0 + rng.normal(size=(100, 2)))
+    out = tmp_path / "run"
+    argv = [
+        "fit", "--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}",
+        "--divergence", "sinkhorn", "--sinkhorn-threshold", "1e-4", "--sinkhorn-iterations",
+        "50", "--out", str(out),
+    ]  # fmt: skip
+    settings = runs.fit_settings(vars(cli._parser().parse_args(argv)), out, resume=False,
+                                 overwrite=False)  # fmt: skip
+    _, _, divergence, _ = runs.build(settings)
+    assert divergence == div
+    assert settings["sinkhorn_threshold"] == 1e-4 and settings["sinkhorn_iterations"] == 50
+    help_text = cli._parser()._subparsers._group_actions[0].choices["fit"].format_help()
+    assert "--sinkhorn-threshold" in help_text and "--threshold" not in help_text

@@ -23,9 +23,11 @@ _EXPORTS = {
         *("DIVERGENCES", "KL", "MMD", "Divergence", "Drift", "EnergyDistance", "Sinkhorn"),
         "entropic_score",
     ),
+    "mongeflow.devices": ("data_mesh",),
     "mongeflow.estimator": ("MongeTransport",),
     "mongeflow.fit": ("Callback", "FitInterrupted", "FitResult", "FitWarning", "fit"),
     "mongeflow.io": ("InputError", "data_problem", "load_array"),
+    "mongeflow.loop": ("EarlyStop", "KeepBest", "Monitor", "RunOff", "Validation", "solve"),
     "mongeflow.mapping": ("load", "save"),
     "mongeflow.maps": (
         *("ICNN", "AffinePotential", "MongeMap", "Potential", "default_potential"),
@@ -36,6 +38,7 @@ _EXPORTS = {
         *("PROBLEMS", "EmpiricalSource", "EmpiricalTarget", "Gaussian", "GaussianMixture"),
         *("PotentialTarget", "Problem", "SamplerSource", "get_problem"),
     ),
+    "mongeflow.problems.batch": ("Batch", "Sampler"),
     "mongeflow.progress": ("Progress",),
     "mongeflow.runs": ("Checkpoint",),
     "mongeflow.schemes": (
@@ -48,6 +51,7 @@ _ORIGIN = {name: module for module, names in _EXPORTS.items() for name in names}
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
     from mongeflow import auto
+    from mongeflow.devices import data_mesh
     from mongeflow.divergences import (
         DIVERGENCES,
         KL,
@@ -61,6 +65,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from mongeflow.estimator import MongeTransport
     from mongeflow.fit import Callback, FitInterrupted, FitResult, FitWarning, fit
     from mongeflow.io import InputError, data_problem, load_array
+    from mongeflow.loop import EarlyStop, KeepBest, Monitor, RunOff, Validation, solve
     from mongeflow.mapping import load, save
     from mongeflow.maps import (
         ICNN,
@@ -82,6 +87,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         SamplerSource,
         get_problem,
     )
+    from mongeflow.problems.batch import Batch, Sampler
     from mongeflow.progress import Progress
     from mongeflow.runs import Checkpoint
     from mongeflow.schemes import (
@@ -151,9 +157,11 @@ __all__ = [
     "FitWarning",
     "auto",
     "Backtracking",
+    "Batch",
     "Callback",
     "Checkpoint",
     "Divergence",
+    "EarlyStop",
     "EmpiricalSource",
     "EmpiricalTarget",
     "Euclidean",
@@ -165,9 +173,11 @@ __all__ = [
     "GaussianMixture",
     "Gram",
     "IdentityMetric",
+    "KeepBest",
     "Implicit",
     "InputError",
     "LBFGSInner",
+    "Monitor",
     "MongeMap",
     "MongeTransport",
     "Natural",
@@ -175,8 +185,12 @@ __all__ = [
     "PotentialTarget",
     "Problem",
     "Progress",
+    "RunOff",
+    "Sampler",
     "SamplerSource",
     "Scheme",
+    "Validation",
+    "data_mesh",
     "data_problem",
     "default_potential",
     "energy_distance",
@@ -189,5 +203,6 @@ __all__ = [
     "load",
     "load_array",
     "save",
+    "solve",
     "transport",
 ]

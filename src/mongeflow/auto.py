@@ -90,15 +90,15 @@ def auto_drift_tau(dim: int) -> float:
 
 
 #: the drift's temperatures up to :data:`SHARP_DRIFT_MAX_DIM`
-SHARP_DRIFT_TEMPERATURES = "0.01,0.02,0.05"
+SHARP_DRIFT_TEMPERATURES = (0.01, 0.02, 0.05)
 SHARP_DRIFT_MAX_DIM = 8
 #: the drift's temperatures above :data:`SHARP_DRIFT_MAX_DIM` up to :data:`MIXED_DRIFT_MAX_DIM`
 #: (above: the authors' 0.02, 0.05, 0.2)
-MIXED_DRIFT_TEMPERATURES = "0.01,0.05,0.2"
+MIXED_DRIFT_TEMPERATURES = (0.01, 0.05, 0.2)
 MIXED_DRIFT_MAX_DIM = 16
 
 
-def auto_drift_temperatures(dim: int) -> str:
+def auto_drift_temperatures(dim: int) -> tuple[float, ...]:
     """The drift's kernel temperatures R: 0.01, 0.02, 0.05 up to d = 8; 0.01, 0.05, 0.2 up to
     d = 16; above, the authors' 0.02, 0.05, 0.2 (Deng et al. 2026;
     :class:`~mongeflow.divergences.Drift`).
@@ -299,3 +299,103 @@ def configure_named(
         scheme = registered
         reasons.append(f"{name} at its registered settings")
     return Choice(scheme, widths, steps, tuple(reasons))
+
+
+@dataclasses.dataclass(frozen=True)
+class Configuration:
+    """Everything a fit runs with, decided once, and why (``reasons``, one line each).
+
+    Attributes:
+        scheme, divergence: what moves θ and what it descends.
+        steps: the outer steps (a cap when ``patience`` stops seeds early).
+        batch_size: the mini-batch n.
+        patience: history records without a new kept map before a seed stops, or ``None``.
+        short: the steps asked for are fewer than both the scheme's default
+            (``usual_steps``) and :data:`~mongeflow.loop.MIN_STEPS` (the fit runs them all,
+            and says so).
+    """
+
+    scheme: Scheme
+    divergence: Divergence
+    steps: int
+    batch_size: int
+    patience: int | None
+    reasons: tuple[str, ...] = ()
+    short: bool = False
+    #: the steps the scheme runs by default (for the message of a short fit)
+    usual_steps: int | None = None
+
+
+def configure(
+    problem: Problem,
+    scheme: Scheme | str | None = None,
+    divergence: Divergence | str | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    patience: int | None | str = "auto",
+) -> Configuration:
+    """The complete configuration of a fit of ``problem``: a value given is used as given;
+    a registered name gets the rules of :func:`configure_named` /
+    :func:`configure_divergence`; ``None`` (and ``patience="auto"``) the automatic choice
+    (:func:`choose_divergence`, :func:`choose`).
+
+    Raises:
+        ValueError: a setting out of its range, or a divergence the problem cannot serve.
+    """
+    reasons = []
+    if divergence is None:
+        divergence = choose_divergence(problem)
+        how = "V" if problem.target.has_potential else "samples"
+        reasons.append(f"the {divergence.name} divergence: the target is known by {how}")
+    elif isinstance(divergence, str):
+        divergence = configure_divergence(divergence, problem)
+    divergence.check(problem)
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    auto_patience, auto_batch = AUTO_PATIENCE, AUTO_BATCH
+    if scheme is None or isinstance(scheme, str):
+        usual = choose(problem, divergence, None, scheme).steps
+        choice = choose(problem, divergence, steps, scheme)
+        scheme, chosen_steps, auto_patience = choice.scheme, choice.steps, choice.patience
+        auto_batch = choice.batch_size
+        reasons.extend(choice.reasons)
+    else:
+        usual, chosen_steps = scheme.default_steps, steps
+    final_steps = int(scheme.default_steps if chosen_steps is None else chosen_steps)
+    if patience == "auto":
+        patience = auto_patience
+    elif patience is not None and (isinstance(patience, str) or patience < 0):
+        raise ValueError(f"patience must be a non-negative int, None or 'auto', got {patience!r}")
+    from mongeflow.loop import MIN_STEPS
+
+    return Configuration(
+        scheme=scheme,
+        divergence=divergence,
+        steps=final_steps,
+        batch_size=checked_batch_size(problem, batch_size, auto_batch),
+        patience=patience,
+        reasons=tuple(reasons),
+        short=steps is not None and steps < min(usual, MIN_STEPS),
+        usual_steps=int(usual),
+    )
+
+
+def default_batch_size(problem: Problem, preferred: int = AUTO_BATCH) -> int:
+    """``preferred``, or the training rows of a side known by samples when fewer."""
+    return min([preferred] + [k for k in problem.training_sizes() if k is not None])
+
+
+def checked_batch_size(problem: Problem, batch_size: int | None, default: int) -> int:
+    """``batch_size``, checked against the training rows, or :func:`default_batch_size`."""
+    if batch_size is None:
+        return default_batch_size(problem, default)
+    n, m = problem.training_sizes()
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be ≥ 2, got {batch_size}")
+    for rows, side in ((n, "data"), (m, "target")):
+        if rows is not None and batch_size > rows:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the {rows} training samples of the "
+                f"{side} (those left after the validation split); use at most {rows}"
+            )
+    return int(batch_size)

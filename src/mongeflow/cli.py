@@ -143,10 +143,18 @@ def _subparsers(parser) -> dict:
     return {}
 
 
+def _flag_value(value) -> str:
+    """A setting's value as it is written on the command line (``0.02,0.05,0.2`` for a list
+    setting), for ``--help``."""
+    if isinstance(value, tuple):
+        return ",".join(repr(float(v)) for v in value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _default_text(option) -> str:
     groups: dict[str, list[str]] = {}
     for owner, value in option.defaults.items():
-        groups.setdefault(repr(value) if isinstance(value, str) else str(value), []).append(owner)
+        groups.setdefault(_flag_value(value), []).append(owner)
     if len(groups) == 1 and len(option.defaults) > 1:
         text = f"default {next(iter(groups))}"
     else:
@@ -158,14 +166,43 @@ def _default_text(option) -> str:
 
 def _add_setting(group, option) -> None:
     flag = f"--{option.flag}"
-    text = f"{option.help} ({_default_text(option)})"
+    listed = "comma-separated; " if option.kind == "floats" else ""
+    text = f"{option.help} ({listed}{_default_text(option)})"
     if option.kind == "bool":
         group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
     elif option.kind in ("choice", "str"):
         group.add_argument(flag, choices=option.choices, default=None, help=text)
+    elif option.kind == "floats":  # read by the setting itself (Option.parse, Option.check)
+        group.add_argument(flag, default=None, help=text, metavar="X,Y,...")
     else:
         kind = int if option.kind == "int" else float
         group.add_argument(flag, type=kind, default=None, help=text, metavar=option.kind.upper())
+
+
+#: the library's words for an argument, and the flag a command-line user sets instead
+_FLAG_WORDS = (
+    (re.compile(r"jax\.config\.update\('jax_enable_x64', True\)"), "--float64"),
+    (re.compile(r"\bstandardize=False"), "--no-standardize"),
+    (re.compile(r"\bper_feature=True"), "--per-feature"),
+    (re.compile(r"\bbatch_size=(\d+|N)"), r"--batch-size \1"),
+    (re.compile(r"\bvalidation=0\b"), "--validation 0"),
+    (re.compile(r"\bdim=(-?\d+)"), r"--dim \1"),
+    (re.compile(r"\bdim ≥ 1"), "--dim ≥ 1"),
+    (re.compile(r"\btarget_where="), "--target-where "),
+    (re.compile(r"\bsource_where="), "--source-where "),
+    (re.compile(r"^(unknown target .*?)did you mean '([^']+)'"), r"\1did you mean --target \2"),
+)
+
+
+def _in_flags(message) -> str:
+    """A library message (or error) as a command-line user reads it: arguments named by
+    their flags; a setting refused by :func:`mongeflow.settings.configure` (its
+    ``SettingError``) by the setting's flag, ``--tau must be in (0, 100], got 0``."""
+    on_command_line = getattr(message, "on_command_line", None)
+    message = on_command_line() if callable(on_command_line) else str(message)
+    for pattern, flag in _FLAG_WORDS:
+        message = pattern.sub(flag, message)
+    return message
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -221,6 +258,14 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--resume", action="store_true", help="continue the run in --out")
     f.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split each training batch over N devices (data parallelism; default: every "
+        "local device). The map does not depend on N, up to the order of floating-point sums",
+    )
     scheme_opts, divergence_opts = setting_options()
     group = f.add_argument_group("scheme settings (each applies to the schemes named)")
     for option in scheme_opts.values():
@@ -363,8 +408,9 @@ def cmd_fit(args) -> int:
         warnings.simplefilter("always", UserWarning)
         # every setting is checked and the problem built before anything is written
         problem, scheme, divergence, potential = runs.build(settings)
+        mesh = runs.mesh(args.devices)
         if not args.quiet:
-            print(f"mongeflow: fitting on {runs.device_text()}", file=sys.stderr)
+            print(f"mongeflow: fitting on {runs.device_text(mesh)}", file=sys.stderr)
         try:
             with locked(out):
                 # again under the lock: another fit may have started here meanwhile
@@ -386,6 +432,7 @@ def cmd_fit(args) -> int:
                         log_every=settings["log_every"],
                         standardize=settings["standardize"],
                         per_feature=bool(settings.get("per_feature")),
+                        mesh=mesh,
                     )
                 except FitInterrupted as err:
                     print(
@@ -393,7 +440,7 @@ def cmd_fit(args) -> int:
                         file=sys.stderr,
                     )
                     return 130
-                runs.write(result, out, settings)
+                runs.write(result, out, settings, mesh)
         except OSError as err:  # a figure or a folder that could not be written
             why = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or err)
             raise CLIError(
@@ -404,7 +451,7 @@ def cmd_fit(args) -> int:
         print(line, file=sys.stderr if line.startswith("mongeflow:") else sys.stdout)
     for w in caught:
         if issubclass(w.category, (FitWarning, DataWarning)):
-            print(f"mongeflow: warning: {w.message}", file=sys.stderr)
+            print(f"mongeflow: warning: {_in_flags(str(w.message))}", file=sys.stderr)
     if (result.stopped_at >= 0).all():
         return 3
     beats = result.metrics.get("beats_linear")
@@ -731,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             code = COMMANDS[args.command](args)
         except (CLIError, ValueError) as err:  # InputError included: bad data, target, settings
-            print(f"mongeflow: error: {err}", file=sys.stderr)
+            print(f"mongeflow: error: {_in_flags(err)}", file=sys.stderr)
             code = 2
         except MemoryError as err:  # numpy's _ArrayMemoryError included
             print(f"mongeflow: error: out of memory: {err}", file=sys.stderr)

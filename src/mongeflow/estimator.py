@@ -108,7 +108,7 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             applied to the scheme chosen or named (:func:`mongeflow.settings.configure`,
             which refuses a setting the scheme lacks or a number outside its range).
         divergence_settings: flat settings of the divergence, likewise
-            (``{"temperatures": "0.02,0.05"}`` for the drift).
+            (``{"temperatures": (0.02, 0.05)}`` for the drift).
         fallback: keep the linear (Bures) map when the trained map does worse on the
             held-out figure (see :func:`mongeflow.fit`).
         progress: show a progress bar while fitting.

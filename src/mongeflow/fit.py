@@ -1,35 +1,45 @@
-"""The driver: compiled chunks of steps (``vmap`` over seeds), callbacks between chunks."""
+"""``fit``: a problem posed, a configuration decided (:func:`mongeflow.auto.configure`),
+the training loop run with its monitors (:func:`mongeflow.loop.solve`), and the kept map
+compared with the linear (Bures) map on held-out figures."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mongeflow.auto import (
-    AUTO_BATCH,
-    AUTO_PATIENCE,
-    choose,
-    choose_divergence,
-    configure_divergence,
+from mongeflow.auto import checked_batch_size, configure, default_batch_size
+from mongeflow.devices import data_sharding
+from mongeflow.divergences import Divergence
+from mongeflow.divergences.base import make_task
+from mongeflow.loop import (
+    MIN_RECORDS,
+    MIN_STEPS,
+    RADIUS,
+    Callback,
+    EarlyStop,
+    FitInterrupted,
+    FitState,
+    KeepBest,
+    Monitor,
+    Run,
+    RunOff,
+    Validation,
+    map_arrays,
+    solve,
 )
-from mongeflow.divergences import Divergence, Task
-from mongeflow.maps.base import Array, Potential, log_det_hessian, transport
+from mongeflow.maps.base import Array, Potential
 from mongeflow.maps.default import default_potential
 from mongeflow.maps.monge import MongeMap
 from mongeflow.metrics import (
-    energy_distance,
     energy_distance_floor,
     evaluate,
-    l2_uvp,
     linear_baseline,
     posterior_figures,
     source_with_map,
@@ -40,83 +50,21 @@ from mongeflow.problems import Problem, get_problem
 from mongeflow.problems.base import standardize as standardize_problem
 from mongeflow.schemes import Scheme
 
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """What a fit is doing, as its callbacks see it."""
-
-    problem: Problem
-    scheme: Scheme
-    divergence: Divergence
-    seeds: tuple[int, ...]
-    steps: int
-    batch_size: int
-    log_every: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.scheme.name} on {self.problem.name}"
-
-
-class FitState(NamedTuple):
-    """The driver's state between two chunks of steps.
-
-    Attributes:
-        potentials, states: per seed (leading axis), the current potential and scheme state.
-        alive: ``[S]``, whether each seed is still running (False once it hit a non-finite
-            loss or map, or its map ran off (see :func:`fit`); it then keeps its last map
-            whose loss was finite, or its last recorded map within the bound on |T(x)|).
-        step: steps done.
-        stopped_at: ``[S]``, the step at which each seed stopped, or −1.
-        history: lists, one entry per record: ``step`` and, each ``[S]``, ``loss``,
-            ``objective``, ``time_s`` and the evaluation metrics.
-        best: per seed, the potential with the best validation figure so far (see
-            :func:`fit`'s ``keep_best``), or ``None`` before the first evaluation.
-        best_value, best_step: ``[S]``, the lowest validation figure so far and the step
-            of ``best`` (for the energy distance, the latest map within its noise floor of
-            that lowest figure; else the map of the lowest figure).
-        early_stop: ``[S]``, the step at which each seed stopped improving, or −1.
-        stop_reason: per seed, why it stopped (see ``FitResult.stop_reason``), or ``None``
-            (running, plateaued, or not yet told: a seed with ``stopped_at ≥ 0`` and no
-            reason gets one at the next history record).
-    """
-
-    potentials: Potential
-    states: Any
-    alive: Array
-    step: int
-    stopped_at: np.ndarray
-    history: dict[str, list]
-    best: Potential | None = None
-    best_value: np.ndarray | None = None
-    best_step: np.ndarray | None = None
-    early_stop: np.ndarray | None = None
-    stop_reason: list[str | None] | None = None
-
-
-class Callback:
-    """Hooks called by :func:`fit` between compiled chunks (progress bars, checkpoints).
-
-    ``on_start`` may return a different state (a checkpoint's, to resume).
-    """
-
-    def on_start(self, run: Run, state: FitState) -> FitState:
-        return state
-
-    def on_chunk(self, run: Run, state: FitState) -> None:
-        """After each compiled chunk of steps (about every ``chunk_seconds``); a history
-        record was just made when ``state.history["step"][-1] == state.step``."""
-
-    def on_end(self, run: Run, state: FitState, interrupted: bool) -> None:
-        """After the last step, or on Ctrl-C (``interrupted``) before :class:`FitInterrupted`."""
-
-
-class FitInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`fit`, after the callbacks have seen the state."""
-
-    def __init__(self, step: int):
-        self.step = step
-        super().__init__(f"interrupted after step {step}")
+__all__ = [
+    "MIN_RECORDS",
+    "MIN_STEPS",
+    "Callback",
+    "FitInterrupted",
+    "FitResult",
+    "FitState",
+    "FitWarning",
+    "Run",
+    "checked_batch_size",
+    "default_batch_size",
+    "final_metrics",
+    "fit",
+    "progress_line",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +113,8 @@ class FitResult:
             seed: ``"better"``, ``"tie"`` or ``"worse"`` than the linear map); when the
             figure is F and γ can be sampled, the same for the held-out energy distance
             under ``energy_distance``; ``None`` without a selection figure or a linear map.
+        chosen: why the automatic choices were made (:class:`~mongeflow.auto.Configuration`),
+            one line each; empty when everything was given.
     """
 
     potentials: Potential
@@ -187,6 +137,7 @@ class FitResult:
     linear_kept: np.ndarray | None = None
     comparison: dict[str, Any] | None = None
     stop_reason: list[str | None] | None = None
+    chosen: tuple[str, ...] = ()
 
     @property
     def n_seeds(self) -> int:
@@ -242,95 +193,6 @@ class FitResult:
         return {k: float(np.mean(v)) for k, v in self.metrics.items()}
 
 
-#: the steps per second a fit assumes before it has timed its first chunk (the first chunk
-#: runs ``chunk_seconds`` × this many steps, compilation included)
-FIRST_CHUNK_RATE = 5.0
-
-
-def _finite_tree(tree) -> Array:
-    leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
-
-
-def _pick(flag, new, old):
-    return jax.tree_util.tree_map(
-        lambda a, b: jnp.where(flag, a, b) if eqx.is_array(a) else a, new, old
-    )
-
-
-@eqx.filter_jit
-def _run_chunk(scheme, task, carry, keys, first_step, count, length: int):
-    """``count`` (≤ ``length``) steps of every seed, from ``first_step``.
-
-    ``carry`` holds, per seed, the potential, the scheme state, the last (potential, state)
-    whose loss was finite, and whether the seed is alive: a seed whose loss or map turns
-    non-finite stops there and falls back to it (a map can have finite parameters and still
-    overflow, which only the next loss shows). ``count`` is traced, so chunks of any size up
-    to ``length`` share one compiled program.
-    """
-
-    def one_seed(phi, state, good, alive, key):
-        def body(i, c):
-            phi, state, good, alive, losses, objectives = c
-            new_phi, new_state, info = scheme.step(
-                phi, state, task, jax.random.fold_in(key, first_step + i)
-            )
-            loss_ok = alive & jnp.isfinite(info.objective)
-            ok = loss_ok & _finite_tree(new_phi)
-            good = _pick(loss_ok, (phi, state), good)
-            phi, state = _pick(ok, (new_phi, new_state), good)
-            losses = losses.at[i].set(jnp.where(ok, info.loss, jnp.nan))
-            objectives = objectives.at[i].set(jnp.where(ok, info.objective, jnp.nan))
-            return phi, state, good, ok, losses, objectives
-
-        nan = jnp.full((length,), jnp.nan, jnp.zeros(()).dtype)
-        out = jax.lax.fori_loop(0, count, body, (phi, state, good, alive, nan, nan))
-        return out
-
-    potentials, states, goods, alive = carry
-    if keys.shape[0] == 1:
-        # One seed: run it without the seed axis. XLA's CPU matrix products under a vmap of
-        # size 1 are slower (a step of the default map at d = 64: 176 ms against 137 ms).
-        squeeze = functools.partial(_map_arrays, lambda a: a[0])
-        out = one_seed(*squeeze((potentials, states, goods, alive, keys)))
-        phi, state, good, alive, losses, objectives = _map_arrays(lambda a: a[None], out)
-    else:
-        phi, state, good, alive, losses, objectives = eqx.filter_vmap(
-            one_seed, in_axes=(0, 0, 0, 0, 0)
-        )(potentials, states, goods, alive, keys)
-    return (phi, state, good, alive), losses, objectives
-
-
-def _map_arrays(fn, tree):
-    return jax.tree_util.tree_map(lambda a: fn(a) if eqx.is_array(a) else a, tree)
-
-
-@eqx.filter_jit
-def _evaluate_history(potentials, target, x_eval, y_eval, true_eval, variance):
-    # the evaluation samples are arguments, not constants, so XLA does not fold them
-    def one(phi):
-        mapped = transport(phi, x_eval)
-        # max_i |T(x_i)|, non-finite when any T(x_i) is: the check for a map that ran off
-        out = {_RADIUS: jnp.max(jnp.linalg.norm(mapped, axis=1))}
-        if y_eval is not None:
-            out["energy_distance"] = energy_distance(mapped, y_eval)
-        if true_eval is not None:
-            out["l2_uvp"] = l2_uvp(mapped, true_eval, variance)
-        if target.has_potential:
-            # the held-out F, and the standard error of its per-sample terms
-            terms = jax.vmap(target.potential)(mapped) - jax.vmap(
-                lambda xi: log_det_hessian(phi, xi)
-            )(x_eval)
-            out["validation_objective"] = jnp.mean(terms)
-            out["validation_objective_se"] = jnp.std(terms) / jnp.sqrt(terms.shape[0])
-        return out
-
-    return eqx.filter_vmap(one)(potentials)
-
-
-#: the key of ``max_i |T(x_i)|`` in :func:`_evaluate_history`'s figures (not recorded)
-_RADIUS = "pushed_radius"
-
 #: a map whose pushed evaluation sample reaches farther from the origin than this many
 #: times (1 + the radius of the data and of the target) has run off (see :func:`fit`).
 #: The maps of the registered problems reach at most 1.15 × (1 + R) at every record of
@@ -367,18 +229,6 @@ def _selection(problem: Problem) -> str | None:
     if problem.target.can_sample:
         return "energy_distance"
     return None
-
-
-def _pick_seeds(flags: np.ndarray, new, old):
-    """Per seed (leading axis), ``new`` where ``flags`` else ``old``."""
-    flags = jnp.asarray(flags)
-
-    def one(a, b):
-        if not eqx.is_array(a):
-            return a
-        return jnp.where(flags.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-
-    return jax.tree_util.tree_map(one, new, old)
 
 
 class FitWarning(UserWarning):
@@ -452,6 +302,8 @@ def fit(
     standardize: bool = True,
     per_feature: bool = False,
     fallback: bool = True,
+    mesh: jax.sharding.Mesh | None = None,
+    monitors: Sequence[Monitor] = (),
 ) -> FitResult:
     """Learn the Monge map of ``problem`` with ``scheme``, for one or many seeds at once.
 
@@ -525,6 +377,16 @@ def fit(
             map too). Whatever this says, every fit compares its kept map with the linear
             map and with its starting map on that figure (``FitResult.comparison``) and
             gives a :class:`FitWarning` when the trained map does not beat the linear one.
+        mesh: a :class:`jax.sharding.Mesh` whose first axis splits every training batch
+            (data parallelism, :func:`mongeflow.devices.data_mesh`): the batch's rows, and
+            the work on them (the maps, the kernel sums of the sample divergences, the
+            gradients' sums), are divided among the mesh's devices by XLA, and the
+            parameters are replicated. The batches drawn do not depend on the mesh, so the
+            map is the same as on one device, up to the order of floating-point sums.
+            ``None``: one device.
+        monitors: more :class:`~mongeflow.loop.Monitor` values, run at every history record
+            after the fit's own (:class:`~mongeflow.loop.RunOff`, and with a selection
+            figure :class:`~mongeflow.loop.KeepBest` and :class:`~mongeflow.loop.EarlyStop`).
 
     Returns:
         A :class:`FitResult`.
@@ -538,6 +400,109 @@ def fit(
         >>> res.metrics["l2_uvp"].shape
         (1,)
     """
+    problem = _posed(problem, dim, standardize, per_feature)
+    config = configure(problem, scheme, divergence, steps, batch_size, patience)
+    seeds = (seed,) if isinstance(seed, int) else tuple(int(s) for s in seed)
+    if not seeds:
+        raise ValueError("at least one seed is needed")
+    log_every = int(log_every or max(1, config.steps // 20))
+    run = Run(
+        problem, config.scheme, config.divergence, seeds, config.steps, config.batch_size, log_every
+    )
+    sharding = None if mesh is None else data_sharding(mesh)
+    task = make_task(problem, config.divergence, config.batch_size, sharding)
+    keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
+    keys = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k), 3))(keys)
+    init_keys, train_keys, eval_keys = keys[:, 0], keys[:, 1], keys[:, 2]
+    state = _initial_state(problem, config.scheme, potential, init_keys)
+    starting = state.potentials  # before a checkpoint replaces them
+    for callback in callbacks:
+        state = callback.on_start(run, state)
+    if state.step > config.steps:
+        raise ValueError(f"the fit is already at step {state.step}, beyond steps={config.steps}")
+    validation, baseline, limit, floor = _held_out(problem, starting, eval_size)
+    selection = _selection(problem) if keep_best or config.patience else None
+    # Maps whose held-out energy distances differ by less than its noise floor cannot be
+    # told apart by these samples: the later one is kept (on dense-pair at d = 8 the lowest
+    # figure picked a map of 2.8 % L2-UVP over the last one's 1.9 %).
+    tolerance = (floor or 0.0) if selection == "energy_distance" else 0.0
+    monitors_of_fit = [RunOff(limit)]
+    if selection is not None:
+        monitors_of_fit.append(KeepBest(selection, tolerance, limit))
+        if config.patience:
+            monitors_of_fit.append(EarlyStop(config.patience))
+    monitors = [*monitors_of_fit, *monitors]
+    if config.short:
+        warnings.warn(
+            f"only {config.steps} steps, fewer than the {config.usual_steps} this scheme runs "
+            f"by default (and no fit stops early before {MIN_STEPS}): they are all run, but "
+            "the map may be far from converged (compare it with the linear map's figures)",
+            FitWarning,
+            stacklevel=2,
+        )
+    t, wall = solve(
+        run,
+        task,
+        state,
+        train_keys,
+        validation=validation,
+        monitors=monitors,
+        callbacks=callbacks,
+        chunk_seconds=chunk_seconds,
+    )
+    kept = keep_best and selection is not None
+    returned = t.best if kept else t.carry[0]
+    returned_step = np.asarray(t.best_step).copy() if kept else np.full(len(seeds), -1)
+    diverged = np.array([r == "diverging" for r in t.reasons])
+    if kept:
+        _warn_if_worse(t.history, selection, t.best_value, t.best_step, floor, seeds, diverged)
+    # a map chosen by F once F ran off to −∞ (V not convex far out) is not to be trusted:
+    # the linear map, a Brenier map whose F is finite, replaces it
+    distrust = diverged & problem.target.has_potential & bool(fallback and kept)
+    _warn_diverged(
+        problem, diverged, t.stopped_at, t.ran_off, limit, returned_step, seeds, distrust
+    )
+    comparison, linear_kept = None, np.zeros(len(seeds), bool)
+    if selection is not None and baseline is not None:
+        comparison = _against_linear(
+            validation, returned, baseline, selection, t.start_value, floor
+        )
+        if fallback and keep_best:
+            linear_kept = (comparison["verdict"] == "worse") | distrust
+        _warn_against_linear(comparison, linear_kept, returned_step, seeds, problem)
+    final = {}
+    if final_eval_size > 0:
+        final = _final_figures(problem, returned, eval_keys, final_eval_size, baseline, linear_kept)
+    if comparison is not None:
+        final["beats_linear"] = comparison["verdict"] == "better"
+        final["linear_kept"] = linear_kept.copy()
+    return FitResult(
+        potentials=returned,
+        problem=problem,
+        scheme=config.scheme,
+        divergence=config.divergence,
+        seeds=seeds,
+        history={k: np.asarray(v) for k, v in t.history.items()},
+        metrics={k: np.asarray(v) for k, v in final.items()},
+        stopped_at=t.stopped_at,
+        wall_time_s=wall,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        selection=selection if keep_best else None,
+        best_step=returned_step,
+        last_step=t.step,
+        early_stop=t.early_stop,
+        tolerance=tolerance if kept else 0.0,
+        linear=baseline,
+        linear_kept=linear_kept,
+        comparison=comparison,
+        stop_reason=t.reasons,
+        chosen=config.reasons,
+    )
+
+
+def _posed(problem, dim, standardize: bool, per_feature: bool) -> Problem:
+    """The problem as the fit poses it: a registered name built, then standardised."""
     if isinstance(problem, str):
         problem = get_problem(problem, dim=dim)
     if not isinstance(problem, Problem):
@@ -547,57 +512,31 @@ def fit(
         )
     if per_feature and not standardize:
         raise ValueError("per_feature=True is a kind of standardisation: it needs standardize")
-    if standardize:
-        problem = standardize_problem(problem, per_feature=per_feature)
-    if divergence is None:
-        divergence = choose_divergence(problem)
-    elif isinstance(divergence, str):
-        divergence = configure_divergence(divergence, problem)
-    divergence.check(problem)
-    auto_patience, auto_batch = AUTO_PATIENCE, AUTO_BATCH
-    if steps is not None and steps < 1:
-        raise ValueError(f"steps must be ≥ 1, got {steps}")
-    asked = steps  # the user's number of steps, if any
-    if scheme is None or isinstance(scheme, str):
-        usual = choose(problem, divergence, None, scheme).steps
-        choice = choose(problem, divergence, steps, scheme)
-        scheme, steps, auto_patience = choice.scheme, choice.steps, choice.patience
-        auto_batch = choice.batch_size
-    else:
-        usual = scheme.default_steps
-    steps = int(scheme.default_steps if steps is None else steps)
-    if patience == "auto":
-        patience = auto_patience
-    elif patience is not None and (isinstance(patience, str) or patience < 0):
-        raise ValueError(f"patience must be a non-negative int, None or 'auto', got {patience!r}")
-    batch_size = _batch_size(problem, batch_size, auto_batch)
-    seeds = (seed,) if isinstance(seed, int) else tuple(int(s) for s in seed)
-    if not seeds:
-        raise ValueError("at least one seed is needed")
+    return standardize_problem(problem, per_feature=per_feature) if standardize else problem
+
+
+def _initial_state(problem: Problem, scheme: Scheme, potential, init_keys) -> FitState:
+    """Every seed's starting potential (``potential``, a factory ``key -> potential``, or
+    :func:`~mongeflow.maps.default_potential`) and scheme state, at step 0."""
     if potential is None:
         potential = default_potential(problem.dim)
     make = potential if not isinstance(potential, Potential) else (lambda _key: potential)
-    log_every = int(log_every or max(1, steps // 20))
-    run = Run(problem, scheme, divergence, seeds, steps, batch_size, log_every)
-    task = Task(problem, divergence, batch_size)
-
-    keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
-    keys = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k), 3))(keys)
-    init_keys, train_keys, eval_keys = keys[:, 0], keys[:, 1], keys[:, 2]
     potentials = eqx.filter_vmap(make)(init_keys)
-    state = FitState(
+    n = init_keys.shape[0]
+    return FitState(
         potentials=potentials,
         states=eqx.filter_vmap(scheme.init)(potentials),
-        alive=jnp.ones(len(seeds), bool),
+        alive=jnp.ones(n, bool),
         step=0,
-        stopped_at=np.full(len(seeds), -1),
+        stopped_at=np.full(n, -1),
         history={"step": [], "loss": [], "objective": [], "time_s": []},
     )
-    for callback in callbacks:
-        state = callback.on_start(run, state)
-    if state.step > steps:
-        raise ValueError(f"the fit is already at step {state.step}, beyond steps={steps}")
 
+
+def _held_out(problem: Problem, potentials, eval_size: int):
+    """``(validation, baseline, limit, floor)``: the figures of every history record (on
+    the held-out rows, else fresh samples of fixed keys), the linear (Bures) map, the bound
+    of :class:`~mongeflow.loop.RunOff` and the energy distance's noise floor (or ``None``)."""
     var_key = jax.random.key(12345)
     x_eval, true_eval = source_with_map(problem, jax.random.fold_in(var_key, 1), eval_size)
     y_eval = (
@@ -606,239 +545,57 @@ def fit(
         else None
     )
     variance = target_variance(problem, var_key) if true_eval is not None else None
-    evaluate_now = lambda p: _evaluate_history(
-        p, problem.target, x_eval, y_eval, true_eval, variance
-    )
+    validation = Validation(problem.target, x_eval, y_eval, true_eval, variance)
     baseline = linear_baseline(problem, jax.random.fold_in(var_key, 3))
     reference = np.inf  # the target's radius when it has no samples: its linear map's reach
     if y_eval is None:
-        ref = potentials if baseline is None else _map_arrays(lambda a: a[None], baseline)
-        reference = np.max(np.asarray(evaluate_now(ref)[_RADIUS], dtype=float))
+        ref = potentials if baseline is None else map_arrays(lambda a: a[None], baseline)
+        reference = np.max(np.asarray(validation(ref)[RADIUS], dtype=float))
     limit = _divergence_limit(x_eval, y_eval, reference)
-    selection = _selection(problem) if keep_best or patience else None
     floor = None if y_eval is None else float(energy_distance_floor(y_eval, x_eval.shape[0]))
-    # Maps whose held-out energy distances differ by less than its noise floor cannot be
-    # told apart by these samples: the later one is kept (on dense-pair at d = 8 the lowest
-    # figure picked a map of 2.8 % L2-UVP over the last one's 1.9 %).
-    tolerance = (floor or 0.0) if selection == "energy_distance" else 0.0
-    start_value = np.full(len(seeds), np.nan)  # unknown on a resumed fit
-    if selection is not None and state.best is None:  # the starting map competes too
-        figures = evaluate_now(state.potentials)
-        value = np.asarray(figures[selection], dtype=float)
-        start_value = value
-        sane = np.asarray(figures[_RADIUS], dtype=float) <= limit
-        state = state._replace(
-            best=state.potentials,
-            best_value=np.where(np.isfinite(value) & sane, value, np.inf),
-            best_step=np.full(len(seeds), state.step),
+    return validation, baseline, limit, floor
+
+
+def _against_linear(validation, returned, baseline, selection, start_value, floor) -> dict:
+    """The kept maps against the linear map on the held-out ``selection`` figure and, when
+    that is F, on the held-out energy distance too (:func:`_compare`)."""
+    seeds = start_value.shape[0]
+    mine = {k: np.asarray(v, dtype=float) for k, v in validation(returned).items()}
+    theirs = validation(map_arrays(lambda a: a[None], baseline))
+    theirs = {k: np.full(seeds, float(np.asarray(v)[0])) for k, v in theirs.items()}
+    if selection == "validation_objective":
+        noise = mine["validation_objective_se"]
+    else:
+        noise = np.full(seeds, floor or 0.0)
+    comparison = _compare(selection, mine[selection], theirs[selection], start_value, noise)
+    if selection != "energy_distance" and "energy_distance" in mine:
+        # a second opinion that needs no V: the held-out energy distance
+        comparison["energy_distance"] = _compare(
+            "energy_distance",
+            mine["energy_distance"],
+            theirs["energy_distance"],
+            np.full(seeds, np.nan),
+            np.full(seeds, floor or 0.0),
         )
-
-    carry = (state.potentials, state.states, (state.potentials, state.states), state.alive)
-    step, stopped_at, history = state.step, state.stopped_at.copy(), state.history
-    best, best_value, best_step = state.best, state.best_value, state.best_step
-    # per seed, the step at which it stopped improving
-    early_at = np.full(len(seeds), -1) if state.early_stop is None else state.early_stop.copy()
-    reasons = [None] * len(seeds) if state.stop_reason is None else list(state.stop_reason)
-    # per seed, its last recorded map within `limit` (on a resumed fit the kept map, which
-    # was checked, rather than the checkpoint's current one, which a Ctrl-C may have saved
-    # between two records)
-    last_sane = state.potentials if state.best is None else state.best
-    ran_off = np.full(len(seeds), np.nan)  # per seed, max |T(x)| of the map that ran off
-    pending_loss, pending_objective = [], []
-    per_step = None  # seconds per step, measured after the first (compiling) chunk
-    start = time.perf_counter()
-
-    def current() -> FitState:
-        return FitState(
-            *(carry[0], carry[1], carry[3], step, stopped_at, history),
-            *(best, best_value, best_step, early_at, list(reasons)),
-        )
-
-    def plateaued() -> np.ndarray:
-        """``[S]``: the seeds that have gone ``patience`` records without a new best (never
-        before :data:`MIN_RECORDS` records and :data:`MIN_STEPS` steps)."""
-        records = np.asarray(history["step"])
-        if selection is None or not patience or records.size < MIN_RECORDS or step < MIN_STEPS:
-            return np.zeros(len(seeds), bool)
-        return np.array([np.sum(records > b) >= patience for b in best_step])
-
-    if asked is not None and asked < min(usual, MIN_STEPS):
-        warnings.warn(
-            f"only {steps} steps, fewer than the {usual} this scheme runs by default (and no "
-            f"fit stops early before {MIN_STEPS}): they are all run, but the map may be far "
-            "from converged (compare it with the linear map's figures)",
-            FitWarning,
-            stacklevel=2,
-        )
-
-    try:
-        while step < steps:
-            boundary = min(steps, (step // log_every + 1) * log_every)
-            count = boundary - step
-            # before the first chunk is timed, assume a slow step (FIRST_CHUNK_RATE): a
-            # first chunk of a whole record could run for minutes before Ctrl-C is answered
-            rate = FIRST_CHUNK_RATE if per_step is None else 1.0 / max(per_step, 1e-9)
-            count = max(1, min(count, int(chunk_seconds * rate)))
-            tic = time.perf_counter()
-            carry, losses, objectives = _run_chunk(
-                scheme, task, carry, train_keys, jnp.asarray(step), jnp.asarray(count), log_every
-            )
-            losses, objectives = np.asarray(losses)[:, :count], np.asarray(objectives)[:, :count]
-            elapsed = time.perf_counter() - tic
-            per_step = elapsed / count  # the first chunk's includes compilation: an upper bound
-            alive_np = np.asarray(carry[3])
-            for s in np.flatnonzero(~alive_np & (stopped_at < 0) & (early_at < 0)):
-                bad = np.flatnonzero(~np.isfinite(objectives[s]))
-                stopped_at[s] = step + (int(bad[0]) if bad.size else 0)
-            step += count
-            pending_loss.append(losses)
-            pending_objective.append(objectives)
-            finished = step == steps or not alive_np.any()
-            if step == boundary or finished:
-                history["step"].append(step)
-                with warnings.catch_warnings():  # a seed stopped for the whole interval
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    history["loss"].append(np.nanmean(np.concatenate(pending_loss, 1), 1))
-                    history["objective"].append(np.nanmean(np.concatenate(pending_objective, 1), 1))
-                pending_loss, pending_objective = [], []
-                history["time_s"].append(np.full(len(seeds), time.perf_counter() - start))
-                metrics = evaluate_now(carry[0])
-                radius = np.asarray(metrics.pop(_RADIUS), dtype=float)
-                # A map whose pushed sample is non-finite or has run off (beyond `limit`) is
-                # never kept: its seed stops, like one that hit a non-finite loss, and falls
-                # back to its last recorded map within the bound. A seed that stopped on a
-                # non-finite loss in this interval is told the same way, by its last finite
-                # map: one that had run off stopped because it diverged.
-                check = np.array([r is None for r in reasons]) & (alive_np | (stopped_at >= 0))
-                bad = check & ~(radius <= limit)
-                for s in np.flatnonzero(check):
-                    if bad[s]:
-                        reasons[s] = "diverging" if np.isfinite(radius[s]) else "non-finite"
-                        ran_off[s] = radius[s]
-                        # the step whose map ran off: the last one before this record
-                        stopped_at[s] = step - 1 if stopped_at[s] < 0 else stopped_at[s]
-                    elif stopped_at[s] >= 0:
-                        reasons[s] = "non-finite"
-                if bad.any():
-                    alive_np = alive_np & ~bad
-                    fallback_map = _pick_seeds(bad, last_sane, carry[0])
-                    good = (_pick_seeds(bad, last_sane, carry[2][0]), carry[2][1])
-                    carry = (fallback_map, carry[1], good, jnp.asarray(alive_np))
-                    finished = finished or not alive_np.any()
-                last_sane = _pick_seeds(check & ~bad, carry[0], last_sane)
-                for k, v in metrics.items():
-                    history.setdefault(k, []).append(np.asarray(v))
-                if selection is not None:
-                    value = np.asarray(metrics[selection], dtype=float)
-                    finite = np.isfinite(value) & alive_np
-                    # the latest map within `tolerance` of the lowest figure is kept
-                    near = value <= best_value + tolerance if tolerance > 0 else value < best_value
-                    kept = finite & near
-                    best_value = np.where(finite & (value < best_value), value, best_value)
-                    best_step = np.where(kept, step, best_step)
-                    best = _pick_seeds(kept, carry[0], best)
-                # a seed that stopped improving stops (each seed on its own, so that a
-                # seed's map does not depend on the seeds trained beside it)
-                newly = plateaued() & alive_np
-                if newly.any():
-                    early_at = np.where(newly, step, early_at)
-                    carry = (*carry[:3], jnp.asarray(alive_np & ~newly))
-                    finished = finished or not (alive_np & ~newly).any()
-            for callback in callbacks:
-                callback.on_chunk(run, current())
-            if finished:  # every seed stopped: a non-finite value, a run-off or a plateau
-                break
-    except KeyboardInterrupt:
-        for callback in callbacks:
-            callback.on_end(run, current(), True)
-        raise FitInterrupted(step) from None
-    wall = time.perf_counter() - start
-    reasons = [
-        "non-finite" if r is None and k >= 0 else r
-        for r, k in zip(reasons, stopped_at, strict=True)
-    ]
-    for callback in callbacks:
-        callback.on_end(run, current(), False)
-
-    returned, returned_step = carry[0], np.full(len(seeds), -1)
-    diverged = np.array([r == "diverging" for r in reasons])
-    if selection is not None and keep_best:
-        returned, returned_step = best, np.asarray(best_step).copy()
-        _warn_if_worse(history, selection, best_value, best_step, floor, seeds, diverged)
-    # a map chosen by F once F ran off to −∞ (V not convex far out) is not to be trusted:
-    # the linear map, a Brenier map whose F is finite, replaces it
-    distrust = diverged & problem.target.has_potential & bool(fallback and keep_best)
-    _warn_diverged(problem, diverged, stopped_at, ran_off, limit, returned_step, seeds, distrust)
-    comparison, linear_kept = None, np.zeros(len(seeds), bool)
-    if selection is not None and baseline is not None:
-        mine = {k: np.asarray(v, dtype=float) for k, v in evaluate_now(returned).items()}
-        theirs = evaluate_now(_map_arrays(lambda a: a[None], baseline))
-        theirs = {k: np.full(len(seeds), float(np.asarray(v)[0])) for k, v in theirs.items()}
-        if selection == "validation_objective":
-            noise = mine["validation_objective_se"]
-        else:
-            noise = np.full(len(seeds), floor or 0.0)
-        comparison = _compare(selection, mine[selection], theirs[selection], start_value, noise)
-        if selection != "energy_distance" and "energy_distance" in mine:
-            # a second opinion that needs no V: the held-out energy distance
-            comparison["energy_distance"] = _compare(
-                "energy_distance",
-                mine["energy_distance"],
-                theirs["energy_distance"],
-                np.full(len(seeds), np.nan),
-                np.full(len(seeds), floor or 0.0),
-            )
-        if fallback and keep_best:
-            linear_kept = (comparison["verdict"] == "worse") | distrust
-        _warn_against_linear(comparison, linear_kept, returned_step, seeds, problem)
-    final = {}
-    if final_eval_size > 0:
-        final = final_metrics(problem, returned, eval_keys, final_eval_size, baseline, linear_kept)
-        final = {k: np.asarray(v) for k, v in final.items()}
-        kept = [
-            baseline if linear_kept[i] else p for i, p in enumerate(_unstack(returned, len(seeds)))
-        ]
-        posterior = [
-            posterior_figures(problem, p, k, final_eval_size)
-            for p, k in zip(kept, eval_keys, strict=True)
-        ]
-        for name in posterior[0]:
-            final[name] = np.array([fig[name] for fig in posterior])
-        if posterior[0] and baseline is not None:
-            base = posterior_figures(problem, baseline, eval_keys[0], final_eval_size)
-            for name in ("posterior_mean_error", "posterior_sd_error"):
-                final[f"linear_{name}"] = np.full(len(seeds), base[name])
-    if comparison is not None:
-        final["beats_linear"] = comparison["verdict"] == "better"
-        final["linear_kept"] = linear_kept.copy()
-    return FitResult(
-        potentials=returned,
-        problem=problem,
-        scheme=scheme,
-        divergence=divergence,
-        seeds=seeds,
-        history={k: np.asarray(v) for k, v in history.items()},
-        metrics={k: np.asarray(v) for k, v in final.items()},
-        stopped_at=stopped_at,
-        wall_time_s=wall,
-        steps=steps,
-        batch_size=batch_size,
-        selection=selection if keep_best else None,
-        best_step=returned_step,
-        last_step=step,
-        early_stop=early_at,
-        tolerance=tolerance if selection is not None and keep_best else 0.0,
-        linear=baseline,
-        linear_kept=linear_kept,
-        comparison=comparison,
-        stop_reason=reasons,
-    )
+    return comparison
 
 
-#: history records before any seed may stop early
-MIN_RECORDS = 10
-#: steps before any seed may stop early; a fit asked for fewer runs them all and warns
-MIN_STEPS = 200
+def _final_figures(problem, returned, eval_keys, n: int, baseline, linear_kept) -> dict:
+    """:func:`final_metrics` and, for a posterior, its moments' errors, of each seed's kept
+    map (the linear map where it was kept), with the linear map's beside them."""
+    final = final_metrics(problem, returned, eval_keys, n, baseline, linear_kept)
+    final = {k: np.asarray(v) for k, v in final.items()}
+    seeds = eval_keys.shape[0]
+    kept = [baseline if linear_kept[i] else p for i, p in enumerate(_unstack(returned, seeds))]
+    posterior = [posterior_figures(problem, p, k, n) for p, k in zip(kept, eval_keys, strict=True)]
+    for name in posterior[0]:
+        final[name] = np.array([fig[name] for fig in posterior])
+    if posterior[0] and baseline is not None:
+        base = posterior_figures(problem, baseline, eval_keys[0], n)
+        for name in ("posterior_mean_error", "posterior_sd_error"):
+            final[f"linear_{name}"] = np.full(seeds, base[name])
+    return final
+
 
 _FIGURE_NAMES = {
     "validation_objective": "held-out objective F",
@@ -973,26 +730,6 @@ def _warn_if_worse(history, selection, best_value, best_step, floor, seeds, skip
                 FitWarning,
                 stacklevel=3,
             )
-
-
-def default_batch_size(problem: Problem, preferred: int = AUTO_BATCH) -> int:
-    """``preferred``, or the training rows of a side known by samples when fewer."""
-    return min([preferred] + [k for k in problem.training_sizes() if k is not None])
-
-
-def _batch_size(problem: Problem, batch_size: int | None, default: int) -> int:
-    if batch_size is None:
-        return default_batch_size(problem, default)
-    n, m = problem.training_sizes()
-    if batch_size < 2:
-        raise ValueError(f"batch_size must be ≥ 2, got {batch_size}")
-    for rows, side in ((n, "data"), (m, "target")):
-        if rows is not None and batch_size > rows:
-            raise ValueError(
-                f"batch_size {batch_size} is larger than the {rows} training samples of the "
-                f"{side} (those left after the validation split); use at most {rows}"
-            )
-    return int(batch_size)
 
 
 def progress_line(history: dict) -> str:

@@ -23,8 +23,8 @@ from mongeflow.problems.base import (
     PotentialTarget,
     Problem,
     Target,
-    scale_from_squares,
 )
+from mongeflow.problems.standardise import Standardiser
 
 
 class InputError(ValueError):
@@ -528,30 +528,30 @@ def parse_target(spec: str, dim: int, data: np.ndarray | None = None) -> Target:
 
 
 def _target_hint(spec: str) -> str:
-    """``"; did you mean --target …?"`` for an unknown target specification that looks like
+    """``"; did you mean '…'?"`` for an unknown target specification that looks like
     a known one: a file of samples given without ``samples:``, a Python file without
     ``:NAME``, a misspelt ``samples:`` / ``gaussian`` (``""`` when nothing fits)."""
     prefix, colon, rest = spec.partition(":")
     if colon and prefix.lower() not in ("samples", "gaussian"):
         close = difflib.get_close_matches(prefix.lower(), ["samples", "gaussian"], n=1)
         if close:
-            return f"; did you mean --target {close[0]}:{rest}?"
+            return f"; did you mean '{close[0]}:{rest}'?"
     file, _ = split_array_spec(spec)
     suffix = file.suffix.lower()
     if suffix == ".py":
         return (
-            f"; did you mean --target {spec}:NAME, NAME the function V: [d] -> scalar in "
+            f"; did you mean '{spec}:NAME', NAME the function V: [d] -> scalar in "
             f"{file.name} (target ∝ exp(-V))?"
         )
     if suffix in SUFFIXES:
-        return f"; did you mean --target samples:{spec} (a target known by these samples)?"
+        return f"; did you mean 'samples:{spec}' (a target known by these samples)?"
     if file.is_file() or suffix == ".txt":
         return (
-            f"; did you mean --target samples:FILE (a target known by samples), with the "
+            f"; did you mean 'samples:FILE' (a target known by samples), with the "
             f"samples of {file.name} saved as .npy, .npz or .csv?"
         )
     close = difflib.get_close_matches(spec.lower(), ["gaussian"], n=1)
-    return f"; did you mean --target {close[0]}?" if close else ""
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _target_rows(spec: str, dim: int, where: str | None = None) -> np.ndarray:
@@ -817,7 +817,10 @@ def data_problem(
     :func:`mongeflow.problems.standardize` does: one scale s for both sides,
     s² = ½ (mean |x − m|² + mean |y − m1|²) / d over the training rows of each, and each
     side centred on its own mean, z = (x − m)/s, w = (y − m1)/s (``target_shift`` = m1); the
-    learnt map is then T(x) = m1 + s ∇φ(z), still a Brenier map.
+    learnt map is then T(x) = m1 + s ∇φ(z), still a Brenier map. The statistics and the
+    change of coordinates are a :class:`~mongeflow.problems.Standardiser`'s
+    (:meth:`~mongeflow.problems.Standardiser.from_samples`), applied in float64 before the
+    rows are cast to the fit's float type.
 
     A column with one value in every training row gets a :class:`DataWarning`: the data
     have no spread along it, so no map can spread them there. The fit computes in JAX's
@@ -867,15 +870,14 @@ def data_problem(
     if per_feature and not standardize:
         raise InputError(
             "per-feature scaling is a kind of standardisation: it cannot be combined with "
-            "standardize=False (--no-standardize)"
+            "standardize=False"
         )
     data = check_samples(_table_values(data, name), name)
     n, d = data.shape
     dtype = jnp.zeros(()).dtype  # what the fit computes in: float32 unless jax_enable_x64
     limit, tiny = float(jnp.finfo(dtype).max), float(jnp.finfo(dtype).tiny)
     advice = (
-        "compute in float64 (--float64; in Python, jax.config.update('jax_enable_x64', "
-        "True)) or rescale the data"
+        "compute in float64 (jax.config.update('jax_enable_x64', True)) or rescale the data"
         if dtype == jnp.float32
         else "rescale the data"
     )
@@ -901,48 +903,45 @@ def data_problem(
         else f"{name}: the overall scale is {{value:.3g}}"
     )
     raw_train, raw_held = train, held = _split(data, validation, seed, name)
-    shift, scale = None, 1.0
+    # a target known by samples is standardised with the source (below, once read)
+    by_samples = isinstance(target, EmpiricalTarget) or (
+        isinstance(target, str) and target.startswith("samples:")
+    )
+    standardiser = None  # the statistics, in float64
     if standardize:
         if np.all(train == train[0]):
             raise InputError(
                 f"{name}: cannot standardise: all {n} samples are equal (no spread to scale by)"
             )
-        shift = train.mean(axis=0)
         spread = train.std(axis=0)
-        if per_feature:
-            by_samples = isinstance(target, EmpiricalTarget) or (
-                isinstance(target, str) and target.startswith("samples:")
+        flat = np.flatnonzero(spread == 0)
+        if per_feature and flat.size and not by_samples:
+            raise InputError(
+                f"{name}: cannot scale each feature: column {int(flat[0])} has the same "
+                "value in every training row (no spread to scale by)"
             )
-            flat = np.flatnonzero(spread == 0)
-            if flat.size and not by_samples:  # (with target samples: both sides, below)
-                raise InputError(
-                    f"{name}: cannot scale each feature: column {int(flat[0])} has the same "
-                    "value in every training row (no spread to scale by)"
-                )
-            # (a flat column's placeholder 1 is replaced by the two-sided scale below)
-            scale = scale_from_squares(np.where(spread > 0, spread, 1.0) ** 2, True)
-        else:
-            scale = scale_from_squares(spread**2, False)
         if not per_feature and d > 1 and spread.min() > 0 and spread.max() / spread.min() > 100:
             warnings.warn(
                 f"{name}: the features' standard deviations range from {spread.min():.3g} "
                 f"(column {int(spread.argmin())}) to {spread.max():.3g} (column "
                 f"{int(spread.argmax())}); the map is optimal for the squared distance in "
                 "these units, so the widest features rule it. For a map optimal for the "
-                "rescaled cost instead, scale each feature (--per-feature, "
-                "per_feature=True)",
+                "rescaled cost instead, scale each feature (per_feature=True)",
                 DataWarning,
                 stacklevel=2,
             )
-        in_range(shift, f"{name}: the mean of column {{column}} is {{value:.3g}}")
-        in_range(scale, says_scale)
-        train = (train - shift) / np.asarray(scale)
-        held = None if held is None else (held - shift) / scale
+        one_sided = Standardiser.from_samples(train, per_feature=per_feature)
+        in_range(one_sided.shift, f"{name}: the mean of column {{column}} is {{value:.3g}}")
+        if not by_samples:
+            standardiser = one_sided
+            in_range(standardiser.scale, says_scale)
+            train = standardiser.to_z(train)
+            held = None if held is None else standardiser.to_z(held)
     rows = None  # the rows of a target known by samples, in float64 until standardised
     if target_where is not None and not (isinstance(target, str) and target.startswith("samples:")):
         raise InputError(
-            f"a selection of target rows ({target_where!r}) applies to a target "
-            "'samples:FILE.h5ad[:KEY]' only"
+            f"target_where={target_where!r} selects rows of a target "
+            "'samples:FILE.h5ad[:KEY]', and the target is not one"
         )
     if isinstance(target, str) and target.startswith("samples:"):
         rows = _target_rows(target, d, target_where)
@@ -959,7 +958,7 @@ def data_problem(
         )
     elif isinstance(target, EmpiricalTarget):
         rows = check_samples(np.asarray(target.data), "target samples")
-    held_target, target_shift = None, None
+    held_target = None
     if rows is not None:
         in_range(rows, "target samples: column {column} has a value {value:.3g}")
         rows_held = None
@@ -968,25 +967,22 @@ def data_problem(
         if standardize:
             # one scale for both sides (per feature: one per column), each centred on its
             # own mean
-            shift, target_shift = raw_train.mean(axis=0), rows.mean(axis=0)
-            square = 0.5 * (
-                np.mean((raw_train - shift) ** 2, axis=0)
-                + np.mean((rows - target_shift) ** 2, axis=0)
-            )
-            if per_feature and (flat := np.flatnonzero(square == 0)).size:
+            standardiser = Standardiser.from_samples(raw_train, rows, per_feature=per_feature)
+            if per_feature and (flat := np.flatnonzero(np.asarray(standardiser.scale) == 0)).size:
                 raise InputError(
                     f"{name}: cannot scale each feature: column {int(flat[0])} has one "
                     "value in every training row of both the data and the target samples"
                 )
-            scale = scale_from_squares(square, per_feature)
-            s = np.asarray(scale)
-            train = (raw_train - shift) / s
-            held = None if raw_held is None else (raw_held - shift) / s
-            rows = (rows - target_shift) / s
-            rows_held = None if rows_held is None else (rows_held - target_shift) / s
+            train = standardiser.to_z(raw_train)
+            held = None if raw_held is None else standardiser.to_z(raw_held)
+            rows = standardiser.to_w(rows)
+            rows_held = None if rows_held is None else standardiser.to_w(rows_held)
         target, held_target = EmpiricalTarget(jnp.asarray(rows, dtype)), rows_held
-    if standardize:
-        in_range(target_shift, "target samples: the mean of column {column} is {value:.3g}")
+    if standardiser is not None:
+        scale = standardiser.scale
+        in_range(
+            standardiser.target_shift, "target samples: the mean of column {column} is {value:.3g}"
+        )
         in_range(scale, says_scale)
         if (small := np.atleast_1d(scale) < tiny).any():
             column = int(np.argmax(small))
@@ -1013,15 +1009,16 @@ def data_problem(
             DataWarning,
             stacklevel=2,
         )
+    posed = None if standardiser is None else standardiser.astype(dtype)
     return Problem(
         name,
         EmpiricalSource(jnp.asarray(train, dtype)),
         target,
-        shift=None if shift is None else jnp.asarray(shift, dtype),
-        scale=scale,
+        shift=None if posed is None else posed.shift,
+        scale=1.0 if posed is None else posed.scale,
         validation=None if held is None else jnp.asarray(held, dtype),
         validation_target=None if held_target is None else jnp.asarray(held_target, dtype),
-        target_shift=None if target_shift is None else jnp.asarray(target_shift, dtype),
+        target_shift=None if posed is None else posed.target_shift,
     )
 
 
@@ -1066,7 +1063,7 @@ def check_batch_size(problem: Problem, batch_size: int | None) -> None:
         if rows is not None and int(batch_size) > rows:
             raise InputError(
                 f"batch size {int(batch_size)} is larger than the {rows} training samples of "
-                f"the {side} (those left after the validation split); use --batch-size "
+                f"the {side} (those left after the validation split); use batch_size="
                 f"{rows} or less, or give more samples"
             )
 
@@ -1080,7 +1077,7 @@ def gaussian_source_problem(target: str | Target, dim: int) -> Problem:
         InputError: a dimension below 1, or a bad target specification.
     """
     if dim is None or int(dim) < 1:
-        raise InputError(f"--source gaussian needs --dim D with D ≥ 1, got {dim}")
+        raise InputError(f"a Gaussian source needs its dimension, dim ≥ 1, got dim={dim}")
     dim = int(dim)
     source = Gaussian.standard(dim)
     if isinstance(target, str):
@@ -1108,7 +1105,7 @@ def _split(rows: np.ndarray, fraction: float, seed: int, name: str):
     if n - n_held < 2:
         raise InputError(
             f"{name}: {n} rows are too few to hold out {fraction:.0%} for validation and "
-            "train on the rest; give more rows or --validation 0"
+            "train on the rest; give more rows or validation=0"
         )
     order = np.random.default_rng(seed).permutation(n)
     return rows[order[n_held:]], rows[order[:n_held]]

@@ -37,6 +37,7 @@ from mongeflow.io import InputError, parse_target, target_from_record
 from mongeflow.maps import ICNN, AffinePotential, Potential
 from mongeflow.maps.monge import MongeMap
 from mongeflow.problems.base import EmpiricalTarget, Gaussian, PotentialTarget, Target
+from mongeflow.problems.standardise import Standardiser
 
 FORMAT = "mongeflow-map/1"
 #: the format of a map whose target is standardised too (``target_shift``): a reader that
@@ -196,9 +197,7 @@ def save(m: MongeMap, path: str | Path, info: dict | None = None) -> Path:
     meta["map_sha256"] = sha256(path / "map.eqx")
     samples = path / TARGET_SAMPLES_FILE
     if isinstance(m.target, EmpiricalTarget):  # in the user's units: y = m1 + s w
-        rows = np.asarray(m.target.data, dtype=np.float64)
-        if m.target_shift is not None:
-            rows = np.asarray(m.target_shift, np.float64) + np.asarray(m.scale, np.float64) * rows
+        rows = m.standardiser.as_numpy().to_y(np.asarray(m.target.data, dtype=np.float64))
         rows = rows.astype(np.asarray(m.target.data).dtype)
         atomic_write(samples, lambda f: np.save(f, rows, allow_pickle=False))
         meta["target"]["sha256"] = sha256(samples)
@@ -318,13 +317,11 @@ def load(path: str | Path, target: Target | str | None = None) -> MongeMap:
             f"{str(path / 'map.json')!r}: format {FORMAT_TARGET_STANDARDIZED} needs "
             "'target_shift' (the target's mean), which is missing: the file is damaged"
         )
-    if target_shift is not None and isinstance(target, EmpiricalTarget):
-        shift1 = np.asarray(target_shift, np.float64)
-        rows = (np.asarray(target.data, np.float64) - shift1) / np.asarray(
-            meta["scale"], np.float64
-        )
+    standardiser = Standardiser(meta["shift"], meta["scale"], target_shift)
+    if standardiser.standardises_target and isinstance(target, EmpiricalTarget):
+        rows = standardiser.to_w(np.asarray(target.data, np.float64))
         target = EmpiricalTarget(rows.astype(np.asarray(target.data).dtype))
-    return MongeMap(potential, meta["shift"], meta["scale"], target, target_shift=target_shift)
+    return MongeMap.lift(potential, standardiser, target)
 
 
 def skeleton_dim(meta: dict) -> int:

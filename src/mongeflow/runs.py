@@ -46,7 +46,7 @@ from mongeflow.plot import plot_displacement, plot_history, plot_pushforward
 from mongeflow.problems import PROBLEMS, get_problem
 from mongeflow.progress import Progress
 from mongeflow.schemes import SCHEMES
-from mongeflow.settings import configure, flat, options, record, unknown
+from mongeflow.settings import configure, flat, options, record, same, unknown
 
 #: the largest --dim: a fit holds dense d × d matrices (the map's Jacobians, per sample; a
 #: Gaussian's covariance), so beyond this the problem alone fills a machine's memory
@@ -213,13 +213,15 @@ def run_record(run: Run) -> dict:
 
 
 def differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
-    """``key: saved -> now`` for every entry of two nested records that differs."""
+    """``key: saved -> now`` for every entry of two nested records that differs (a list
+    setting saved as a string by an older version, ``"0.01,0.02"``, is the same as its
+    numbers: :func:`mongeflow.settings.same`)."""
     out = []
     for k in sorted(set(saved) | set(now)):
         a, b = saved.get(k), now.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += differences(a, b, f"{prefix}{k}.")
-        elif a != b:
+        elif not same(a, b):
             out.append(f"{prefix}{k}: {a!r} -> {b!r}")
     return out
 
@@ -402,9 +404,11 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
     scheme_opts, divergence_opts = setting_options()
     known = set(FIT_OPTIONS) | set(scheme_opts) | set(divergence_opts)
     given = absolute_inputs({k: v for k, v in args.items() if k in known and v is not None})
+    given = _parsed(given, scheme_opts, divergence_opts)
     check_out(out, resume=resume, overwrite=overwrite)
     if resume:
-        stored = read_run(out)["settings"]
+        # a list setting is stored as a JSON list (a string "0.01,0.02" by older versions)
+        stored = _parsed(read_run(out)["settings"], scheme_opts, divergence_opts)
         changed = [
             f"--{k.replace('_', '-')} {stored.get(k)!r} -> {v!r}"
             for k, v in given.items()
@@ -446,6 +450,13 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
     _check_ranges(settings, given, scheme_opts, divergence_opts)
     settings["inputs"] = record_inputs(settings)
     return settings
+
+
+def _parsed(settings: dict, scheme_opts: dict, divergence_opts: dict) -> dict:
+    """``settings`` with each scheme or divergence setting in its own type (a list setting
+    given as ``"0.01,0.02"`` or as a list: a tuple of floats; see ``Option.parse``)."""
+    opts = {**scheme_opts, **divergence_opts}
+    return {k: opts[k].parse(v) if k in opts else v for k, v in settings.items()}
 
 
 def _check_ranges(settings: dict, given: dict, scheme_opts: dict, divergence_opts: dict) -> None:
@@ -758,17 +769,36 @@ def callbacks(settings: dict, out: Path, *, resume: bool, quiet: bool) -> list[C
     return [Progress(not quiet), checkpoint, TrainingCallback(out)]
 
 
-def device_text() -> str:
-    """The device a fit runs on, as said on the terminal and in ``metrics.json``:
-    ``"cpu (1 of 1 devices)"``, ``"gpu: NVIDIA H200 (1 of 2 devices)"``."""
+def mesh(devices: int | None):
+    """The mesh of a fit asked for ``devices`` devices (``None``: every local device), or
+    ``None`` for one device."""
+    import jax
+
+    from mongeflow.devices import data_mesh
+
+    count = jax.local_device_count()
+    if devices is None:
+        devices = count
+    if not 1 <= devices <= count:
+        raise ValueError(
+            f"--devices must be between 1 and the {count} local "
+            f"{jax.local_devices()[0].platform} device(s), got {devices}"
+        )
+    return None if devices == 1 else data_mesh(devices)
+
+
+def device_text(mesh=None) -> str:
+    """The devices a fit runs on, as said on the terminal and in ``metrics.json``:
+    ``"cpu (1 of 1 devices)"``, ``"gpu: NVIDIA H200 (2 of 2 devices)"``."""
     import jax
 
     device = jax.devices()[0]
     kind = "" if device.platform == "cpu" else f": {device.device_kind}"
-    return f"{device.platform}{kind} (1 of {jax.device_count()} devices)"
+    used = 1 if mesh is None else mesh.size
+    return f"{device.platform}{kind} ({used} of {jax.device_count()} devices)"
 
 
-def write(result: FitResult, out: Path, settings: dict) -> None:
+def write(result: FitResult, out: Path, settings: dict, mesh=None) -> None:
     """The maps, ``metrics.json``, ``history.csv`` and the figures of a finished fit."""
     out.mkdir(parents=True, exist_ok=True)
     best = result.best
@@ -781,7 +811,7 @@ def write(result: FitResult, out: Path, settings: dict) -> None:
         "best_seed": result.seeds[best],
         "per_seed": per_seed,
         "wall_time_s": result.wall_time_s,
-        "device": device_text(),
+        "device": device_text(mesh),
         "problem": result.problem.name,
         "dim": result.problem.dim,
         "scheme": record(result.scheme),

@@ -5,15 +5,26 @@ Equinox modules whose fields are declared with :func:`setting`. That declaration
 single source of truth for a setting's name, default, type and help; the command line, the
 records saved with a run and ``repr`` are all derived from it:
 
-- :func:`options` lists the flags of a registry of default values (nested values such as an
-  inner solver become a choice flag plus their own, prefixed, settings);
+- :func:`flat` lists a value's settings as flat ``key -> value`` pairs (nested values such
+  as an inner solver become a choice plus their own, prefixed, settings: ``inner_steps``);
 - :func:`configure` builds a value from a default value and flat settings;
-- :func:`record` and :func:`from_record` turn a value into JSON and back.
+- :func:`record` and :func:`from_record` turn a value into JSON and back;
+- :func:`options` lists the command-line options of a registry of default values.
+
+A setting's flat key is its field name, unless its declaration names it (``flag=``): a
+field whose plain name would collide with another value's setting in the one flat
+namespace keeps its plain name in Python (``Sinkhorn(threshold=1e-3)``) and its own key
+(``sinkhorn_threshold``, the flag ``--sinkhorn-threshold``).
 
 A number setting declares the numbers it accepts (its :class:`Range`); :func:`configure`,
-through which every named setting passes (the command line, ``get_scheme``,
-``get_divergence``, saved records), refuses any other value with a message that names the
-flag. A constructor called directly refuses only NaN and ±inf.
+through which every named setting passes (``get_scheme``, ``get_divergence``, saved
+records, the command line), refuses any other value with a :class:`SettingError` that
+names the setting's key (``tau must be in (0, 100], got 0``) and carries its flag, for the
+command line to show. A constructor called directly refuses only NaN and ±inf.
+
+A list setting (``listed``) is a tuple of floats, such as the drift's temperatures; it is
+also accepted as a list or as a string of numbers separated by commas or spaces
+(``"0.5,1,2"``, the command line's form and the form older run records hold).
 """
 
 from __future__ import annotations
@@ -35,8 +46,8 @@ _MISSING = dataclasses.MISSING
 class Range:
     """The numbers a setting accepts: from ``low`` to ``high`` (``None``: unbounded), each
     end included unless ``low_open`` / ``high_open``. A float must also be finite, an int a
-    whole number. With ``listed`` the setting is a string of such numbers separated by
-    commas (or spaces), such as ``"0.5,1,2"``.
+    whole number. With ``listed`` the setting is a tuple of such numbers (given also as a
+    list, or as a string of them separated by commas or spaces, such as ``"0.5,1,2"``).
     """
 
     low: float | None = None
@@ -53,7 +64,7 @@ class Range:
         return f"{left}{low}, {high}{right}"
 
     def expected(self, kind: str) -> str:
-        """What the range asks for, as the end of ``--flag must be …``."""
+        """What the range asks for, as the end of ``name must be …``."""
         if kind == "int" and self.high is None and self.low is not None and not self.low_open:
             return f"≥ {_show(self.low)}"
         return f"in {self}"
@@ -76,6 +87,44 @@ def _show(x) -> str:
         return str(int(x))
     short = f"{float(x):g}"
     return short if not math.isfinite(x) or float(short) == float(x) else repr(float(x))
+
+
+def floats(values: Any) -> tuple[float, ...]:
+    """The numbers of a list setting, given as numbers or as a string ``"0.5, 1, 2"``.
+
+    Raises:
+        ValueError: an entry that is not a number.
+    """
+    if isinstance(values, str):
+        values = values.replace(",", " ").split()
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected numbers such as '0.5,1,2', got {values!r}") from None
+
+
+class SettingError(ValueError):
+    """A setting given a value it does not accept.
+
+    The message names the setting by its flat key, as a Python caller gives it
+    (``tau must be in (0, 100], got 0``); :meth:`on_command_line` names its flag instead.
+
+    Attributes:
+        key: the setting's flat key (``tau``, ``inner_steps``, ``sinkhorn_threshold``).
+        flag: its command-line flag, without the dashes (``sinkhorn-threshold``).
+        expected: what it must be and what came (``in (0, 100], got 0``).
+    """
+
+    def __init__(self, key: str, flag: str, expected: str):
+        super().__init__(f"{key} must be {expected}")
+        self.key, self.flag, self.expected = key, flag, expected
+
+    def __reduce__(self):
+        return type(self), (self.key, self.flag, self.expected)
+
+    def on_command_line(self) -> str:
+        """The message with the setting named by its flag: ``--tau must be …``."""
+        return f"--{self.flag} must be {self.expected}"
 
 
 def fault(value: Any, kind: str, allowed: Range | None) -> str | None:
@@ -135,6 +184,7 @@ def setting(
     low_open: bool = False,
     high_open: bool = False,
     listed: bool = False,
+    flag: str | None = None,
 ):
     """Declare a field of a :class:`Settings` value.
 
@@ -146,9 +196,16 @@ def setting(
             value`` of its alternatives.
         flatten: for a nested value: its settings keep their own names (no prefix).
         low, high, low_open, high_open, listed: the numbers the setting accepts (a
-            :class:`Range`, checked by :func:`configure` and shown by ``--help``).
+            :class:`Range`, checked by :func:`configure` and shown by ``--help``); with
+            ``listed`` the setting is a tuple of such numbers.
+        flag: the setting's flat key, words joined by ``-`` (the key and the command-line
+            flag; default: the field's name): for a field whose plain name would collide
+            with another value's in the one flat namespace of settings, such as the
+            Sinkhorn divergence's ``threshold`` (``flag="sinkhorn-threshold"``).
     """
     metadata = {"help": help, "choices": choices, "flatten": flatten}
+    if flag is not None:
+        metadata["flag"] = flag
     if low is not None or high is not None or listed:
         metadata["range"] = Range(low, high, low_open, high_open, listed)
     if static:
@@ -188,6 +245,11 @@ def _is_settings(value) -> bool:
     return isinstance(value, Settings)
 
 
+def _key(f: dataclasses.Field, prefix: str) -> str:
+    """The flat key of the field ``f`` of a value whose settings are prefixed by ``prefix``."""
+    return prefix + f.metadata.get("flag", f.name).replace("-", "_")
+
+
 @dataclasses.dataclass
 class Option:
     """One command-line option derived from the settings of a registry's values.
@@ -195,7 +257,8 @@ class Option:
     Attributes:
         flag: ``--name`` without the dashes, words joined by ``-``.
         dest: the flat settings key (words joined by ``_``).
-        kind: ``bool``, ``int``, ``float``, ``str`` or ``choice`` (a nested value's name).
+        kind: ``bool``, ``int``, ``float``, ``str``, ``floats`` (a list setting: a tuple of
+            floats) or ``choice`` (a nested value's name).
         help: the field's help text.
         defaults: ``owner name -> default`` for every registered value that has it.
         choices: the allowed strings, if any.
@@ -225,12 +288,24 @@ class Option:
         it against the value chosen).
 
         Raises:
-            ValueError: ``--flag must be in (0, 100], got 0``.
+            SettingError: ``tau must be in (0, 100], got 0`` (its flag: ``--tau must be …``).
         """
         wrong = [fault(value, self.kind, r) for r in list(self.ranges) or [None]]
         if all(wrong):
             text = wrong[0] if len(wrong) == 1 else f"{self.expected()}, got {_show(value)}"
-            raise ValueError(f"--{self.flag} must be {text}")
+            raise SettingError(self.dest, self.flag, text)
+
+    def parse(self, value: Any) -> Any:
+        """``value`` in the setting's own type where it is given in another form: a list
+        setting given as a string (``"0.5,1,2"``: the command line, an older run record) or
+        a list (a JSON record) becomes a tuple of floats; anything else, or a value that is
+        not a list of numbers (for :meth:`check` to refuse), is returned as it is."""
+        if self.kind != "floats" or isinstance(value, tuple):
+            return value
+        try:
+            return floats(value)
+        except ValueError:
+            return value
 
 
 def _expected(allowed: Range, kind: str) -> str:
@@ -238,6 +313,8 @@ def _expected(allowed: Range, kind: str) -> str:
 
 
 def _kind(value) -> str:
+    if isinstance(value, tuple):
+        return "floats"
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -250,7 +327,7 @@ def _kind(value) -> str:
 def _walk(value, prefix: str, owner: str, found: dict[str, Option]) -> None:
     for f in _fields(value):
         v = getattr(value, f.name)
-        dest = f"{prefix}{f.name}"
+        dest = _key(f, prefix)
         choices = f.metadata.get("choices")
         if _is_settings(v):
             if isinstance(choices, Mapping):
@@ -300,7 +377,7 @@ def flat(value: Settings, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in _fields(value):
         v = getattr(value, f.name)
-        dest = f"{prefix}{f.name}"
+        dest = _key(f, prefix)
         if _is_settings(v):
             if isinstance(f.metadata.get("choices"), Mapping):
                 out[dest] = v.name
@@ -314,10 +391,10 @@ def configure(value: Settings, settings: Mapping[str, Any], what: str = "") -> S
     """``value`` with the flat ``settings`` applied (see :func:`flat`).
 
     Raises:
+        SettingError: an unknown choice, or a number outside its setting's :class:`Range`
+            (or NaN, ±inf): ``tau must be in (0, 100], got 0``.
         ValueError: a setting that ``value`` does not have (the message lists those it has),
-            an unknown choice, a number outside its setting's :class:`Range` (or NaN, ±inf;
-            the message names the flag: ``--tau must be in (0, 100], got 0``), or a value
-            its class rejects.
+            or a value its class rejects.
     """
     remaining = dict(settings)
     result = _configure(value, remaining, "")
@@ -334,13 +411,13 @@ def _configure(value: Settings, remaining: dict, prefix: str) -> Settings:
     changes = {}
     for f in _fields(value):
         v = getattr(value, f.name)
-        dest = f"{prefix}{f.name}"
+        dest = _key(f, prefix)
         choices = f.metadata.get("choices")
         if _is_settings(v):
             if isinstance(choices, Mapping) and dest in remaining:
                 pick = remaining.pop(dest)
                 if pick not in choices:
-                    raise ValueError(f"{dest} must be one of {', '.join(choices)}, got {pick!r}")
+                    raise _bad_choice(dest, choices, pick)
                 if pick != v.name:
                     v = choices[pick]
             sub = prefix if f.metadata.get("flatten") else f"{dest}_"
@@ -348,13 +425,19 @@ def _configure(value: Settings, remaining: dict, prefix: str) -> Settings:
         elif dest in remaining:
             new = remaining.pop(dest)
             if choices is not None and new not in choices:
-                raise ValueError(f"{dest} must be one of {', '.join(choices)}, got {new!r}")
+                raise _bad_choice(dest, choices, new)
             if wrong := fault(new, _kind(v), f.metadata.get("range")):
-                raise ValueError(f"--{dest.replace('_', '-')} must be {wrong}")
+                raise SettingError(dest, dest.replace("_", "-"), wrong)
             if _kind(v) == "int" and isinstance(new, float):
                 new = int(new)  # a whole number (checked above): a loop length, a size
+            elif _kind(v) == "floats":
+                new = floats(new)  # numbers (checked above), given as a string or a list
             changes[f.name] = new
     return dataclasses.replace(value, **changes) if changes else value
+
+
+def _bad_choice(key: str, choices, got) -> SettingError:
+    return SettingError(key, key.replace("_", "-"), f"one of {', '.join(choices)}, got {got!r}")
 
 
 def closest(word: str, names: Iterable[str]) -> list[str]:
@@ -393,7 +476,8 @@ def lookup(registry: Mapping[str, Settings], name: str, settings: Mapping[str, A
 
 
 def record(value: Settings) -> dict[str, Any]:
-    """A JSON-able description of ``value``: its name and its flat settings."""
+    """A JSON-able description of ``value``: its name and its flat settings (a list
+    setting as a list of numbers)."""
     return {"name": value.name, "settings": {k: _plain(v) for k, v in flat(value).items()}}
 
 
@@ -406,6 +490,24 @@ def from_record(entry: Mapping[str, Any], registry: Mapping[str, Settings]) -> S
 
 
 def _plain(v):
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
     if hasattr(v, "item") and getattr(v, "size", 2) == 1:
         return v.item()
     return v
+
+
+def same(saved: Any, now: Any) -> bool:
+    """Whether two recorded values of one setting are the same: equal, or the same numbers
+    where one is a list setting's string form (``"0.5,1,2"``, as older records hold it) or
+    a list and the other a list or tuple of numbers."""
+    if saved == now:
+        return True
+    if isinstance(saved, str | list | tuple) and isinstance(now, str | list | tuple):
+        if isinstance(saved, str) and isinstance(now, str):
+            return False
+        try:
+            return floats(saved) == floats(now)
+        except ValueError:
+            return False
+    return False

@@ -14,12 +14,21 @@ import numpy as np
 import pytest
 
 from mongeflow import schemes
-from mongeflow.bench import maps
-from mongeflow.bench.common import SeedEnergyDistance, markdown_table, time_to
+from mongeflow.bench import maps, rows
+from mongeflow.bench.harness import (
+    Budget,
+    HeldOut,
+    SeedEnergyDistance,
+    Transport,
+    run_budgets,
+    score,
+    time_to,
+)
 from mongeflow.bench.paper import PAPER, SCORE, better_rows, faithful_rows
+from mongeflow.bench.report import markdown_table
 from mongeflow.divergences import KL
 from mongeflow.maps import ICNN, MongeMap, parameter_count, transport
-from mongeflow.metrics import energy_distance, linear_baseline
+from mongeflow.metrics import energy_distance, evaluate, linear_baseline
 from mongeflow.problems import get_problem
 from mongeflow.problems.base import standardize
 from mongeflow.schemes import Adam, AdamInner, Explicit, Implicit
@@ -142,10 +151,13 @@ def test_maps_figures_of_a_map_agree_with_evaluate():
     problem = get_problem("dense-potential", dim=3)
     key = jax.random.key(3)
     linear = linear_baseline(problem, jax.random.key(4))
-    by_potential = maps.potential_figures(problem, linear, key, 200)
-    by_map = maps.map_figures(problem, lambda x: transport(linear, x), key, 200, jax.grad(linear))
+    held = HeldOut.drawn(problem, key, 200)
+    by_potential = score(linear, held)
+    by_map = score(Transport(lambda x: transport(linear, x), jax.grad(linear)), held)
+    reference = evaluate(problem, linear, key, 200)
     for name in ("l2_uvp", "energy_distance", "objective"):
         assert by_map[name] == pytest.approx(by_potential[name], rel=1e-4, abs=1e-6), name
+        assert by_potential[name] == pytest.approx(float(reference[name]), rel=1e-5), name
 
 
 def test_maps_potentials_in_the_datas_units():
@@ -180,7 +192,7 @@ def test_neural_dual_map_is_the_gradient_of_the_source_potential():
     x = jax.random.normal(jax.random.key(2), (7, 2))
     with jax.numpy_rank_promotion("allow"):
         grad_f = jax.vmap(jax.grad(f))(x)
-    ours = transport(maps.NeuralDualPotential(params, solver.state_f.potential_value_fn), x)
+    ours = transport(rows.NeuralDualPotential(params, solver.state_f.potential_value_fn), x)
     np.testing.assert_allclose(ours, grad_f, rtol=1e-5, atol=1e-5)
     assert float(jnp.max(jnp.abs(grad_f - x))) > 0.1  # not the identity
     # OTT-JAX's own forward transport is halfway, (x + ∇f(x))/2 (the twist of |x − y|²)
@@ -198,11 +210,11 @@ def test_neural_dual_budgets_stop_at_their_end_or_at_the_cap():
         return first + count
 
     budgets = [
-        maps.Budget("short", 20, None),
-        maps.Budget("same-time", None, 12.0),
-        maps.Budget("long", 1000, None),
+        Budget("short", 20, None),
+        Budget("same-time", None, 12.0),
+        Budget("long", 1000, None),
     ]
-    reached, curve = maps.run_budgets(advance, float, budgets, time_cap=30.0, clock=clock)
+    reached, curve = run_budgets(advance, float, budgets, time_cap=30.0, clock=clock)
     assert reached["short"]["iterations"] == 20 and not reached["short"]["capped"]
     assert reached["same-time"]["time"] == pytest.approx(12.0, abs=0.5)
     assert not reached["same-time"]["capped"]
@@ -313,9 +325,11 @@ def test_bench_maps_rejects_bad_requests(tmp_path):
 
 def test_neural_dual_rows_without_the_bench_extra_say_what_to_install(tmp_path, monkeypatch):
     # the error path of the optional extra, whether or not flax and diffrax are installed
-    real = maps.importlib.util.find_spec
+    import importlib.util
+
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        maps.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name in ("flax", "diffrax") else real(name, *a),
     )

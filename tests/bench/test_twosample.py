@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mongeflow.bench import rows as shared
 from mongeflow.bench import twosample
 from mongeflow.bench.drift_mlp import drift_mlp_init, fit_drift_mlp
+from mongeflow.bench.harness import HeldOut, Setting
 from mongeflow.metrics import energy_distance, energy_distance_floor
 from mongeflow.problems import get_problem
 
@@ -40,7 +42,7 @@ def test_quick_run_writes_files_and_scores_every_row_on_the_held_out_rows(tmp_pa
     assert rows["identity"]["l2_uvp"] == pytest.approx(_identity_l2_uvp(problem), rel=1e-5)
     ed = energy_distance(problem.validation, problem.validation_target)
     assert rows["identity"]["energy_distance"] == pytest.approx(float(ed), rel=1e-5)
-    floor = energy_distance_floor(problem.validation_target, 50)
+    floor = float(energy_distance_floor(problem.validation_target, 50))
     assert run["energy_distance_floor"] == pytest.approx(float(floor), rel=1e-6)
     assert rows["identity"]["cosine"] is None  # T − id = 0: undefined
     assert rows["identity"]["wall_time_s"] == 0.0
@@ -79,19 +81,22 @@ def test_linear_row_is_near_exact_on_gaussian_pairs_with_or_without_pot(tmp_path
     assert rows["identity"]["l2_uvp"] > 10 * rows[twosample.LINEAR]["l2_uvp"]
 
     problem = get_problem("gaussian-pair", dim=3, n=4000)
-    held = twosample.HeldOut.of(problem)
-    ours = twosample.baseline_rows(problem, held, use_pot=False)[twosample.LINEAR]
-    assert "linear_baseline" in ours["note"]
+    held = HeldOut.of(problem)
+    setting = Setting(problem)
+    ours = twosample.LinearRow(use_pot=False).train(setting)
+    assert "linear_baseline" in ours.note
     if twosample.missing_pot() is None:
-        pot = twosample.baseline_rows(problem, held, use_pot=True)[twosample.LINEAR]
-        assert "POT" in pot["note"]
+        pot = twosample.LinearRow(use_pot=True).train(setting)
+        assert "POT" in pot.note
         # the same map from the same moments (up to the covariances' 1/n conventions)
-        assert pot["l2_uvp"] == pytest.approx(ours["l2_uvp"], abs=0.02)
+        assert held.score(pot.map)["l2_uvp"] == pytest.approx(
+            held.score(ours.map)["l2_uvp"], abs=0.02
+        )
 
 
 def test_scores_use_the_benchmarks_cosine_and_the_data_units():
     problem = get_problem("dense-pair", dim=3, n=400)
-    held = twosample.HeldOut.of(problem)
+    held = HeldOut.of(problem)
     true = lambda x: jax.vmap(problem.true_map)(x)
     exact = held.score(true)
     assert exact["l2_uvp"] == pytest.approx(0.0, abs=1e-6)
@@ -193,8 +198,6 @@ def test_the_command_line_runs_the_two_sample_benchmark(tmp_path):
 
 
 def test_neural_rows_without_the_bench_extra_say_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        twosample.maps_bench, "missing_neural_dual", lambda: "the W2NeuralDual rows need flax"
-    )
+    monkeypatch.setattr(shared, "missing_neural_dual", lambda: "the W2NeuralDual rows need flax")
     with pytest.raises(ImportError, match="W2NeuralDual and Monge-gap rows need flax"):
         twosample.run_twosample(tmp_path, methods_=["monge-gap"], progress=False)

@@ -46,7 +46,7 @@ def _points_functions(name, z, y):
         div = MMD(bandwidth=name.split("-")[1], block_size=7)
         h2 = div.bandwidths(z, y)
         return (lambda a, b: div.squared(a, b, h2)), (lambda a, b: div.field(a, b, h2))
-    div = Sinkhorn(sinkhorn_threshold=1e-12, sinkhorn_iterations=20_000, block_size=7)
+    div = Sinkhorn(threshold=1e-12, iterations=20_000, block_size=7)
     eps = div.epsilon(z, y)
     return (lambda a, b: div.divergence(a, b, eps)), (lambda a, b: div.field(a, b, eps))
 
@@ -236,10 +236,14 @@ def test_a_target_without_samples_is_refused_clearly(name):
 
 
 def test_settings_are_checked_and_parsed():
-    # lists of numbers are kept as one string: the command line and run records keep them
-    assert get_divergence("mmd", scales="0.25, 1").scales == "0.25,1.0"
+    # lists of numbers are tuples of floats, given also as a list or a string
+    assert get_divergence("mmd", scales="0.25, 1").scales == (0.25, 1.0)
     assert Drift(temperatures=(0.1, 0.3)) == get_divergence("drift", temperatures="0.1 0.3")
-    assert Drift().temperatures == "0.02,0.05,0.2"  # the authors' temperatures
+    assert Drift(temperatures=[0.1, 0.3]) == Drift(temperatures="0.1,0.3")
+    assert Drift().temperatures == (0.02, 0.05, 0.2)  # the authors' temperatures
+    assert MMD().scales == (0.5, 1.0, 2.0)
+    assert hash(Drift(temperatures=[0.1])) == hash(Drift(temperatures=(0.1,)))  # static
+    assert Sinkhorn(threshold=1e-4, iterations=50).iterations == 50
     with pytest.raises(ValueError, match="expected numbers"):
         MMD(scales="half, one")
     with pytest.raises(ValueError, match="bandwidth must be one of"):

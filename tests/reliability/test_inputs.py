@@ -13,7 +13,7 @@ from mongeflow.divergences import DIVERGENCES, get_divergence
 from mongeflow.io import DataWarning, InputError, check_potential, data_problem, load_array
 from mongeflow.problems import PotentialTarget
 from mongeflow.schemes import SCHEMES, get_scheme
-from mongeflow.settings import configure, options
+from mongeflow.settings import SettingError, configure, options
 
 NAN, INF = math.nan, math.inf
 
@@ -83,20 +83,20 @@ def test_fit_help_shows_the_ranges(capsys, monkeypatch):
 @pytest.mark.parametrize(
     "name, settings, message",
     [
-        ("explicit", {"tau": 0}, r"--tau must be in \(0, 100\], got 0"),
-        ("natural", {"tau": INF}, r"--tau must be in \(0, 100\], got inf"),
-        ("euclidean", {"learning_rate": NAN}, r"--learning-rate must be in \(0, inf\), got nan"),
-        ("explicit", {"inner_learning_rate": 0.0}, r"--inner-learning-rate must be in \(0, inf\)"),
-        ("explicit", {"inner_steps": 0}, r"--inner-steps must be ≥ 1, got 0"),
-        ("explicit", {"inner_steps": 2.5}, r"--inner-steps must be a whole number ≥ 1, got 2.5"),
-        ("explicit", {"decay_steps": -1}, r"--decay-steps must be ≥ 0, got -1"),
-        ("natural", {"halvings": 31}, r"--halvings must be in \[0, 30\], got 31"),
-        ("natural", {"metric_damping": -0.1}, r"--metric-damping must be in"),
-        ("natural", {"metric_damping": 0.0}, r"--metric-damping must be in \(0, inf\), got 0"),
-        ("natural", {"metric_cg_maxiter": 0}, r"--metric-cg-maxiter must be ≥ 1, got 0"),
-        ("explicit", {"inner": "lbfgs", "inner_batch_factor": 0}, r"--inner-batch-factor"),
-        ("explicit", {"inner": "gauss-newton", "inner_damping": NAN}, r"--inner-damping"),
-        ("adam", {"learning_rate": "fast"}, r"--learning-rate must be a number, got 'fast'"),
+        ("explicit", {"tau": 0}, r"^tau must be in \(0, 100\], got 0"),
+        ("natural", {"tau": INF}, r"^tau must be in \(0, 100\], got inf"),
+        ("euclidean", {"learning_rate": NAN}, r"^learning_rate must be in \(0, inf\), got nan"),
+        ("explicit", {"inner_learning_rate": 0.0}, r"^inner_learning_rate must be in \(0, inf\)"),
+        ("explicit", {"inner_steps": 0}, r"^inner_steps must be ≥ 1, got 0"),
+        ("explicit", {"inner_steps": 2.5}, r"^inner_steps must be a whole number ≥ 1, got 2.5"),
+        ("explicit", {"decay_steps": -1}, r"^decay_steps must be ≥ 0, got -1"),
+        ("natural", {"halvings": 31}, r"^halvings must be in \[0, 30\], got 31"),
+        ("natural", {"metric_damping": -0.1}, r"^metric_damping must be in"),
+        ("natural", {"metric_damping": 0.0}, r"^metric_damping must be in \(0, inf\), got 0"),
+        ("natural", {"metric_cg_maxiter": 0}, r"^metric_cg_maxiter must be ≥ 1, got 0"),
+        ("explicit", {"inner": "lbfgs", "inner_batch_factor": 0}, r"^inner_batch_factor"),
+        ("explicit", {"inner": "gauss-newton", "inner_damping": NAN}, r"^inner_damping"),
+        ("adam", {"learning_rate": "fast"}, r"^learning_rate must be a number, got 'fast'"),
     ],
 )
 def test_scheme_settings_are_range_checked(name, settings, message):
@@ -109,18 +109,19 @@ def test_scheme_settings_are_range_checked(name, settings, message):
 @pytest.mark.parametrize(
     "name, settings, message",
     [
-        ("sinkhorn", {"relative_epsilon": 0.0}, r"--relative-epsilon must be in \(0, inf\)"),
-        ("sinkhorn", {"sinkhorn_threshold": 0.0}, r"--sinkhorn-threshold must be in \(0, inf\)"),
-        ("sinkhorn", {"sinkhorn_iterations": 0}, r"--sinkhorn-iterations must be ≥ 1"),
-        ("energy", {"block_size": 0}, r"--block-size must be ≥ 1, got 0"),
-        ("kl", {"epsilon_scale": 0.0}, r"--epsilon-scale must be in \(0, inf\)"),
-        ("kl", {"epsilon_scale": NAN}, r"--epsilon-scale must be in \(0, inf\), got nan"),
-        ("drift", {"temperatures": "0.1,nan"}, r"--temperatures must be .* got 'nan'"),
-        ("drift", {"temperatures": "0.1,abc"}, r"--temperatures must be .* got 'abc'"),
-        ("drift", {"temperatures": "0.1,-1"}, r"--temperatures must be .* got '-1'"),
-        ("drift", {"temperatures": ""}, r"--temperatures must be numbers.* got no number"),
-        ("mmd", {"scales": "1,inf"}, r"--scales must be .* got 'inf'"),
-        ("mmd", {"scales": "0"}, r"--scales must be .* got '0'"),
+        ("sinkhorn", {"relative_epsilon": 0.0}, r"^relative_epsilon must be in \(0, inf\)"),
+        ("sinkhorn", {"sinkhorn_threshold": 0.0}, r"^sinkhorn_threshold must be in \(0, inf\)"),
+        ("sinkhorn", {"sinkhorn_iterations": 0}, r"^sinkhorn_iterations must be ≥ 1"),
+        ("energy", {"block_size": 0}, r"^block_size must be ≥ 1, got 0"),
+        ("kl", {"epsilon_scale": 0.0}, r"^epsilon_scale must be in \(0, inf\)"),
+        ("kl", {"epsilon_scale": NAN}, r"^epsilon_scale must be in \(0, inf\), got nan"),
+        ("drift", {"temperatures": "0.1,nan"}, r"^temperatures must be .* got 'nan'"),
+        ("drift", {"temperatures": "0.1,abc"}, r"^temperatures must be .* got 'abc'"),
+        ("drift", {"temperatures": "0.1,-1"}, r"^temperatures must be .* got '-1'"),
+        ("drift", {"temperatures": [0.1, -1.0]}, r"^temperatures must be .* got '-1'"),
+        ("drift", {"temperatures": ""}, r"^temperatures must be numbers.* got no number"),
+        ("mmd", {"scales": "1,inf"}, r"^scales must be .* got 'inf'"),
+        ("mmd", {"scales": "0"}, r"^scales must be .* got '0'"),
     ],
 )
 def test_divergence_settings_are_range_checked(name, settings, message):
@@ -128,11 +129,45 @@ def test_divergence_settings_are_range_checked(name, settings, message):
         get_divergence(name, **settings)
 
 
+def test_the_library_names_the_argument_and_the_command_line_the_flag(
+    tmp_path, capsys, monkeypatch
+):
+    # the library: the setting's key, as a Python caller gives it
+    with pytest.raises(SettingError) as err:
+        get_scheme("explicit", tau=0)
+    assert str(err.value) == "tau must be in (0, 100], got 0"
+    assert err.value.on_command_line() == "--tau must be in (0, 100], got 0"
+    with pytest.raises(SettingError) as err:
+        get_divergence("sinkhorn", sinkhorn_threshold=-1.0)
+    assert str(err.value) == "sinkhorn_threshold must be in (0, inf), got -1"
+    with pytest.raises(SettingError) as err:
+        get_scheme("natural", metric="gram", metric_damping=0.0)
+    assert str(err.value) == "metric_damping must be in (0, inf), got 0"
+    # the command line: the flag; refused against every value's range (--tau), or against
+    # the value chosen (0 is a valid damping for the identity metric, not for Gram's)
+    for args, message in (
+        (["--scheme", "explicit", "--tau", "0"], "--tau must be in (0, 100], got 0"),
+        (
+            ["--divergence", "sinkhorn", "--sinkhorn-threshold", "-1"],
+            "--sinkhorn-threshold must be in (0, inf), got -1",
+        ),
+        (
+            ["--scheme", "natural", "--metric", "gram", "--metric-damping", "0"],
+            "--metric-damping must be in (0, inf), got 0",
+        ),
+    ):
+        out = tmp_path / "run"
+        code, lines = run_cli(capsys, monkeypatch, *FIT, *args, "--quiet", "--out", out)
+        assert code == 2 and lines == [f"mongeflow: error: {message}"], lines
+        assert not out.exists()
+
+
 def test_values_at_the_ends_of_the_ranges_are_accepted():
     assert get_scheme("explicit", tau=100.0, decay_steps=0).tau == 100.0
     assert get_scheme("natural", halvings=0, metric="identity", metric_damping=0.0).halvings == 0
     assert get_scheme("adam", learning_rate=10).learning_rate == 10
-    assert get_divergence("drift", temperatures="0.5 1").temperatures == "0.5,1.0"
+    assert get_divergence("drift", temperatures="0.5 1").temperatures == (0.5, 1.0)
+    assert get_divergence("mmd", scales=[0.25, 4]).scales == (0.25, 4.0)
 
 
 def test_constructors_refuse_non_finite_numbers():
@@ -147,7 +182,7 @@ def test_constructors_refuse_non_finite_numbers():
 def test_every_registered_number_setting_declares_its_range():
     for registry in (SCHEMES, DIVERGENCES):
         for option in options(registry).values():
-            if option.kind in ("int", "float"):
+            if option.kind in ("int", "float", "floats"):
                 assert option.ranges, option.dest
 
 
@@ -212,9 +247,9 @@ def test_data_beyond_the_float32_range_are_refused_in_float32():
     x[:, 1] = x[:, 1] * 1e30 + 1e39  # the mean is beyond float32, the spread is not
     assert jnp.zeros(()).dtype == jnp.float32
     for standardize in (True, False):
-        with pytest.raises(InputError, match=r"column 1 .*float32.*--float64"):
+        with pytest.raises(InputError, match=r"column 1 .*float32.*jax_enable_x64"):
             data_problem(x, standardize=standardize)
-    with pytest.raises(InputError, match=r"float32.*--float64"):
+    with pytest.raises(InputError, match=r"float32.*jax_enable_x64"):
         data_problem(rng.normal(size=(50, 2)) * 1e-42)  # a scale below float32's
     with jax.enable_x64(True):
         p = data_problem(x)

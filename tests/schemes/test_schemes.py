@@ -1,5 +1,7 @@
 """Schemes: feasibility after every step, agreement with Euclidean GD, the exact affine flow."""
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -10,8 +12,16 @@ import mongeflow as mf
 from mongeflow.divergences import KL, Task
 from mongeflow.maps import ICNN, AffinePotential
 from mongeflow.problems import SamplerSource, affine_flow, bures_map, get_problem
+from mongeflow.problems.batch import Batch
 from mongeflow.schemes import SCHEMES, get_scheme
 from tests.conftest import exact_moment_sample
+
+
+def one_step(scheme, phi, state, task, key):
+    """One outer step on the batch the training loop would draw with ``key``."""
+    batch = task.sample(jax.random.split(key)[0])
+    return scheme.step(phi, state, batch, task, key)
+
 
 SMALL = {
     "euclidean": dict(learning_rate=0.05),
@@ -45,7 +55,7 @@ def test_constrained_weights_stay_nonnegative(name, gradient, key):
     phi = ICNN(2, key)
     start = float(task.loss(phi, x, None)) if gradient == "logdet" else None
     state = scheme.init(phi)
-    step = eqx.filter_jit(scheme.step)
+    step = eqx.filter_jit(functools.partial(one_step, scheme))
     for i in range(4):
         phi, state, info = step(phi, state, task, jax.random.fold_in(key, i))
         assert bool(jnp.isfinite(info.objective))
@@ -70,7 +80,8 @@ def test_lbfgs_inner_minimises_the_objective_at_feasible_points(key):
     phi = ICNN(2, key)  # the paper's network: clamped weights, many at 0
     previous = mf.schemes.base.frozen(phi)
 
-    def objective(p, x, k):
+    def objective(p, b, k):
+        x = b.x if isinstance(b, Batch) else b
         moved = jnp.mean(jnp.sum((mf.transport(p, x) - mf.transport(previous, x)) ** 2, -1))
         return task.loss(p, x, k) + 0.5 * moved
 
@@ -79,7 +90,7 @@ def test_lbfgs_inner_minimises_the_objective_at_feasible_points(key):
     solve = eqx.filter_jit(mf.LBFGSInner(steps=4, batch_factor=1).minimise)
     values, current = [start], phi
     for _ in range(3):  # each solve restarts L-BFGS where the last one ended
-        current, last = solve(current, mf.schemes.Objective(objective, lambda k: x), key)
+        current, last = solve(current, mf.schemes.Objective(objective, lambda k: Batch(x)), key)
         assert bool(current.is_feasible())
         at_out = float(value(current, x, key))
         assert at_out <= float(last) + 1e-5 * abs(float(last)), (at_out, float(last))
@@ -96,7 +107,7 @@ def test_lbfgs_implicit_keeps_feasibility(key):
     phi = ICNN(2, key)
     state = scheme.init(phi)
     for i in range(2):
-        phi, state, info = eqx.filter_jit(scheme.step)(phi, state, task, jax.random.key(i))
+        phi, state, info = eqx.filter_jit(one_step)(scheme, phi, state, task, jax.random.key(i))
         assert bool(jnp.isfinite(info.objective)) and bool(phi.is_feasible())
 
 
@@ -109,8 +120,8 @@ def test_natural_with_identity_metric_is_euclidean(key):
     s_n, s_e = natural.init(phi_n), euclid.init(phi_e)
     for i in range(5):
         k = jax.random.fold_in(key, i)
-        phi_n, s_n, info_n = eqx.filter_jit(natural.step)(phi_n, s_n, task, k)
-        phi_e, s_e, info_e = eqx.filter_jit(euclid.step)(phi_e, s_e, task, k)
+        phi_n, s_n, info_n = eqx.filter_jit(one_step)(natural, phi_n, s_n, task, k)
+        phi_e, s_e, info_e = eqx.filter_jit(one_step)(euclid, phi_e, s_e, task, k)
         assert float(info_n.loss) == pytest.approx(float(info_e.loss), rel=1e-6)
     for a, b in zip(
         jax.tree_util.tree_leaves(phi_n), jax.tree_util.tree_leaves(phi_e), strict=True
@@ -133,7 +144,7 @@ def _affine_flow_run(tau, times, damping=1e-10):
     task = Task(problem, KL(), x.shape[0])
     scheme = mf.Natural(tau=tau, metric=mf.Gram(damping=damping, solver="dense"))
     phi = AffinePotential(d, dtype=jnp.float64)  # T_0 = id
-    step = eqx.filter_jit(scheme.step)
+    step = eqx.filter_jit(functools.partial(one_step, scheme))
     out = {}
     k = 0
     state = None
@@ -217,7 +228,7 @@ def test_explicit_and_implicit_affine_time_step_order():
                 scheme = scheme_fn(tau)
                 phi = AffinePotential(d, dtype=jnp.float64)
                 state = scheme.init(phi)
-                step = eqx.filter_jit(scheme.step)
+                step = eqx.filter_jit(functools.partial(one_step, scheme))
                 for k in range(int(round(1.0 / tau))):
                     phi, state, _ = step(phi, state, task, jax.random.key(k))
                 A = np.asarray(phi.A)
@@ -258,9 +269,9 @@ def test_backtracking_takes_the_largest_decreasing_step(key):
     phi = ICNN(2, key, quadratic_rank=2, identity_init=True)
     natural = mf.Natural(tau=3.0)
     scheme = mf.Backtracking(natural, halvings=4)
-    new, _, info = eqx.filter_jit(scheme.step)(phi, None, task, key)
+    new, _, info = eqx.filter_jit(one_step)(scheme, phi, None, task, key)
     k_batch, k_loss = jax.random.split(key)
-    updates, _, loss = eqx.filter_jit(natural.propose)(phi, None, task, x, k_loss)
+    updates, _, loss = eqx.filter_jit(natural.propose)(phi, None, task, Batch(x), k_loss)
 
     @eqx.filter_jit
     def loss_at(scale):
@@ -289,8 +300,8 @@ def test_gauss_newton_explicit_starts_from_the_identity(key):
     gauss_newton = mf.GaussNewton(mf.Gram(damping=1e-3, solver="dense"))
     start_id = mf.Explicit(tau=tau, inner=gauss_newton, identity_start=True)
     start_net = mf.Explicit(tau=tau, inner=gauss_newton, identity_start=False)
-    new_id, _, _ = eqx.filter_jit(start_id.step)(phi, start_id.init(phi), task, key)
-    new_net, _, _ = eqx.filter_jit(start_net.step)(phi, start_net.init(phi), task, key)
+    new_id, _, _ = eqx.filter_jit(one_step)(start_id, phi, start_id.init(phi), task, key)
+    new_net, _, _ = eqx.filter_jit(one_step)(start_net, phi, start_net.init(phi), task, key)
     velocity_at_id = task.velocity(mf.maps.Identity(), x, key)
     goal_id = x + tau * velocity_at_id
     err_id = float(jnp.mean(jnp.sum((mf.transport(new_id, x) - goal_id) ** 2, -1)))

@@ -32,7 +32,7 @@ overall scale (as :func:`~mongeflow.problems.standardize` computes them).
 from __future__ import annotations
 
 import dataclasses
-import time
+import math
 
 import equinox as eqx
 import jax
@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mongeflow.bench.harness import Budget, run_budgets
 from mongeflow.divergences import Drift
 from mongeflow.maps.base import Array
 from mongeflow.maps.default import auto_widths
@@ -217,20 +218,19 @@ def fit_drift_mlp(
         params, opt_state, total = jax.lax.fori_loop(0, count, body, (params, opt_state, zero))
         return params, opt_state, total / count
 
-    done, elapsed, per_step, losses = 0, 0.0, None, []
-    while done < steps and (time_cap is None or elapsed < time_cap):
-        if per_step is None:
-            count = 1  # the first chunk compiles
-        else:
-            left = CHUNK_SECONDS if time_cap is None else min(CHUNK_SECONDS, time_cap - elapsed)
-            count = max(1, min(steps - done, round(left / max(per_step, 1e-9))))
-        tic = time.perf_counter()
-        params, opt_state, loss = chunk(params, opt_state, done, count)
-        losses.append(float(loss))  # waits for the chunk
-        took = time.perf_counter() - tic
-        elapsed += took
-        per_step = took / count
-        done += count
+    state = [(params, opt_state, None)]
+
+    def advance(first: int, count: int):
+        params, opt_state, _ = state[-1]
+        params, opt_state, loss = jax.block_until_ready(chunk(params, opt_state, first, count))
+        state[-1] = (params, opt_state, loss)
+        return loss
+
+    cap = math.inf if time_cap is None else time_cap
+    budget = Budget("steps", steps, None)
+    reached, curve = run_budgets(advance, float, [budget], cap, chunk_seconds=CHUNK_SECONDS)
+    params, opt_state, _ = state[-1]
+    done, elapsed, losses = reached["steps"]["iterations"], reached["steps"]["time"], curve["value"]
     settings = {
         "widths": list(widths or auto_widths(dim)),
         "activation": "silu",

@@ -21,12 +21,16 @@ library averages them:
 Adam and the explicit scheme's regression are unaffected (Adam is scale-invariant). Every
 row uses the same seeds: seed s gives the same initial network, and the same evaluation
 samples, to every method.
+
+The table is a list of rows (:class:`Row`, each a :class:`~mongeflow.bench.harness.Row`
+that trains every seed at once) over :mod:`mongeflow.bench.harness`: each stack of maps is
+scored by :func:`~mongeflow.bench.harness.score` on per-seed fresh samples
+(:meth:`~mongeflow.bench.harness.HeldOut.per_seed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +39,18 @@ from typing import Any
 import jax
 import numpy as np
 
-from mongeflow.bench.common import SeedEnergyDistance, machine
+from mongeflow.bench.harness import HeldOut, Scored, Setting, Trained, train_and_score
+from mongeflow.bench.report import (
+    Column,
+    fixed,
+    histograms,
+    machine,
+    machine_line,
+    page,
+    pushforward_figure,
+    table,
+    write,
+)
 from mongeflow.divergences import KL
 from mongeflow.fit import fit
 from mongeflow.maps import ICNN, parameter_count
@@ -91,6 +106,39 @@ class Row:
     widths: tuple[int, ...] = (20, 20)
     strong_convexity: float = 0.0
     batch_size: int = BATCH
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    @property
+    def kind(self) -> str:
+        return "faithful" if self.faithful else "library"
+
+    def train(self, setting: Setting) -> Trained:
+        """Every seed of ``setting.seed`` trained at once, in the paper's coordinates with its
+        last map (no standardisation, no best map kept, no early stopping); the map is the
+        stack of potentials; ``stopped_at`` says which seeds blew up."""
+        start = time.perf_counter()
+        res = fit(
+            setting.problem,
+            self.scheme,
+            self.divergence,
+            self.potential(),
+            steps=self.steps,
+            batch_size=self.batch_size,
+            seed=setting.seed,
+            callbacks=(),
+            log_every=self.steps,
+            eval_size=200,
+            final_eval_size=0,
+            standardize=False,
+            keep_best=False,
+            patience=None,
+        )
+        wall = time.perf_counter() - start
+        stopped = [int(v) for v in res.stopped_at]
+        return Trained(res.potentials, wall, extra={"stopped_at": stopped}, source=res)
 
     def potential(self) -> Callable:
         """The factory ``key -> ICNN`` of the row's network."""
@@ -247,14 +295,14 @@ def run_paper(
     if quick:
         eval_size = min(eval_size, 500)
     problem = get_problem("paper-gmm")
-    table = faithful_rows(scale) + better_rows(scale)
+    chosen = faithful_rows(scale) + better_rows(scale)
     if rows is not None:
-        unknown = set(rows) - {r.name for r in table}
+        unknown = set(rows) - {r.name for r in chosen}
         if unknown:
             raise ValueError(
-                f"unknown rows {sorted(unknown)}; valid: {', '.join(r.name for r in table)}"
+                f"unknown rows {sorted(unknown)}; valid: {', '.join(r.name for r in chosen)}"
             )
-        table = [r for r in table if r.name in rows]
+        chosen = [r for r in chosen if r.name in rows]
     results: dict[str, Any] = {
         "experiment": "Dumont, Lacombe & Vialard 2026: 4-Gaussian 2-D source to N(0, I)",
         "seeds": list(range(seeds)),
@@ -266,57 +314,73 @@ def run_paper(
     }
     fitted = {}
     total = time.perf_counter()
-    scorer = SeedEnergyDistance(problem, seeds, eval_size)
-    with ProgressBar(progress, len(table), f"bench paper ({seeds} seeds)", table[0].name) as bar:
-        for i, row in enumerate(table):
-            start = time.perf_counter()
-            res = fit(
-                problem,
-                row.scheme,
-                row.divergence,
-                row.potential(),
-                steps=row.steps,
-                batch_size=row.batch_size,
-                seed=list(range(seeds)),
-                callbacks=(),
-                log_every=row.steps,
-                eval_size=200,
-                final_eval_size=0,
-                # the paper's setting: its coordinates, its last map, every step
-                standardize=False,
-                keep_best=False,
-                patience=None,
-            )
-            trained = time.perf_counter()
-            ed = scorer(res.potentials)
-            end = time.perf_counter()
-            ed[res.stopped_at >= 0] = np.nan  # a seed whose training blew up has no result
-            results["methods"][row.name] = {
-                "faithful": row.faithful,
-                "settings": row.settings,
-                "energy_distance": [None if not np.isfinite(v) else float(v) for v in ed],
-                "wall_time_s": end - start,  # training and scoring
-                "scoring_time_s": end - trained,
-                "summary": _summary(ed),
-                "stopped_at": [int(v) for v in res.stopped_at],
-            }
-            fitted[row.name] = res
-            summary = results["methods"][row.name]["summary"]
+    setting = Setting(problem, seed=list(range(seeds)))
+    held = HeldOut.per_seed(problem, seeds, eval_size)
+    with ProgressBar(progress, len(chosen), f"bench paper ({seeds} seeds)", chosen[0].name) as bar:
+        for scored in train_and_score(chosen, setting, held, bar=bar):
+            results["methods"][scored.label] = _record(scored)
+            fitted[scored.label] = scored.trained.source
+            summary = results["methods"][scored.label]["summary"]
+            wall = results["methods"][scored.label]["wall_time_s"]
             bar.print(
-                f"{row.name}: energy distance {summary['mean']:.4f} ± {summary['std']:.4f} "
-                f"({end - start:.0f} s)"
+                f"{scored.label}: energy distance {summary['mean']:.4f} ± {summary['std']:.4f} "
+                f"({wall:.0f} s)"
             )
-            bar.advance(1, table[i + 1].name if i + 1 < len(table) else "")
     results["total_wall_time_s"] = time.perf_counter() - total
     results["faithful_wall_time_s"] = sum(
         m["wall_time_s"] for m in results["methods"].values() if m["faithful"]
     )
     if out is not None:
-        from mongeflow.bench.report import paper_figures, paper_table
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=1))
-        (out / "table.md").write_text(paper_table(results))
-        paper_figures(results, fitted, problem, out)
+        figures = {
+            "fig1_pushforward.png": lambda r, path: pushforward_figure(r, fitted, problem, path),
+            "fig2_histograms.png": histograms,
+        }
+        write(out, results, paper_table(results), figures)
     return results
+
+
+def _record(s: Scored) -> dict:
+    """A row of ``results.json``: the per-seed energy distances (null for a seed whose
+    training blew up), their summary, the settings and the time (training and scoring)."""
+    ed = np.array(s.scores["energy_distance"], dtype=float)
+    stopped = np.asarray(s.trained.extra["stopped_at"])
+    ed[stopped >= 0] = np.nan  # a seed whose training blew up has no result
+    return {
+        "faithful": s.row.faithful,
+        "settings": s.row.settings,
+        "energy_distance": [None if not np.isfinite(v) else float(v) for v in ed],
+        "wall_time_s": s.trained.wall_time_s + s.scoring_time_s,  # training and scoring
+        "scoring_time_s": s.scoring_time_s,
+        "summary": _summary(ed),
+        "stopped_at": [int(v) for v in stopped],
+    }
+
+
+def _paper_cell(name: str, row: dict, paper: dict) -> str:
+    ref = paper.get(name)
+    return f"{ref['mean']:.4f} ± {ref['std']:.4f}" if ref and row["faithful"] else ""
+
+
+def paper_table(results: dict) -> str:
+    """Markdown table of ``results.json`` of ``bench paper``."""
+    s = lambda r: r["summary"]
+    columns = [
+        Column("method", lambda name, r: name),
+        Column("faithful", lambda name, r: "yes" if r["faithful"] else "no"),
+        Column("mean ± std", lambda name, r: f"{fixed(s(r)['mean'])} ± {fixed(s(r)['std'])}"),
+        Column("median", lambda name, r: fixed(s(r)["median"])),
+        Column("max", lambda name, r: fixed(s(r)["max"])),
+        Column("share > 0.05", lambda name, r: f"{s(r)['share_above_0.05']:.2f}"),
+        Column("failed", lambda name, r: s(r)["n_failed"]),
+        Column("grad. evals", lambda name, r: r["settings"].get("gradient_evaluations", "")),
+        Column("wall time (s)", lambda name, r: f"{r['wall_time_s']:.1f}"),
+        Column("paper", lambda name, r: _paper_cell(name, r, results["paper"])),
+    ]
+    return page(
+        f"The paper's table — {len(results['seeds'])} seeds, "
+        f"energy distance on {results['eval_size']} samples of each side",
+        machine_line(results["machine"]),
+        table(columns, results["methods"]),
+        f"Faithful rows together: {results['faithful_wall_time_s']:.1f} s; "
+        f"all rows: {results['total_wall_time_s']:.1f} s (compilation and evaluation included).",
+    )

@@ -5,7 +5,8 @@ A Continuous Wasserstein-2 Benchmark*, NeurIPS 2021: the pairs of :mod:`mongeflo
 (``w2-pair``), :data:`N_SAMPLES` unpaired rows per side, 10 % of them held out. Every row is
 trained on the same training rows and scored on the same held-out source rows against the
 true map, as :mod:`mongeflow.bench.twosample` does (L2-UVP, the benchmark's cos, the energy
-distance to the held-out target rows, wall time). Beside them:
+distance to the held-out target rows, wall time): the same rows over the same harness
+(:mod:`mongeflow.bench.harness`). Beside them:
 
 - the published figures, quoted and marked as quoted: the best of the 2021 paper's solvers
   at each d (:data:`PUBLISHED`, its Table; fresh samples at every step, on a GPU) and ENOT
@@ -18,14 +19,12 @@ Writes ``DIR/results.json``, ``DIR/table.md`` and ``DIR/l2_uvp_vs_dim.png``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from mongeflow.bench import twosample
-from mongeflow.bench.common import time_to
+from mongeflow.bench.harness import time_to
+from mongeflow.bench.report import Panel, figure_vs_dim, markdown_table, page, write
 from mongeflow.problems.w2 import SUPPORTED_DIMS
 
 #: rows per side of each pair (the benchmark's own scale; 10 % held out)
@@ -88,11 +87,7 @@ def run_w2(
             if "l2_uvp" in hist:
                 row["time_to_twice_2021_best_s"] = time_to(hist["time_s"], hist["l2_uvp"], level)
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=1))
-        (out / "table.md").write_text(w2_table(results))
-        w2_figure(results, out / "l2_uvp_vs_dim.png")
+        write(out, results, w2_table(results), {"l2_uvp_vs_dim.png": w2_figure})
     return results
 
 
@@ -102,19 +97,9 @@ def w2_table(results: dict) -> str:
     runs = sorted(results["runs"], key=lambda r: r["dim"])
     dims = [r["dim"] for r in runs]
     names = list(dict.fromkeys(n for r in runs for n in r["methods"]))
-    lines = [
-        "# The W2 benchmark's Mix3toMix10 pairs (Korotin et al. 2021), two sample sets",
-        "",
-        f"{results['n_samples']} unpaired rows per side, 10 % held out; L2-UVP (%) on the "
-        "held-out source rows against T*. Quoted rows are the literature's (fresh samples at "
-        "every step, on a GPU), not run here. 'to 2× best': wall time at which the L2-UVP on "
-        "training rows first reached twice the 2021 best (— never).",
-        "",
-        "| method | " + " | ".join(f"d = {d}" for d in dims) + " |",
-        "|---|" + "---|" * len(dims),
-    ]
+    rows = []
     for name in names:
-        cells = []
+        cells = [name]
         for r in runs:
             row = r["methods"].get(name)
             if row is None or row["l2_uvp"] is None:
@@ -125,42 +110,26 @@ def w2_table(results: dict) -> str:
                 t = row["time_to_twice_2021_best_s"]
                 cell += f"; to 2× best {'—' if t is None else f'{t:.0f} s'}"
             cells.append(cell + ")")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append(cells)
     for name, row in PUBLISHED.items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[d]:g}" for d in dims) + " |")
-    return "\n".join(lines) + "\n\n" + twosample.twosample_table(results)
+        rows.append([name, *(f"{row[d]:g}" for d in dims)])
+    summary = page(
+        "The W2 benchmark's Mix3toMix10 pairs (Korotin et al. 2021), two sample sets",
+        f"{results['n_samples']} unpaired rows per side, 10 % held out; L2-UVP (%) on the "
+        "held-out source rows against T*. Quoted rows are the literature's (fresh samples at "
+        "every step, on a GPU), not run here. 'to 2× best': wall time at which the L2-UVP on "
+        "training rows first reached twice the 2021 best (— never).",
+        markdown_table(["method", *(f"d = {d}" for d in dims)], rows),
+    )
+    return summary + "\n" + twosample.twosample_table(results)
 
 
 def w2_figure(results: dict, path: Path) -> None:
-    """L2-UVP against d: a line per row run here, dashed grey lines for the quoted ones."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = sorted(results["runs"], key=lambda r: r["dim"])
-    dims = [r["dim"] for r in runs]
-    names = list(dict.fromkeys(n for r in runs for n in r["methods"]))
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for i, name in enumerate(names):
-        pts = [
-            (r["dim"], r["methods"][name]["l2_uvp"])
-            for r in runs
-            if name in r["methods"] and r["methods"][name]["l2_uvp"] is not None
-        ]
-        if pts:
-            x, y = zip(*pts, strict=True)
-            ax.plot(x, np.maximum(y, 1e-3), marker="o", ms=4, lw=1.2, color=f"C{i}", label=name)
-    for ls, (name, row) in zip(("--", ":"), PUBLISHED.items(), strict=True):
-        ax.plot(dims, [row[d] for d in dims], color="gray", ls=ls, lw=1.2, label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(dims, [str(d) for d in dims])
-    ax.minorticks_off()
-    ax.set_yscale("log")
-    ax.set_xlabel("d")
-    ax.set_ylabel("L2-UVP % (held out)")
-    ax.set_title("W2 benchmark, Mix3toMix10, two sample sets", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    """L2-UVP against d: a line per row run here, grey lines for the quoted ones."""
+    figure_vs_dim(
+        results,
+        path,
+        [Panel("l2_uvp", "L2-UVP % (held out)", least=1e-3)],
+        quoted=PUBLISHED,
+        title="W2 benchmark, Mix3toMix10, two sample sets",
+    )

@@ -9,15 +9,19 @@ import equinox as eqx
 
 from mongeflow.maps.base import Array, Potential
 from mongeflow.problems.base import Problem
+from mongeflow.problems.batch import Batch, Sampler
 from mongeflow.settings import Settings
 
 
 class Divergence(Settings):
     """A divergence D(T#μ0 | γ) lifted to maps T = ∇φ (Dumont, Lacombe & Vialard 2026).
 
-    A divergence is a small immutable value (its settings); the source and target come
-    with every call through the :class:`~mongeflow.problems.Problem`, never as a copy.
-    Every method acts on a batch ``x: [n, d]`` of source samples.
+    A divergence is a small immutable value (its settings); the data come with every call
+    as a :class:`~mongeflow.problems.batch.Batch` (source rows ``x`` and, for divergences
+    that compare point clouds, target rows ``y``), and what is known in closed form (the
+    target's V, the source's log-density) through the :class:`~mongeflow.problems.Problem`.
+    Bare source rows ``[n, d]`` are accepted for a batch; a divergence that needs target
+    rows then draws them from the problem with the call's key.
 
     Subclasses implement :meth:`loss` and :meth:`velocity`, and may implement :meth:`value`.
 
@@ -38,14 +42,21 @@ class Divergence(Settings):
         return True
 
     @abc.abstractmethod
-    def loss(self, potential: Potential, x: Array, problem: Problem, key: Array) -> Array:
+    def loss(
+        self, potential: Potential, batch: Batch | Array, problem: Problem, key: Array
+    ) -> Array:
         """A scalar whose gradient in the parameters of ``potential`` estimates ∇_θ F."""
 
     @abc.abstractmethod
-    def velocity(self, potential: Potential, x: Array, problem: Problem, key: Array) -> Array:
-        """v(T(x)) = −∇_W D(T#μ0)(T(x)), ``[n, d]``: the field the explicit scheme follows."""
+    def velocity(
+        self, potential: Potential, batch: Batch | Array, problem: Problem, key: Array
+    ) -> Array:
+        """v(T(x)) = −∇_W D(T#μ0)(T(x)) at the batch's rows, ``[n, d]``: the field the
+        explicit scheme follows."""
 
-    def value(self, potential: Potential, x: Array, problem: Problem, key: Array) -> Array:
+    def value(
+        self, potential: Potential, batch: Batch | Array, problem: Problem, key: Array
+    ) -> Array:
         """A Monte-Carlo estimate of D(T#μ0 | γ) itself, where it can be computed."""
         raise ValueError(f"the {self.name} divergence has no value estimate")
 
@@ -64,26 +75,54 @@ class Divergence(Settings):
 
 
 class Task(eqx.Module):
-    """What a scheme steps on: the problem, the lifted divergence and the batch size.
+    """What a scheme steps on: the problem, the lifted divergence and the sampler of batches.
 
-    Schemes draw batches with :meth:`sample` and evaluate the divergence through
-    :meth:`loss` and :meth:`velocity`, which hand the problem to the divergence.
+    A scheme's step receives its batch as an argument; schemes whose step solves an inner
+    problem on fresh batches draw them with :meth:`sample` (the loop's sampler), and every
+    evaluation of the divergence goes through :meth:`loss` and :meth:`velocity`, which hand
+    it the problem.
     """
 
-    problem: Problem
     divergence: Divergence
-    batch_size: int = eqx.field(static=True)
+    sampler: Sampler
 
-    def sample(self, key: Array) -> Array:
-        """A fresh mini-batch ``[n, d]`` of the source."""
-        return self.problem.source.sample(key, self.batch_size)
+    def __init__(self, problem: Problem, divergence: Divergence, sampler: Sampler | int):
+        """``sampler``: the loop's :class:`~mongeflow.problems.batch.Sampler` (of
+        ``problem``), or a batch size for one that draws target rows when ``divergence``
+        compares point clouds."""
+        if not isinstance(sampler, Sampler):
+            sampler = Sampler(problem, int(sampler), divergence.needs_target_samples)
+        elif sampler.problem is not problem:
+            raise ValueError("the sampler must draw from the task's problem")
+        self.divergence, self.sampler = divergence, sampler
 
-    def loss(self, potential: Potential, x: Array, key: Array) -> Array:
-        return self.divergence.loss(potential, x, self.problem, key)
+    @property
+    def problem(self) -> Problem:
+        """The problem (held once, by the sampler)."""
+        return self.sampler.problem
 
-    def velocity(self, potential: Potential, x: Array, key: Array) -> Array:
-        return self.divergence.velocity(potential, x, self.problem, key)
+    @property
+    def batch_size(self) -> int:
+        return self.sampler.batch_size
 
-    def loss_and_grad(self, potential: Potential, x: Array, key: Array):
-        """(loss, ∇_θ loss) on the batch ``x``."""
-        return eqx.filter_value_and_grad(lambda p: self.loss(p, x, key))(potential)
+    def sample(self, key: Array) -> Batch:
+        """A fresh mini-batch (the loop's sampler)."""
+        return self.sampler(key)
+
+    def loss(self, potential: Potential, batch: Batch, key: Array) -> Array:
+        return self.divergence.loss(potential, batch, self.problem, key)
+
+    def velocity(self, potential: Potential, batch: Batch, key: Array) -> Array:
+        return self.divergence.velocity(potential, batch, self.problem, key)
+
+    def loss_and_grad(self, potential: Potential, batch: Batch, key: Array):
+        """(loss, ∇_θ loss) on ``batch``."""
+        return eqx.filter_value_and_grad(lambda p: self.loss(p, batch, key))(potential)
+
+
+def make_task(problem: Problem, divergence: Divergence, batch_size: int, sharding=None) -> Task:
+    """The task of ``divergence`` on ``problem``, with a sampler of ``batch_size`` rows that
+    draws target rows when the divergence compares point clouds."""
+    return Task(
+        problem, divergence, Sampler(problem, batch_size, divergence.needs_target_samples, sharding)
+    )

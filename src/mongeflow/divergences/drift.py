@@ -7,22 +7,18 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from mongeflow.divergences.base import Divergence
-from mongeflow.divergences.energy import (
-    _block_size,
-    _centred,
-    _float_list,
-    _floats,
-    _row_blocks,
-    _squared_distances,
-    block_size_setting,
-    check_block_size,
+from mongeflow.divergences.samples import SampleDivergence, block_size_setting, check_block_size
+from mongeflow.kernels import (
+    centred,
+    clip_block,
     energy_profile,
     mean_distance,
     mmd_squared,
-    target_batch,
+    row_blocks,
+    squared_distances,
 )
-from mongeflow.maps.base import Array, transport
+from mongeflow.maps.base import Array
+from mongeflow.settings import floats as _floats
 from mongeflow.settings import setting
 
 
@@ -59,17 +55,17 @@ def drift_field(
     """
     z, positives, negatives = (jax.lax.stop_gradient(a) for a in (z, positives, negatives))
     columns = jnp.concatenate([negatives, positives])
-    z, columns = _centred(z, columns)
+    z, columns = centred(z, columns)
     negatives, positives = columns[: negatives.shape[0]], columns[negatives.shape[0] :]
     n, split = z.shape[0], negatives.shape[0]
-    block = _block_size(block, n)
-    rows, valid = _row_blocks(z, block)
+    block = clip_block(block, n)
+    rows, valid = row_blocks(z, block)
     starts = jnp.arange(rows.shape[0]) * block
     col_sq = jnp.sum(columns**2, axis=1)
     width = jax.lax.stop_gradient(temperature * scale)
 
     def logits(r, start):
-        sq = _squared_distances(r, columns, col_sq)
+        sq = squared_distances(r, columns, col_sq)
         out = -jnp.sqrt(sq) / width
         if mask_self:
             row_ids = start + jnp.arange(r.shape[0])
@@ -96,13 +92,14 @@ def drift_field(
     return jax.lax.map(one, (rows, starts)).reshape(-1, z.shape[1])[:n]
 
 
-class Drift(Divergence):
+class Drift(SampleDivergence):
     """The drifting field of Deng, Li, Li, Du & He (2026, "Generative Modeling via Drifting",
     arXiv 2602.04770) as the velocity of the flow of maps T = ∇φ.
 
     For the pushed batch z_i = T(x_i) and a fresh target batch y_j (as many), the positives
     are the y_j and the negatives the other pushed points z_j (j ≠ i). For each temperature R
-    in ``temperatures`` (numbers or a string; default 0.02, 0.05, 0.2, the authors' values)
+    in ``temperatures`` (a tuple of floats; a list or a string ``"0.02,0.05"`` is read as
+    one; default 0.02, 0.05, 0.2, the authors' values)
     the cross-weighted field V_R of :func:`drift_field` is computed with the kernel
     exp(−|z − y|/(R · scale)), scale = the mean distance from the pushed points to all the
     others (pushed and target). With ``normalise`` (the paper's drift normalisation) each
@@ -139,10 +136,9 @@ class Drift(Divergence):
         (64, 2)
     """
 
-    temperatures: str = setting(
-        "0.02,0.05,0.2",
-        help="drift: temperatures R of the kernels exp(−|z − y|/(R·scale)), one field each "
-        "(comma-separated)",
+    temperatures: tuple[float, ...] = setting(
+        (0.02, 0.05, 0.2),
+        help="drift: temperatures R of the kernels exp(−|z − y|/(R·scale)), one field each",
         static=True,
         listed=True,
         low=0.0,
@@ -155,10 +151,9 @@ class Drift(Divergence):
     )
     block_size: int = block_size_setting()
     name: ClassVar[str] = "drift"
-    needs_target_samples: ClassVar[bool] = True
 
     def __post_init__(self):
-        self.temperatures = _float_list(self.temperatures)
+        self.temperatures = _floats(self.temperatures)
 
     def __check_init__(self):
         temperatures = _floats(self.temperatures)
@@ -194,17 +189,9 @@ class Drift(Divergence):
             total = total * (scale / jnp.sqrt(z.shape[1]))
         return total
 
-    def velocity(self, potential, x, problem, key):
-        y = target_batch(problem, key, x.shape[0], self.name)
-        return self.field(transport(potential, x), y)
-
-    def loss(self, potential, x, problem, key):
-        y = target_batch(problem, key, x.shape[0], self.name)
-        z = transport(potential, x)
+    def cloud_loss(self, z: Array, y: Array) -> Array:
         goal = jax.lax.stop_gradient(z + self.field(z, y))
         return 0.5 * jnp.mean(jnp.sum((z - goal) ** 2, axis=-1))
 
-    def value(self, potential, x, problem, key):
-        y = target_batch(problem, key, x.shape[0], self.name)
-        z = transport(potential, x)
+    def cloud_value(self, z: Array, y: Array) -> Array:
         return mmd_squared(energy_profile, z, y, jnp.zeros((0,), z.dtype), self.block_size)

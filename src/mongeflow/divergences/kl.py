@@ -11,6 +11,7 @@ from mongeflow.divergences.base import Divergence
 from mongeflow.divergences.score import entropic_score, pushforward_score
 from mongeflow.maps.base import Array, Potential, log_det_hessian, transport
 from mongeflow.problems.base import Problem
+from mongeflow.problems.batch import as_batch
 from mongeflow.settings import setting
 
 
@@ -105,14 +106,16 @@ class KL(Divergence):
             return pushforward_score(potential, x, problem.source.score)
         return entropic_score(y, epsilon_scale=self.epsilon_scale)
 
-    def velocity(self, potential, x, problem, key=None):
+    def velocity(self, potential, batch, problem, key=None):
+        x = as_batch(batch).x
         y = transport(potential, x)
         grad_v = jax.vmap(jax.grad(problem.target.potential))(y)
         return -grad_v - self.score(potential, x, y, problem, self.velocity_estimator)
 
-    def loss(self, potential, x, problem, key=None):
+    def loss(self, potential, batch, problem, key=None):
         """F itself for ``gradient="logdet"``; for score gradients the surrogate
         mean_i ⟨sg(∇V(y_i) + ŝ(y_i)), y_i⟩ with y = T_θ(x), whose gradient is ∇_θ F."""
+        x = as_batch(batch).x
         if self.gradient == "logdet":
             return self.objective(potential, x, problem)
         y = transport(potential, x)
@@ -121,8 +124,9 @@ class KL(Divergence):
         direction = jax.lax.stop_gradient(grad_v + score)
         return jnp.mean(jnp.sum(direction * y, axis=-1))
 
-    def value(self, potential, x, problem, key=None):
+    def value(self, potential, batch, problem, key=None):
         """Monte-Carlo estimate of KL(T#μ0 | γ); needs log ρ0 and log Z."""
+        x = as_batch(batch).x
         if not problem.source.has_log_prob:
             raise ValueError("the KL value needs a source with a known log-density")
         log_z = problem.target.log_normaliser

@@ -7,34 +7,24 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from mongeflow.divergences.base import Divergence
-from mongeflow.divergences.energy import (
-    _centred,
-    _float_list,
-    _floats,
-    _squared_distances,
-    block_size_setting,
-    check_block_size,
+from mongeflow.divergences.samples import SampleDivergence, block_size_setting, check_block_size
+from mongeflow.divergences.score import _median_of_squared_distances
+from mongeflow.kernels import (
+    centred,
+    gaussian_profile,
     mmd_squared,
     mmd_velocity,
-    target_batch,
+    squared_distances,
 )
-from mongeflow.divergences.score import _median_of_squared_distances
-from mongeflow.maps.base import Array, transport
+from mongeflow.maps.base import Array
+from mongeflow.settings import floats as _floats
 from mongeflow.settings import setting
 
 #: the median heuristic looks at most at this many points of the pooled batch (half each)
 MEDIAN_POINTS = 1024
 
 
-def gaussian_profile(s: Array, inv_two_h2: Array) -> tuple[Array, Array]:
-    """κ(s) = Σ_k exp(−s/(2h_k²)) and κ'(s) = −Σ_k exp(−s/(2h_k²))/(2h_k²), for
-    ``inv_two_h2 = 1/(2h²)`` of shape ``[K]``."""
-    e = jnp.exp(-s[..., None] * inv_two_h2.reshape((1,) * s.ndim + (-1,)))
-    return jnp.sum(e, axis=-1), -(e @ inv_two_h2)
-
-
-class MMD(Divergence):
+class MMD(SampleDivergence):
     """D(ρ | γ) = MMD²_k(ρ, γ) = E k(Z, Z') − 2 E k(Z, Y) + E k(Y, Y') with a Gaussian kernel.
 
     k(a, b) = Σ_h exp(−|a − b|²/(2h²)) (Gretton et al. 2012), the bandwidths taken from the
@@ -43,9 +33,9 @@ class MMD(Divergence):
     constant of the batch, not differentiated), and
 
     - ``bandwidth="median"``: one kernel, h = h₀;
-    - ``bandwidth="multiscale"``: the sum over h = c·h₀ for c in ``scales`` (numbers or a
-      string such as ``"0.5,1,2"``, the default), which keeps a useful gradient when the two
-      sets are far apart.
+    - ``bandwidth="multiscale"``: the sum over h = c·h₀ for c in ``scales`` (a tuple of
+      floats, default (0.5, 1, 2); a list or a string such as ``"0.5,1,2"`` is read as one),
+      which keeps a useful gradient when the two sets are far apart.
 
     On a batch, z_i = T(x_i) and a fresh target batch y_j (as many), the loss is the
     V-statistic MMD²_V(z, y) (all pairs, diagonal included, ≥ 0), an estimate of D itself.
@@ -69,10 +59,9 @@ class MMD(Divergence):
         static=True,
         choices=("median", "multiscale"),
     )
-    scales: str = setting(
-        "0.5,1.0,2.0",
-        help="MMD multiscale: multiples of the median bandwidth whose kernels are summed "
-        "(comma-separated)",
+    scales: tuple[float, ...] = setting(
+        (0.5, 1.0, 2.0),
+        help="MMD multiscale: multiples of the median bandwidth whose kernels are summed",
         static=True,
         listed=True,
         low=0.0,
@@ -80,10 +69,9 @@ class MMD(Divergence):
     )
     block_size: int = block_size_setting()
     name: ClassVar[str] = "mmd"
-    needs_target_samples: ClassVar[bool] = True
 
     def __post_init__(self):
-        self.scales = _float_list(self.scales)
+        self.scales = _floats(self.scales)
 
     def __check_init__(self):
         if self.bandwidth not in ("median", "multiscale"):
@@ -97,8 +85,8 @@ class MMD(Divergence):
         """The squared bandwidths h² ``[K]`` of the batches ``z``, ``y`` (not differentiated)."""
         half = MEDIAN_POINTS // 2
         pooled = jax.lax.stop_gradient(jnp.concatenate([z[:half], y[:half]]))
-        pooled, _ = _centred(pooled, pooled)
-        sq = _squared_distances(pooled, pooled, jnp.sum(pooled**2, axis=1))
+        pooled, _ = centred(pooled, pooled)
+        sq = squared_distances(pooled, pooled, jnp.sum(pooled**2, axis=1))
         sq = 0.5 * (sq + sq.T)  # exactly symmetric, as the selection assumes
         h2 = jnp.maximum(_median_of_squared_distances(sq), jnp.finfo(pooled.dtype).tiny)
         if self.bandwidth == "median":
@@ -115,13 +103,5 @@ class MMD(Divergence):
         h2 = self.bandwidths(z, y) if h2 is None else h2
         return mmd_velocity(gaussian_profile, z, y, 0.5 / h2, self.block_size)
 
-    def loss(self, potential, x, problem, key):
-        y = target_batch(problem, key, x.shape[0], self.name)
-        return self.squared(transport(potential, x), y)
-
-    def value(self, potential, x, problem, key):
-        return self.loss(potential, x, problem, key)
-
-    def velocity(self, potential, x, problem, key):
-        y = target_batch(problem, key, x.shape[0], self.name)
-        return self.field(jax.lax.stop_gradient(transport(potential, x)), y)
+    def cloud_loss(self, z: Array, y: Array) -> Array:
+        return self.squared(z, y)

@@ -8,17 +8,9 @@ from typing import ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mongeflow.divergences.base import Divergence
-from mongeflow.divergences.energy import (
-    _block_size,
-    _centred,
-    _row_blocks,
-    _squared_distances,
-    block_size_setting,
-    check_block_size,
-    target_batch,
-)
-from mongeflow.maps.base import Array, transport
+from mongeflow.divergences.samples import SampleDivergence, block_size_setting, check_block_size
+from mongeflow.kernels import centred, clip_block, row_blocks, squared_distances
+from mongeflow.maps.base import Array
 from mongeflow.settings import setting
 
 
@@ -34,14 +26,14 @@ def _row_lse(
     """For each row i: ε log Σ_j vec_j exp((f_i + g_j − |r_i − c_j|²)/ε) and its sign, in row
     blocks of ``rows`` (memory O(block · m))."""
     n = rows.shape[0]
-    blocks, _ = _row_blocks(rows, block)
+    blocks, _ = row_blocks(rows, block)
     f_pad = jnp.concatenate([f_rows, jnp.zeros((-n) % block, f_rows.dtype)]).reshape(-1, block)
     col_sq = jnp.sum(cols**2, axis=1)
     weights = None if vec is None else vec[None, :]
 
     def one(args):
         r, f = args
-        logits = (f[:, None] + g_cols[None, :] - _squared_distances(r, cols, col_sq)) / eps
+        logits = (f[:, None] + g_cols[None, :] - squared_distances(r, cols, col_sq)) / eps
         if weights is None:
             return jax.nn.logsumexp(logits, axis=1), jnp.ones(r.shape[0], rows.dtype)
         return jax.nn.logsumexp(logits, axis=1, b=weights, return_sign=True)
@@ -84,11 +76,11 @@ def entropic_map(z: Array, y: Array, g: Array, epsilon, block: int) -> Array:
     projection of the entropic plan of potentials (f, g) with uniform weights on y, the row
     normalisation standing for f (the soft c-transform), in row blocks of ``z``."""
     n = z.shape[0]
-    blocks, _ = _row_blocks(z, block)
+    blocks, _ = row_blocks(z, block)
     y_sq = jnp.sum(y**2, axis=1)
 
     def one(r):
-        logits = (g[None, :] - _squared_distances(r, y, y_sq)) / epsilon
+        logits = (g[None, :] - squared_distances(r, y, y_sq)) / epsilon
         return jax.nn.softmax(logits, axis=1) @ y
 
     return jax.lax.map(one, blocks).reshape(-1, z.shape[1])[:n]
@@ -112,7 +104,7 @@ class SinkhornSolution(NamedTuple):
     converged: Array
 
 
-class Sinkhorn(Divergence):
+class Sinkhorn(SampleDivergence):
     """D(ρ | γ) = S_ε(ρ, γ) = OT_ε(ρ, γ) − ½ OT_ε(ρ, ρ) − ½ OT_ε(γ, γ), the debiased Sinkhorn
     divergence (Genevay, Peyré & Cuturi 2018; Feydy et al. 2019), cost c(a, b) = |a − b|².
 
@@ -139,7 +131,10 @@ class Sinkhorn(Divergence):
 
     The three entropic problems are solved by OTT-JAX's Sinkhorn solver (log domain) on
     point clouds whose kernel applications run in row blocks of ``block_size`` rows, so
-    n = m = 10⁴ needs about ``block_size × 10⁴`` cost entries at a time.
+    n = m = 10⁴ needs about ``block_size × 10⁴`` cost entries at a time. Each solve stops
+    when its marginal error is below ``threshold`` or after ``iterations`` iterations (as
+    flat settings ``sinkhorn_threshold`` and ``sinkhorn_iterations``: the flags
+    ``--sinkhorn-threshold``, ``--sinkhorn-iterations``).
 
     Example:
         >>> import jax, mongeflow as mf
@@ -155,25 +150,29 @@ class Sinkhorn(Divergence):
         low=0.0,
         low_open=True,
     )
-    sinkhorn_threshold: float = setting(
+    threshold: float = setting(
         1e-3,
         help="Sinkhorn divergence: stop the Sinkhorn iterations at this marginal error",
         static=True,
         low=0.0,
         low_open=True,
+        flag="sinkhorn-threshold",
     )
-    sinkhorn_iterations: int = setting(
-        2000, help="Sinkhorn divergence: most Sinkhorn iterations per solve", static=True, low=1
+    iterations: int = setting(
+        2000,
+        help="Sinkhorn divergence: most Sinkhorn iterations per solve",
+        static=True,
+        low=1,
+        flag="sinkhorn-iterations",
     )
     block_size: int = block_size_setting()
     name: ClassVar[str] = "sinkhorn"
-    needs_target_samples: ClassVar[bool] = True
 
     def __check_init__(self):
         if isinstance(self.relative_epsilon, (int, float)) and self.relative_epsilon <= 0:
             raise ValueError(f"relative_epsilon must be > 0, got {self.relative_epsilon}")
-        if self.sinkhorn_iterations < 1:
-            raise ValueError(f"sinkhorn_iterations must be ≥ 1, got {self.sinkhorn_iterations}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be ≥ 1, got {self.iterations}")
         check_block_size(self.block_size)
 
     def epsilon(self, z: Array, y: Array) -> Array:
@@ -188,8 +187,8 @@ class Sinkhorn(Divergence):
         problems of S_ε(z, y) with OTT-JAX; nothing is differentiated."""
         z, y = jax.lax.stop_gradient(z), jax.lax.stop_gradient(y)
         epsilon = self.epsilon(z, y) if epsilon is None else jax.lax.stop_gradient(epsilon)
-        zc, yc = _centred(z, y)  # the costs |a|² + |b|² − 2⟨a, b⟩ cancel far from 0
-        block = _block_size(self.block_size, max(z.shape[0], y.shape[0]))
+        zc, yc = centred(z, y)  # the costs |a|² + |b|² − 2⟨a, b⟩ cancel far from 0
+        block = clip_block(self.block_size, max(z.shape[0], y.shape[0]))
         from ott.geometry import costs
         from ott.tools import sinkhorn_divergence as ott_divergence
 
@@ -204,8 +203,8 @@ class Sinkhorn(Divergence):
                 static_b=not with_yy,
                 offset_static_b=None if with_yy else 0.0,
                 solve_kwargs={
-                    "threshold": self.sinkhorn_threshold,
-                    "max_iterations": self.sinkhorn_iterations,
+                    "threshold": self.threshold,
+                    "max_iterations": self.iterations,
                 },
             )
         (_, g_xy), (_, g_xx), _ = out.potentials
@@ -230,14 +229,8 @@ class Sinkhorn(Divergence):
         moved = z - jax.lax.stop_gradient(z)  # 0, with gradient the identity
         return jax.lax.stop_gradient(sol.divergence) + jnp.sum(grad * moved)
 
-    def loss(self, potential, x, problem, key):
-        y = target_batch(problem, key, x.shape[0], self.name)
-        return self.divergence(transport(potential, x), y)
+    def cloud_loss(self, z: Array, y: Array) -> Array:
+        return self.divergence(z, y)
 
-    def value(self, potential, x, problem, key):
-        y = target_batch(problem, key, x.shape[0], self.name)
-        return self.solve(transport(potential, x), y).divergence
-
-    def velocity(self, potential, x, problem, key):
-        y = target_batch(problem, key, x.shape[0], self.name)
-        return self.field(transport(potential, x), y)
+    def cloud_value(self, z: Array, y: Array) -> Array:
+        return self.solve(z, y).divergence

@@ -13,7 +13,7 @@ from mongeflow.maps.base import (
 )
 from mongeflow.maps.default import default_potential
 from mongeflow.maps.icnn import ICNN
-from mongeflow.maps.monge import MongeMap
+from mongeflow.maps.monge import MongeMap, StandardizedPotential
 
 __all__ = [
     "ICNN",
@@ -22,6 +22,7 @@ __all__ = [
     "IdentityOr",
     "MongeMap",
     "Potential",
+    "StandardizedPotential",
     "hessian",
     "log_det_hessian",
     "log_det_psd",

@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from mongeflow.maps.base import Array, Potential, hessian, log_det_psd
-from mongeflow.problems.base import Target, log_scale_sum
+from mongeflow.problems.base import Target
+from mongeflow.problems.standardise import Standardiser, log_scale_sum, standard, unstandard
 
 
 def _potential_dtype(potential: Potential):
@@ -109,6 +110,9 @@ class MongeMap(eqx.Module):
     D ∇²φ(z) D⁻¹ when the target is standardised, and log det DT(x) = log det ∇²φ(z)
     − Σ_i log s_i, or log det ∇²φ(z). T is then optimal for |z − y|² (with the target
     standardised: for the rescaled cost Σ_i (x_i − y_i)²/s_i²), not for |x − y|².
+
+    :meth:`lift` builds the map from φ and a :class:`~mongeflow.problems.Standardiser`
+    (the coordinates it was trained in); :attr:`standardiser` gives them back.
 
     When T pushes the source μ0 onto γ, the change of variables (Monge–Ampère) formula gives
     the source density the map implies, ρ0(x) = γ(T(x)) · det DT(x) (Villani 2003, *Topics
@@ -221,6 +225,55 @@ class MongeMap(eqx.Module):
         self.target = target
         self.target_shift = target_shift
 
+    @classmethod
+    def lift(
+        cls,
+        potential: Potential,
+        standardiser: Standardiser | None,
+        target: Target | None = None,
+        *,
+        dim: int | None = None,
+    ) -> MongeMap:
+        """The map of a potential φ trained in a standardiser's coordinates, in the data's
+        units: T(x) = ∇φ((x − m)/s), or m1 + s ∇φ((x − m)/s) when the standardiser
+        standardises the target too (see the class's docstring).
+
+        Args:
+            potential: φ, trained on z = (x − m)/s.
+            standardiser: m, s and m1, e.g. a posed problem's
+                :attr:`~mongeflow.problems.Problem.standardiser`; ``None`` for a problem that
+                is not standardised (m = 0, s = 1).
+            target: γ as φ's outputs see it (see the class's ``target``), or ``None``.
+            dim: d, when it cannot be read otherwise (without a standardiser).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> from mongeflow.maps import AffinePotential, MongeMap
+            >>> from mongeflow.problems import Standardiser
+            >>> std = Standardiser(jnp.array([1.0, -1.0]), 2.0, target_shift=jnp.array([5.0, 0.0]))
+            >>> MongeMap.lift(AffinePotential(2), std)(jnp.array([3.0, 1.0]))  # m1 + s (x − m)/s
+            Array([7., 2.], dtype=float32)
+        """
+        if standardiser is None:
+            return cls(potential, target=target, dim=dim)
+        return cls(
+            potential,
+            shift=standardiser.shift,
+            scale=standardiser.scale,
+            target=target,
+            target_shift=standardiser.target_shift,
+            dim=dim,
+        )
+
+    @property
+    def standardiser(self) -> Standardiser:
+        """m, s and m1 as a :class:`~mongeflow.problems.Standardiser` (its scale is static:
+        a map whose s is traced has none)."""
+        if isinstance(self.scale, jax.core.Tracer):
+            raise ValueError("the map's scale is traced: it has no static standardiser")
+        scale = jax.device_get(self.scale)
+        return Standardiser(self.shift, scale, self.target_shift)
+
     # Hashed and compared by identity, for ``jax.jit(m)`` (which hashes m; a Module's own
     # hash hashes its fields, and arrays have no hash). Values: ``eqx.tree_equal(m1, m2)``.
     def __hash__(self) -> int:
@@ -260,7 +313,7 @@ class MongeMap(eqx.Module):
         return x
 
     def _standardise(self, x: Array) -> Array:
-        return (x - self.shift) / self.scale
+        return standard(x, self.shift, self.scale)
 
     @_method
     def to_data_units(self, z) -> Array:
@@ -272,7 +325,7 @@ class MongeMap(eqx.Module):
         return _apply("_to_data_units_one", self, self._points(z, "z"))
 
     def _to_data_units_one(self, z: Array) -> Array:
-        return self.shift + self.scale * z
+        return unstandard(z, self.shift, self.scale)
 
     @_method
     def target_to_data_units(self, w) -> Array:
@@ -287,12 +340,12 @@ class MongeMap(eqx.Module):
     def _target_to_data_units_one(self, w: Array) -> Array:
         if self.target_shift is None:
             return w
-        return self.target_shift + self.scale * w
+        return unstandard(w, self.target_shift, self.scale)
 
     def _target_standardise(self, y: Array) -> Array:
         if self.target_shift is None:
             return y
-        return (y - self.target_shift) / self.scale
+        return standard(y, self.target_shift, self.scale)
 
     # --- the map ----------------------------------------------------------------------
     @_method
@@ -393,7 +446,7 @@ class MongeMap(eqx.Module):
         # zero in value; its derivative is the implicit-function derivative of the solve
         step = jnp.linalg.solve(hessian(frozen, z), jax.grad(self.potential)(z) - y)
         z = z - (step - jax.lax.stop_gradient(step))
-        return self.shift + self.scale * z
+        return self._to_data_units_one(z)
 
     @_method
     def log_density(self, x) -> Array:
@@ -466,6 +519,37 @@ class MongeMap(eqx.Module):
             )
         # the target is held in φ's output coordinates: no round trip through y
         return _apply("_from_output_one", self, self.target.sample(key, n))
+
+
+class StandardizedPotential(Potential):
+    """A potential φ trained in a standardiser's coordinates z = (x − m)/s, as a potential
+    of the data's units: Φ(x) = s φ(z), or Φ(x) = s² φ(z) + m1ᵀx when the target is
+    standardised too, so that ∇Φ is the map :meth:`MongeMap.lift` gives, ∇φ(z) or
+    m1 + s ∇φ(z), and ∇²Φ(x) = ∇²φ(z)/s or ∇²φ(z). Φ is convex when φ is (Brenier 1991:
+    still the Brenier map). One overall scale only: with one scale per coordinate the map
+    is not the gradient of a function of x.
+
+    Raises:
+        ValueError: the standardiser has one scale per coordinate.
+    """
+
+    potential: Potential
+    standardiser: Standardiser
+
+    def __check_init__(self):
+        if self.standardiser.per_feature:
+            raise ValueError(
+                "with one scale per coordinate the map in the data's units is not the "
+                "gradient of a potential of x: use MongeMap.lift"
+            )
+
+    def __call__(self, x: Array) -> Array:
+        std = self.standardiser
+        s = std.scale_array()
+        value = self.potential(std.to_z(x))
+        if std.target_shift is None:
+            return s * value
+        return s**2 * value + jnp.sum(std.target_shift * x)
 
 
 @eqx.filter_jit

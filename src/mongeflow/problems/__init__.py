@@ -32,6 +32,7 @@ from mongeflow.problems.posterior import (
     posterior_errors,
     posterior_reference,
 )
+from mongeflow.problems.standardise import Standardiser, StandardizedSource, standardize
 from mongeflow.problems.w2 import w2_mix3to10, w2_pair
 
 PROBLEMS: dict[str, Callable[..., Problem]] = {
@@ -72,6 +73,8 @@ __all__ = [
     "SamplerSource",
     "SamplerTarget",
     "Source",
+    "Standardiser",
+    "StandardizedSource",
     "Target",
     "affine_flow",
     "bures_map",
@@ -88,6 +91,7 @@ __all__ = [
     "paper_gmm",
     "posterior_errors",
     "posterior_reference",
+    "standardize",
     "w2_mix3to10",
     "w2_pair",
 ]

@@ -45,6 +45,26 @@ class Source(eqx.Module):
         """∇ log ρ0(x) for one sample ``x: [d]`` (autodiff of :meth:`log_prob`)."""
         return jax.grad(self.log_prob)(x)
 
+    @property
+    def has_true_pairs(self) -> bool:
+        """Whether :attr:`sample_with_map` draws exact pairs (x, T*(x)): true for a source
+        that defines it (one that knows the true map, e.g. x = ∇ψ(y) for y ~ γ)."""
+        return type(self).sample_with_map is not Source.sample_with_map
+
+    @property
+    def sample_with_map(self) -> Callable[[Array, int], tuple[Array, Array]]:
+        """``(key, n) -> (x, T*(x))``: ``n`` exact pairs, each ``[n, d]``, for a source that
+        knows the true map T* (:attr:`has_true_pairs`); such a source defines it as a method.
+
+        Raises:
+            AttributeError: the source draws no pairs (so ``hasattr(source,
+                "sample_with_map")`` is :attr:`has_true_pairs`).
+        """
+        raise AttributeError(
+            f"{type(self).__name__} draws no exact pairs (x, T*(x)): it does not know the "
+            "true map (see has_true_pairs)"
+        )
+
 
 class Target(eqx.Module):
     """A target γ on R^d, known by its potential V (γ ∝ exp(−V)), by samples, or both.
@@ -363,7 +383,9 @@ class Problem(eqx.Module):
     (one overall scale, which keeps a Brenier map a Brenier map); a map learnt on it is
     reported in the data's units x (see :class:`~mongeflow.maps.MongeMap`). A target known
     by samples is then standardised too, with the same scale and its own mean
-    (``target_shift``): w = (y − target_shift)/scale (see :func:`standardize`).
+    (``target_shift``): w = (y − target_shift)/scale. The three make up the problem's
+    :attr:`standardiser` (see :class:`~mongeflow.problems.standardise.Standardiser` and
+    :func:`standardize`).
 
     Attributes:
         name: a short label.
@@ -422,6 +444,14 @@ class Problem(eqx.Module):
         """Whether the problem was standardised with one scale per coordinate."""
         return isinstance(self.scale, tuple)
 
+    @property
+    def standardiser(self) -> Standardiser | None:
+        """The :class:`~mongeflow.problems.standardise.Standardiser` the problem is posed
+        with (``shift``, ``scale``, ``target_shift``), or ``None`` when it is not."""
+        if self.shift is None:
+            return None
+        return Standardiser(self.shift, self.scale, self.target_shift)
+
     def training_sizes(self) -> tuple[int | None, int | None]:
         """The numbers of training rows of the source and of the target (those left after
         the validation split), each ``None`` when that side is not a fixed sample."""
@@ -430,182 +460,34 @@ class Problem(eqx.Module):
         return (None if n is None else int(n)), (None if m is None else int(m))
 
 
-class StandardizedSource(Source):
-    """μ0 seen in standardised coordinates z = (x − m)/s: the law of (X − m)/s, X ~ ``inner``.
+# Standardisation has its own module (it poses problems, so it imports this one); its names
+# stay importable from here.
+from mongeflow.problems.standardise import (  # noqa: E402
+    Standardiser,
+    StandardizedMap,
+    StandardizedSource,
+    log_scale_sum,
+    scale_from_squares,
+    scale_rows,
+    standardize,
+)
 
-    s is one overall scale or a tuple of one per coordinate. Its log-density is
-    log ρ0(m + s z) + Σ_i log s_i, and when ``inner`` draws exact pairs
-    (x, T*(x)) (``sample_with_map``), so does this source, as (z, T*(x)), or as
-    (z, (T*(x) − m1)/s) when the target is standardised too (``target_shift`` = m1).
-    """
-
-    inner: Source
-    shift: Array
-    scale: float | tuple[float, ...] = eqx.field(static=True)
-    dim: int = eqx.field(static=True)
-    target_shift: Array | None = None
-
-    def __init__(self, inner: Source, shift, scale, target_shift=None):
-        self.inner, self.dim = inner, inner.dim
-        self.shift, self.scale = jnp.asarray(shift), _static_scale(scale)
-        self.target_shift = None if target_shift is None else jnp.asarray(target_shift)
-
-    def sample(self, key: Array, n: int) -> Array:
-        return (self.inner.sample(key, n) - self.shift[None, :]) / scale_rows(self.scale)
-
-    @property
-    def has_log_prob(self) -> bool:
-        return self.inner.has_log_prob
-
-    def log_prob(self, z: Array) -> Array:
-        s = jnp.asarray(self.scale)
-        return self.inner.log_prob(self.shift + s * z) + log_scale_sum(s, self.dim)
-
-    def __getattr__(self, name):
-        if name == "sample_with_map" and hasattr(self.inner, "sample_with_map"):
-
-            def sample_with_map(key: Array, n: int) -> tuple[Array, Array]:
-                x, y = self.inner.sample_with_map(key, n)
-                s = scale_rows(self.scale)
-                if self.target_shift is not None:
-                    y = (y - self.target_shift[None, :]) / s
-                return (x - self.shift[None, :]) / s, y
-
-            return sample_with_map
-        raise AttributeError(name)
-
-
-class _InUnits(eqx.Module):
-    """z ↦ T*(m + s z): a map of the data's units seen from standardised coordinates, or
-    z ↦ (T*(m + s z) − m1)/s when the target is standardised too (``target_shift`` = m1)."""
-
-    true_map: Callable[[Array], Array]
-    shift: Array
-    scale: float | tuple[float, ...] = eqx.field(static=True)
-    target_shift: Array | None = None
-
-    def __call__(self, z: Array) -> Array:
-        s = jnp.asarray(self.scale)
-        y = self.true_map(self.shift + s * z)
-        if self.target_shift is None:
-            return y
-        return (y - self.target_shift) / s
-
-
-def scale_rows(scale, dtype=None) -> Array:
-    """A scale ready to divide or multiply rows ``[n, d]``: a scalar array for one overall
-    scale, shape ``[1, d]`` for one scale per coordinate."""
-    s = jnp.asarray(scale, dtype)
-    return s if s.ndim == 0 else s[None, :]
-
-
-def log_scale_sum(scale, dim: int) -> Array:
-    """Σ_j log s_j over d coordinates: d log s for one overall scale."""
-    return jnp.sum(jnp.broadcast_to(jnp.log(jnp.asarray(scale)), (dim,)))
-
-
-def scale_from_squares(squares, per_feature: bool) -> float | tuple[float, ...]:
-    """The standardisation scale from the per-coordinate mean squared deviations: one
-    overall s = sqrt(mean_j squares_j), or, ``per_feature``, s_j = sqrt(squares_j)."""
-    squares = np.asarray(squares, dtype=np.float64)
-    return _static_scale(np.sqrt(squares if per_feature else np.mean(squares)))
-
-
-def _static_scale(scale) -> float | tuple[float, ...]:
-    """A scale as a hashable static value: a float, or a tuple of floats (one per coordinate)."""
-    arr = np.asarray(scale, dtype=np.float64)
-    return float(arr) if arr.ndim == 0 else tuple(float(v) for v in arr)
-
-
-def _mean_square_columns(rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """mean_i (r_ij − centre_j)², one value per column j."""
-    return np.mean((rows - centre[None, :]) ** 2, axis=0)
-
-
-def standardize(
-    problem: Problem, key: Array | None = None, n: int = 10_000, *, per_feature: bool = False
-) -> Problem:
-    """``problem`` posed in standardised coordinates, with one overall scale s.
-
-    - A target known by a potential V (or by a sampler): only the source is standardised,
-      z = (x − m)/s, with m the source's mean and s = sqrt(mean |x − m|² / d); the target
-      stays in its own units and the learnt φ maps z to them: T(x) = ∇φ((x − m)/s).
-    - A target known by samples (:class:`EmpiricalTarget`): both sides, with the same scale
-      and each its own mean, z = (x − m0)/s and w = (y − m1)/s, m0 and m1 the two sides'
-      means and s² = ½ (mean |x − m0|² + mean |y − m1|²) / d (each side weighing the same,
-      whatever its size); the held-out rows (``validation``, ``validation_target``) and
-      the true map (z ↦ (T*(m0 + s z) − m1)/s) are transformed alike. The learnt φ maps z to
-      w, so T(x) = m1 + s ∇φ((x − m0)/s), the gradient of the convex
-      Φ(x) = s² φ((x − m0)/s) + m1ᵀx: still a Brenier map. Centring each side on its own
-      mean, rather than both on one common point, makes the fit blind to a translation of
-      either side (the Monge map of μ0 → γ(· − b) is T + b): with one common centre, a
-      target moved far away would shrink both clouds to specks of the unit scale the
-      networks and rates are tuned for.
-
-    Statistics are taken over every training row of an :class:`EmpiricalSource` /
-    :class:`EmpiricalTarget` (once), else over ``n`` samples drawn with ``key``. One scale
-    for every coordinate keeps a Brenier map a Brenier map; the map learnt in these
-    coordinates is reported in the data's units through ``shift``, ``scale`` and
-    ``target_shift`` (see :class:`~mongeflow.maps.MongeMap`). A problem that is already
-    standardised comes back unchanged.
-
-    With ``per_feature``, s is one scale per coordinate instead, s_j² = mean (x_j − m_j)²
-    (or the two sides' average, for a target known by samples): every feature then weighs
-    alike, and the learnt map is the Brenier map from the rescaled source (to a target known
-    by samples rescaled alike: optimal for the rescaled cost Σ_j (x_j − y_j)²/s_j²), not the
-    one for the squared distance in the data's units (see :class:`~mongeflow.maps.MongeMap`).
-
-    Raises:
-        ValueError: the samples have no spread (s = 0; with ``per_feature``, in some
-            coordinate).
-    """
-    if problem.shift is not None:
-        return problem
-    key = jax.random.key(2024) if key is None else key
-    if isinstance(problem.source, EmpiricalSource):  # every row, once
-        x = np.asarray(problem.source.data, dtype=np.float64)
-    else:
-        x = np.asarray(problem.source.sample(key, n), dtype=np.float64)
-    shift = x.mean(axis=0)
-    both = isinstance(problem.target, EmpiricalTarget)
-    squares = _mean_square_columns(x, shift)
-    if both:
-        y = np.asarray(problem.target.data, dtype=np.float64)
-        target_shift = y.mean(axis=0)
-        squares = 0.5 * (squares + _mean_square_columns(y, target_shift))
-    scale = np.asarray(scale_from_squares(squares, per_feature))
-    if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
-        sides = "its source and target have" if both else "its source has"
-        where = f" in coordinate {int(np.argmin(scale))}" if per_feature else ""
-        raise ValueError(f"cannot standardise {problem.name}: {sides} no spread{where}")
-    scale = _static_scale(scale)
-    dtype = jnp.zeros(()).dtype
-    s = scale_rows(scale, dtype)
-    shift = jnp.asarray(shift, dtype)
-    target_shift = jnp.asarray(target_shift, dtype) if both else None
-    held = problem.validation
-    held = None if held is None else (held - shift[None, :]) / s
-    held_target = problem.validation_target
-    if both and held_target is not None:
-        held_target = (held_target - target_shift[None, :]) / s
-    true_map = (
-        None if problem.true_map is None else _InUnits(problem.true_map, shift, scale, target_shift)
-    )
-    if isinstance(problem.source, EmpiricalSource):
-        source = EmpiricalSource((problem.source.data - shift[None, :]) / s)
-    else:
-        source = StandardizedSource(problem.source, shift, scale, target_shift)
-    target = problem.target
-    if both:
-        target = EmpiricalTarget((problem.target.data - target_shift[None, :]) / s)
-    return Problem(
-        problem.name,
-        source,
-        target,
-        true_map,
-        shift=shift,
-        scale=scale,
-        validation=held,
-        validation_target=held_target,
-        target_shift=target_shift,
-    )
+__all__ = [
+    "EmpiricalSource",
+    "EmpiricalTarget",
+    "Gaussian",
+    "GaussianMixture",
+    "PotentialTarget",
+    "Problem",
+    "SamplerSource",
+    "SamplerTarget",
+    "Source",
+    "Standardiser",
+    "StandardizedMap",
+    "StandardizedSource",
+    "Target",
+    "log_scale_sum",
+    "scale_from_squares",
+    "scale_rows",
+    "standardize",
+]

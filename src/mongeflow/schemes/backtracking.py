@@ -33,10 +33,9 @@ class Backtracking(Scheme):
     def init(self, potential):
         return self.scheme.init(potential)
 
-    def step(self, potential, state, task, key):
-        k_batch, k_loss = jax.random.split(key)
-        x = task.sample(k_batch)
-        updates, state, loss = self.scheme.propose(potential, state, task, x, k_loss)
+    def step(self, potential, state, batch, task, key):
+        _, k_loss = jax.random.split(key)
+        updates, state, loss = self.scheme.propose(potential, state, task, batch, k_loss)
 
         def candidate(s):
             return apply_update(potential, jax.tree_util.tree_map(lambda u: s * u, updates))
@@ -45,7 +44,7 @@ class Backtracking(Scheme):
             return candidate(1.0), state, report(task, loss, loss)
         scales = jnp.asarray([0.5**i for i in range(self.halvings + 1)])
         # one candidate after another (lax.map): their log-det LUs are batched LAPACK calls
-        new = jax.lax.map(lambda s: task.loss(candidate(s), x, k_loss), scales)
+        new = jax.lax.map(lambda s: task.loss(candidate(s), batch, k_loss), scales)
         decreases = jnp.isfinite(new) & (new < loss)
         chosen = jnp.where(jnp.any(decreases), jnp.argmax(decreases), len(scales) - 1)
         return candidate(scales[chosen]), state, report(task, loss, loss)

@@ -14,6 +14,7 @@ from jax.flatten_util import ravel_pytree
 from mongeflow.divergences.base import Task
 from mongeflow.maps.base import Array, IdentityOr, Potential, transport
 from mongeflow.platform import after
+from mongeflow.problems.batch import Batch
 from mongeflow.settings import Settings
 
 #: the help of the ``decay_steps`` setting, shared by the schemes that have it (one CLI flag)
@@ -43,10 +44,13 @@ class Scheme(Settings):
     """How θ moves: a small immutable value with two pure methods,
 
     ``init(potential) -> state`` and
-    ``step(potential, state, task, key) -> (potential, state, StepInfo)``,
+    ``step(potential, state, batch, task, key) -> (potential, state, StepInfo)``,
 
-    so that a driver can ``jit``, ``lax.scan`` and ``vmap`` them (as optax's
-    ``GradientTransformation`` and diffrax's solvers). One call of ``step`` is one outer
+    the step's data coming in as a value (``batch``, a
+    :class:`~mongeflow.problems.batch.Batch` the loop drew with the key's first half,
+    ``split(key)[0]``; a step that solves an inner problem draws its fresh batches with
+    ``task.sample``), so that a driver can ``jit``, ``lax.scan``, ``vmap`` and shard them
+    (as optax's ``GradientTransformation`` and diffrax's solvers). One call of ``step`` is one outer
     step (for the explicit and implicit schemes, one time step τ of the flow).
     """
 
@@ -56,7 +60,7 @@ class Scheme(Settings):
         return jnp.zeros((), jnp.int32)
 
     @abc.abstractmethod
-    def step(self, potential: Potential, state: Any, task: Task, key: Array):
+    def step(self, potential: Potential, state: Any, batch: Batch, task: Task, key: Array):
         """One outer step."""
 
 
@@ -65,14 +69,13 @@ class UpdateScheme(Scheme):
     schemes); :class:`~mongeflow.schemes.Backtracking` can wrap it."""
 
     @abc.abstractmethod
-    def propose(self, potential: Potential, state: Any, task: Task, x: Array, key: Array):
+    def propose(self, potential: Potential, state: Any, task: Task, batch: Batch, key: Array):
         """``(updates, state, loss)``: the update δθ (a pytree like the parameters), the
-        new state and the divergence's loss at ``potential`` on the batch ``x``."""
+        new state and the divergence's loss at ``potential`` on ``batch``."""
 
-    def step(self, potential, state, task: Task, key):
-        k_batch, k_loss = jax.random.split(key)
-        x = task.sample(k_batch)
-        updates, state, loss = self.propose(potential, state, task, x, k_loss)
+    def step(self, potential, state, batch: Batch, task: Task, key):
+        _, k_loss = jax.random.split(key)
+        updates, state, loss = self.propose(potential, state, task, batch, k_loss)
         return apply_update(potential, updates), state, report(task, loss, loss)
 
 
@@ -126,16 +129,17 @@ class Objective(NamedTuple):
     """What an inner solver minimises over θ.
 
     Attributes:
-        value: ``(potential, x, key) -> scalar`` on a batch ``x``.
-        draw: ``key -> x``, a fresh batch.
-        residual: for least-squares objectives, ``(potential, x, key) -> [n, d]`` with
+        value: ``(potential, batch, key) -> scalar`` on a
+            :class:`~mongeflow.problems.batch.Batch`.
+        draw: ``key -> batch``, a fresh batch (the loop's sampler).
+        residual: for least-squares objectives, ``(potential, batch, key) -> [n, d]`` with
             ``value = mean_i |residual_i|²``; else ``None``.
         exact: whether ``value`` is the objective itself (not only a gradient surrogate).
     """
 
-    value: Callable[[Potential, Array, Array], Array]
-    draw: Callable[[Array], Array]
-    residual: Callable[[Potential, Array, Array], Array] | None = None
+    value: Callable[[Potential, Batch, Array], Array]
+    draw: Callable[[Array], Batch]
+    residual: Callable[[Potential, Batch, Array], Array] | None = None
     exact: bool = True
 
 

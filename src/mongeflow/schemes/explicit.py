@@ -57,16 +57,16 @@ class Explicit(Scheme):
             return jnp.asarray(self.tau)
         return optax.cosine_decay_schedule(self.tau, self.decay_steps)(step)
 
-    def step(self, potential, state, task, key):
+    def step(self, potential, state, batch, task, key):
         previous = previous_map(potential, state, self.identity_start)
         tau = self.step_size(state)
 
-        def residual(phi, x, key):
-            goal = transport(previous, x) + tau * task.velocity(previous, x, key)
-            return transport(phi, x) - jax.lax.stop_gradient(goal)
+        def residual(phi, b, key):
+            goal = transport(previous, b.x) + tau * task.velocity(previous, b, key)
+            return transport(phi, b.x) - jax.lax.stop_gradient(goal)
 
-        def value(phi, x, key):
-            return jnp.mean(jnp.sum(residual(phi, x, key) ** 2, axis=-1))
+        def value(phi, b, key):
+            return jnp.mean(jnp.sum(residual(phi, b, key) ** 2, axis=-1))
 
         loss = start_loss(task, potential, key)
         potential, objective = self.inner.minimise(

@@ -23,8 +23,8 @@ class _OptaxScheme(UpdateScheme):
     def init(self, potential):
         return self.optimizer().init(params_of(potential))
 
-    def propose(self, potential, state, task, x, key):
-        loss, grads = task.loss_and_grad(potential, x, key)
+    def propose(self, potential, state, task, batch, key):
+        loss, grads = task.loss_and_grad(potential, batch, key)
         updates, state = self.optimizer().update(grads, state, params_of(potential))
         return updates, state, loss
 

@@ -40,12 +40,13 @@ class Implicit(Scheme):
     name: ClassVar[str] = "implicit"
     default_steps: ClassVar[int] = 10
 
-    def step(self, potential, state, task, key):
+    def step(self, potential, state, batch, task, key):
         previous = previous_map(potential, state, self.identity_start)
 
-        def value(phi, x, key):
-            proximal = jnp.mean(jnp.sum((transport(phi, x) - transport(previous, x)) ** 2, -1))
-            return task.loss(phi, x, key) + proximal / (2.0 * self.tau)
+        def value(phi, b, key):
+            moved = transport(phi, b.x) - transport(previous, b.x)
+            proximal = jnp.mean(jnp.sum(moved**2, -1))
+            return task.loss(phi, b, key) + proximal / (2.0 * self.tau)
 
         loss = start_loss(task, potential, key)
         objective = Objective(value, task.sample, exact=task.divergence.loss_is_value)

@@ -55,8 +55,8 @@ class AdamInner(InnerSolver):
         def inner(carry, key):
             phi, opt_state = carry
             k_batch, k_value = jax.random.split(key)
-            x = objective.draw(k_batch)
-            value, grads = eqx.filter_value_and_grad(objective.value)(phi, x, k_value)
+            batch = objective.draw(k_batch)
+            value, grads = eqx.filter_value_and_grad(objective.value)(phi, batch, k_value)
             updates, opt_state = optimizer.update(grads, opt_state, params_of(phi))
             return (apply_update(phi, updates), opt_state), value
 
@@ -88,12 +88,11 @@ class LBFGSInner(InnerSolver):
         if not objective.exact:
             raise ValueError("the L-BFGS inner solver needs an objective that is its own value")
         k_batch, k_value = jax.random.split(key)
-        x = jnp.concatenate(
-            [objective.draw(k) for k in jax.random.split(k_batch, self.batch_factor)]
-        )
+        draws = [objective.draw(k) for k in jax.random.split(k_batch, self.batch_factor)]
+        batch = jax.tree_util.tree_map(lambda *rows: jnp.concatenate(rows), *draws)
         potential = feasible(potential)
         params, static = eqx.partition(potential, eqx.is_inexact_array)
-        fn = lambda p: objective.value(feasible(eqx.combine(p, static)), x, k_value)
+        fn = lambda p: objective.value(feasible(eqx.combine(p, static)), batch, k_value)
         optimizer = optax.lbfgs()
         value_and_grad = optax.value_and_grad_from_state(fn)
 
@@ -130,10 +129,10 @@ class GaussNewton(InnerSolver):
         if objective.residual is None:
             raise ValueError("the Gauss-Newton inner solver needs a least-squares objective")
         k_batch, k_value = jax.random.split(key)
-        x = objective.draw(k_batch)
-        r, vjp = eqx.filter_vjp(lambda p: objective.residual(p, x, k_value), potential)
-        (rhs,) = vjp(-r / x.shape[0])
-        delta = self.gram.solve(potential, x, params_of(rhs))
+        batch = objective.draw(k_batch)
+        r, vjp = eqx.filter_vjp(lambda p: objective.residual(p, batch, k_value), potential)
+        (rhs,) = vjp(-r / batch.x.shape[0])
+        delta = self.gram.solve(potential, batch.x, params_of(rhs))
         return apply_update(potential, delta), jnp.mean(jnp.sum(r**2, axis=-1))
 
 

@@ -42,7 +42,7 @@ class Natural(UpdateScheme):
     def init(self, potential):
         return None
 
-    def propose(self, potential, state, task, x, key):
-        loss, grads = task.loss_and_grad(potential, x, key)
-        direction = self.metric.solve(potential, x, grads)
+    def propose(self, potential, state, task, batch, key):
+        loss, grads = task.loss_and_grad(potential, batch, key)
+        direction = self.metric.solve(potential, batch.x, grads)
         return jax.tree_util.tree_map(lambda d: -self.tau * d, direction), state, loss

@@ -1,0 +1,121 @@
+"""Training over several devices and processes gives the map of one device.
+
+The device count of a CPU and a process group are fixed when JAX starts, so each check
+runs in a fresh process: two host devices with
+``XLA_FLAGS=--xla_force_host_platform_device_count=2``, and two processes joined through
+:func:`jax.distributed.initialize` with CPU (gloo) collectives, one device each.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).with_name("fit_on_mesh.py")
+ROOT = Path(__file__).parents[2]
+#: float64 fits: one device and two differ only in the order of floating-point sums
+TOLERANCE = 1e-8
+
+
+def _env(devices: int) -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def _run(args, env, timeout=300):
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def two_devices(tmp_path_factory):
+    out = tmp_path_factory.mktemp("devices") / "two.npz"
+    done = _run([SCRIPT, out, "devices"], _env(2))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(np.load(out))
+
+
+def test_the_batch_is_split_over_the_mesh(two_devices):
+    assert int(two_devices["devices"]) == 2
+    assert int(two_devices["batch_devices"]) == 2
+
+
+@pytest.mark.parametrize("run", ["adam", "explicit"])
+def test_two_devices_give_the_map_of_one(two_devices, run):
+    one, two = two_devices[f"{run}_one"], two_devices[f"{run}_mesh"]
+    assert np.all(np.isfinite(one))
+    # the mesh fit ran on both devices, and both fits trained
+    assert int(two_devices[f"{run}_one_devices"]) == 1
+    assert int(two_devices[f"{run}_mesh_devices"]) == 2
+    for label in ("one", "mesh"):
+        assert np.all(two_devices[f"{run}_{label}_stopped"] < 0)
+    if run == "adam":  # a loss that is a value: it fell
+        loss = two_devices["adam_one_loss"]
+        assert loss[-1] < 0.8 * loss[0], loss
+        np.testing.assert_allclose(two_devices["adam_mesh_loss"], loss, rtol=1e-6)
+    np.testing.assert_allclose(two, one, rtol=0, atol=TOLERANCE * (1 + np.max(np.abs(one))))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_give_the_map_of_one_device(two_devices, tmp_path):
+    """Two processes on localhost (gloo), one CPU device each, the mesh spanning both."""
+    out = tmp_path / "processes.npz"
+    port = _free_port()
+    env = _env(1)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(out), "processes", str(i), str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    both = dict(np.load(out))
+    assert int(both["devices"]) == 2 and int(both["batch_devices"]) == 2
+    assert int(both["adam_mesh_devices"]) == 2
+    one = two_devices["adam_one"]
+    np.testing.assert_allclose(
+        both["adam_mesh"], one, rtol=0, atol=TOLERANCE * (1 + np.max(np.abs(one)))
+    )
+
+
+def test_the_command_line_splits_over_the_devices_asked(tmp_path):
+    env = _env(2)
+    base = ["-m", "mongeflow", "fit", "--problem", "gaussian", "--dim", "2", "--steps", "20"]
+    done = _run([*base, "--devices", "2", "--out", tmp_path / "two"], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cpu (2 of 2 devices)" in done.stderr
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["device"] == "cpu (2 of 2 devices)"
+    bad = _run([*base, "--devices", "3", "--out", tmp_path / "three"], env)
+    assert bad.returncode == 2
+    assert "--devices must be between 1 and the 2 local cpu device(s), got 3" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert not (tmp_path / "three").exists()
