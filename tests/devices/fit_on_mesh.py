@@ -3,6 +3,7 @@ process group are fixed when JAX starts): fits on one device and on a mesh, writ
 maps' outputs on fixed points to OUT.npz."""
 
 import sys
+from pathlib import Path
 
 import jax
 
@@ -56,6 +57,26 @@ def main(out: str, mode: str, process_id: int = -1, port: int = 0) -> None:
             results[f"{run}_{label}_stopped"] = np.asarray(res.stopped_at)
             leaf = jax.tree_util.tree_leaves(eqx.filter(res.potentials, eqx.is_array))[0]
             results[f"{run}_{label}_devices"] = np.asarray(len(leaf.sharding.device_set))
+    if mode == "devices":
+        # a checkpoint of a run on two devices resumes on one: stopped (Ctrl-C) after its
+        # second record, resumed without a mesh, it ends on the uninterrupted map
+        from mongeflow.fit import FitInterrupted
+        from mongeflow.runs import Checkpoint
+
+        class Interrupt(mf.Callback):
+            def on_chunk(self, run, state):
+                if state.step >= 10:
+                    raise KeyboardInterrupt
+
+        path = Path(out).with_name("checkpointed")
+        kw = dict(runs["adam"], final_eval_size=500, eval_size=256, log_every=5)
+        kw.update(patience=None, fallback=False)
+        try:
+            mf.fit(problem, **kw, mesh=data_mesh(), callbacks=[Checkpoint(path), Interrupt()])
+        except FitInterrupted as err:
+            results["interrupted_at"] = np.asarray(err.step)
+        res = mf.fit(problem, **kw, callbacks=[Checkpoint(path, resume=True)])
+        results["resumed_on_one"] = np.asarray(res.map(0).transport(points))
     mesh = data_mesh()
     task = make_task(problem, mf.Drift(), 64, data_sharding(mesh))
     batch = eqx.filter_jit(lambda t, k: t.sample(k))(task, jax.random.key(0))

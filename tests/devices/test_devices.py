@@ -69,6 +69,14 @@ def test_two_devices_give_the_map_of_one(two_devices, run):
     np.testing.assert_allclose(two, one, rtol=0, atol=TOLERANCE * (1 + np.max(np.abs(one))))
 
 
+def test_a_checkpoint_of_two_devices_resumes_on_one(two_devices):
+    assert int(two_devices["interrupted_at"]) == 10
+    one = two_devices["adam_one"]
+    np.testing.assert_allclose(
+        two_devices["resumed_on_one"], one, rtol=0, atol=TOLERANCE * (1 + np.max(np.abs(one)))
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
