@@ -17,8 +17,9 @@ from mongeflow.io import DataWarning, InputError, data_problem
 from mongeflow.mapping import load, save
 from mongeflow.maps import AffinePotential, MongeMap
 from mongeflow.metrics import source_with_map
-from mongeflow.problems.base import Gaussian, standardize
+from mongeflow.problems.base import Gaussian
 from mongeflow.problems.gaussian import bures_map
+from mongeflow.problems.standardise import standardize
 from tests.test_cli import run_here
 
 SCALES = jnp.array([0.5, 20.0, 3.0])

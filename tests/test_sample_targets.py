@@ -15,7 +15,7 @@ from mongeflow.mapping import FORMAT, FORMAT_TARGET_STANDARDIZED, load, save
 from mongeflow.maps import ICNN, MongeMap
 from mongeflow.metrics import energy_distance, evaluate
 from mongeflow.problems import EmpiricalSource, EmpiricalTarget, Gaussian, Problem
-from mongeflow.problems.base import standardize
+from mongeflow.problems.standardise import standardize
 from tests.test_cli import run_here
 
 

@@ -12,7 +12,8 @@ import mongeflow as mf
 from mongeflow.fit import MIN_RECORDS, MIN_STEPS, FitWarning
 from mongeflow.io import DataWarning, InputError, data_problem
 from mongeflow.metrics import energy_distance, energy_distance_floor, evaluate
-from mongeflow.problems.base import Gaussian, Problem, StandardizedSource, standardize
+from mongeflow.problems.base import Gaussian, Problem
+from mongeflow.problems.standardise import StandardizedSource, standardize
 from mongeflow.schemes.inner import AdamInner
 
 

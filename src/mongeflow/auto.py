@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 
 from mongeflow.divergences import DIVERGENCES, Divergence, Drift
+from mongeflow.loop import MIN_STEPS
 from mongeflow.maps.default import auto_widths
 from mongeflow.problems import Problem
 from mongeflow.schemes import Adam, Explicit, Scheme
@@ -366,8 +367,6 @@ def configure(
         patience = auto_patience
     elif patience is not None and (isinstance(patience, str) or patience < 0):
         raise ValueError(f"patience must be a non-negative int, None or 'auto', got {patience!r}")
-    from mongeflow.loop import MIN_STEPS
-
     return Configuration(
         scheme=scheme,
         divergence=divergence,

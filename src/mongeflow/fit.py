@@ -47,7 +47,7 @@ from mongeflow.metrics import (
     target_variance,
 )
 from mongeflow.problems import Problem, get_problem
-from mongeflow.problems.base import standardize as standardize_problem
+from mongeflow.problems.standardise import standardize as standardize_problem
 from mongeflow.schemes import Scheme
 
 __all__ = [

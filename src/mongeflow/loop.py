@@ -15,13 +15,14 @@ import functools
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mongeflow.devices import replicate
 from mongeflow.divergences import Divergence, Task
 from mongeflow.maps.base import Array, Potential, log_det_hessian, transport
 from mongeflow.metrics import energy_distance, l2_uvp
@@ -291,9 +292,14 @@ class Monitor:
     """Acts on the :class:`Training` at the start and at every history record.
 
     ``figures`` are the held-out figures of the current maps (:class:`Validation`), ``[S]``
-    each. Monitors run in the order given; a monitor may stop seeds (:meth:`Training.stop`)
-    or replace their maps in ``carry``.
+    each. Monitors run in the order given, those with ``before_recording`` first (before
+    the figures enter the history); a monitor may stop seeds (:meth:`Training.stop`) or
+    replace their maps in ``carry``.
     """
+
+    #: act before the record's figures are added to the history (a check that may replace
+    #: maps, whose seeds the later monitors must see stopped)
+    before_recording: ClassVar[bool] = False
 
     def start(self, training: Training, validation: Validation) -> None:
         """Before the first step (and on resume)."""
@@ -310,6 +316,7 @@ class RunOff(Monitor):
     ``stop_reason`` is ``"diverging"`` (``"non-finite"`` for the rest)."""
 
     limit: float
+    before_recording: ClassVar[bool] = True
 
     def record(self, t: Training, figures: dict[str, np.ndarray]) -> None:
         radius = figures[RADIUS]
@@ -422,8 +429,6 @@ def solve(
     n = len(run.seeds)
     mesh = getattr(task.sampler.sharding, "mesh", None)
     if mesh is not None:  # parameters, states and kept maps replicated on the mesh
-        from mongeflow.devices import replicate
-
         task = replicate(task, mesh)
         state = state._replace(
             potentials=replicate(state.potentials, mesh),
@@ -496,13 +501,13 @@ def solve(
                 figures = {k: np.asarray(v) for k, v in validation(t.carry[0]).items()}
                 figures[RADIUS] = figures[RADIUS].astype(float)
                 for monitor in monitors:
-                    if isinstance(monitor, RunOff):  # before the figures are recorded
+                    if monitor.before_recording:
                         monitor.record(t, figures)
                 for k, v in figures.items():
                     if k != RADIUS:
                         history.setdefault(k, []).append(v)
                 for monitor in monitors:
-                    if not isinstance(monitor, RunOff):
+                    if not monitor.before_recording:
                         monitor.record(t, figures)
             for callback in callbacks:
                 callback.on_chunk(run, t.state())

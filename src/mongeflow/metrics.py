@@ -14,9 +14,10 @@ from mongeflow import kernels
 from mongeflow.divergences.kl import KL
 from mongeflow.maps.affine import AffinePotential
 from mongeflow.maps.base import Array, Potential, hessian, transport
-from mongeflow.problems.base import Gaussian, Problem, scale_rows
+from mongeflow.problems.base import Gaussian, Problem
 from mongeflow.problems.gaussian import bures_map
 from mongeflow.problems.posterior import posterior_errors, reference_for
+from mongeflow.problems.standardise import scale_rows
 from mongeflow.stein import kernel_stein_discrepancy, target_score
 
 #: samples of T#μ0 in the kernel Stein discrepancy (its cost is quadratic in them)

@@ -30,7 +30,7 @@ from mongeflow.divergences import KL
 from mongeflow.maps import ICNN, MongeMap, parameter_count, transport
 from mongeflow.metrics import energy_distance, evaluate, linear_baseline
 from mongeflow.problems import get_problem
-from mongeflow.problems.base import standardize
+from mongeflow.problems.standardise import standardize
 from mongeflow.schemes import Adam, AdamInner, Explicit, Implicit
 from mongeflow.settings import record
 from tests.test_cli import run_here

@@ -110,7 +110,7 @@ from mongeflow.divergences import KL
 from mongeflow.maps.base import Array, Potential
 from mongeflow.maps.monge import StandardizedPotential
 from mongeflow.metrics import linear_baseline
-from mongeflow.problems import Problem, get_problem
+from mongeflow.problems import Problem, Standardiser, get_problem
 
 PROBLEMS = ("dense-potential",)
 DIMS = (2, 8, 16, 32, 64)
@@ -152,7 +152,7 @@ def in_units(potential: Potential, problem: Problem) -> Potential:
     """``potential``, trained on ``problem``, in the units of the problem's data:
     Φ(x) = s φ((x − m)/s), or s² φ((x − m)/s) + m1ᵀx when the target is standardised too
     (:class:`~mongeflow.maps.StandardizedPotential`)."""
-    standardiser = problem.standardiser
+    standardiser = Standardiser.posed(problem)
     return potential if standardiser is None else StandardizedPotential(potential, standardiser)
 
 

@@ -318,7 +318,7 @@ class Posed:
             validation=posed.validation,
             validation_target=posed.validation_target,
         )
-        return cls(plain, posed.standardiser)
+        return cls(plain, Standardiser.posed(posed))
 
     def to_data(self, transport: Callable[[Array], Array]) -> Callable[[Array], Array]:
         """A map of standardised coordinates, z ↦ w, as a map of the data's units."""

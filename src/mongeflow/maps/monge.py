@@ -101,7 +101,7 @@ class MongeMap(eqx.Module):
       by V): Φ(x) = s · φ(z) and, by the chain rule, T(x) = ∇φ(z), *not* rescaled. The
       Jacobian is DT(x) = ∇²φ(z)/s, so log det DT(x) = log det ∇²φ(z) − d log s.
     - the target standardised too (``target_shift`` = m1; targets known by samples, see
-      :func:`~mongeflow.problems.base.standardize`): φ maps z to w = (y − m1)/s, so
+      :func:`~mongeflow.problems.standardize`): φ maps z to w = (y − m1)/s, so
       Φ(x) = s² φ(z) + m1ᵀx, T(x) = m1 + s ∇φ(z), DT(x) = ∇²φ(z) and
       T⁻¹(y) = m + s ∇φ*((y − m1)/s).
 
@@ -241,7 +241,7 @@ class MongeMap(eqx.Module):
         Args:
             potential: φ, trained on z = (x − m)/s.
             standardiser: m, s and m1, e.g. a posed problem's
-                :attr:`~mongeflow.problems.Problem.standardiser`; ``None`` for a problem that
+                :meth:`~mongeflow.problems.Standardiser.posed`; ``None`` for a problem that
                 is not standardised (m = 0, s = 1).
             target: γ as φ's outputs see it (see the class's ``target``), or ``None``.
             dim: d, when it cannot be read otherwise (without a standardiser).

@@ -384,8 +384,8 @@ class Problem(eqx.Module):
     reported in the data's units x (see :class:`~mongeflow.maps.MongeMap`). A target known
     by samples is then standardised too, with the same scale and its own mean
     (``target_shift``): w = (y − target_shift)/scale. The three make up the problem's
-    :attr:`standardiser` (see :class:`~mongeflow.problems.standardise.Standardiser` and
-    :func:`standardize`).
+    standardiser (:meth:`mongeflow.problems.standardise.Standardiser.posed`; see
+    :func:`~mongeflow.problems.standardise.standardize`).
 
     Attributes:
         name: a short label.
@@ -444,14 +444,6 @@ class Problem(eqx.Module):
         """Whether the problem was standardised with one scale per coordinate."""
         return isinstance(self.scale, tuple)
 
-    @property
-    def standardiser(self) -> Standardiser | None:
-        """The :class:`~mongeflow.problems.standardise.Standardiser` the problem is posed
-        with (``shift``, ``scale``, ``target_shift``), or ``None`` when it is not."""
-        if self.shift is None:
-            return None
-        return Standardiser(self.shift, self.scale, self.target_shift)
-
     def training_sizes(self) -> tuple[int | None, int | None]:
         """The numbers of training rows of the source and of the target (those left after
         the validation split), each ``None`` when that side is not a fixed sample."""
@@ -459,18 +451,6 @@ class Problem(eqx.Module):
         m = self.target.data.shape[0] if isinstance(self.target, EmpiricalTarget) else None
         return (None if n is None else int(n)), (None if m is None else int(m))
 
-
-# Standardisation has its own module (it poses problems, so it imports this one); its names
-# stay importable from here.
-from mongeflow.problems.standardise import (  # noqa: E402
-    Standardiser,
-    StandardizedMap,
-    StandardizedSource,
-    log_scale_sum,
-    scale_from_squares,
-    scale_rows,
-    standardize,
-)
 
 __all__ = [
     "EmpiricalSource",
@@ -482,12 +462,5 @@ __all__ = [
     "SamplerSource",
     "SamplerTarget",
     "Source",
-    "Standardiser",
-    "StandardizedMap",
-    "StandardizedSource",
     "Target",
-    "log_scale_sum",
-    "scale_from_squares",
-    "scale_rows",
-    "standardize",
 ]

@@ -158,6 +158,14 @@ class Standardiser(eqx.Module):
         return cls(shift, scale_from_squares(squares, per_feature), target_shift)
 
     @classmethod
+    def posed(cls, problem: Problem) -> Standardiser | None:
+        """The standardiser ``problem`` is posed with (its ``shift``, ``scale`` and
+        ``target_shift``), or ``None`` when it is not standardised."""
+        if problem.shift is None:
+            return None
+        return cls(problem.shift, problem.scale, problem.target_shift)
+
+    @classmethod
     def of(
         cls,
         problem: Problem,
@@ -180,7 +188,8 @@ class Standardiser(eqx.Module):
         """
         if problem.shift is not None:
             raise ValueError(
-                f"{problem.name} is already standardised: its standardiser is problem.standardiser"
+                f"{problem.name} is already standardised: its standardiser is "
+                "Standardiser.posed(problem)"
             )
         key = jax.random.key(2024) if key is None else key
         if isinstance(problem.source, EmpiricalSource):  # every row, once
@@ -268,7 +277,7 @@ class Standardiser(eqx.Module):
         become w = (y − m1)/s; the true map T* becomes z ↦ T*(m + s z), or
         z ↦ (T*(m + s z) − m1)/s (:class:`StandardizedMap`). The statistics are cast to JAX's
         default float type first, and recorded in the problem (``shift``, ``scale``,
-        ``target_shift``: :attr:`Problem.standardiser`).
+        ``target_shift``: :meth:`Standardiser.posed`).
 
         Raises:
             ValueError: the problem is already standardised, its dimension is not d, or the
