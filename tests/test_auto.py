@@ -42,7 +42,10 @@ def test_above_d_32_the_batch_halves_and_the_steps_double():
 def test_a_given_batch_or_a_named_scheme_overrides_the_batch_rule():
     res = mf.fit("gaussian", dim=40, steps=2, batch_size=32, final_eval_size=0, eval_size=64)
     assert res.batch_size == 32
-    assert mf.fit("gaussian", "adam", dim=40, steps=2, final_eval_size=0).batch_size == AUTO_BATCH
+    # a named scheme without a batch rule of its own (adam has the automatic fit's) keeps 256
+    named = mf.fit("gaussian", "euclidean", dim=40, steps=2, final_eval_size=0)
+    assert named.batch_size == AUTO_BATCH
+    assert mf.fit("gaussian", "adam", dim=40, steps=2, final_eval_size=0).batch_size == 128
 
 
 def test_the_command_line_takes_the_automatic_batch(tmp_path):
@@ -96,7 +99,7 @@ def test_a_velocity_only_divergence_gets_the_explicit_scheme_with_a_decaying_ste
     assert choose(problem, mf.EnergyDistance()).scheme.name == "adam"
 
 
-def test_a_sample_target_gets_sharper_drift_temperatures_up_to_d_16(tmp_path, monkeypatch):
+def test_a_named_scheme_on_a_sample_target_gets_sharper_drift_temperatures(tmp_path, monkeypatch):
     from mongeflow import cli, runs
     from mongeflow.auto import (
         MIXED_DRIFT_TEMPERATURES,
@@ -111,10 +114,15 @@ def test_a_sample_target_gets_sharper_drift_temperatures_up_to_d_16(tmp_path, mo
     sharp, mixed = SHARP_DRIFT_TEMPERATURES, MIXED_DRIFT_TEMPERATURES
     assert len({sharp, mixed, authors}) == 3
     for d, expected in ((2, sharp), (8, sharp), (9, mixed), (16, mixed), (17, authors)):
-        chosen = choose_divergence(mf.get_problem("gaussian-pair", dim=d, n=60))
-        assert chosen == mf.Drift(temperatures=expected), d
+        problem = mf.get_problem("gaussian-pair", dim=d, n=60)
+        # the drift is the divergence of a named paper scheme on a sample target ...
+        assert choose_divergence(problem, "explicit") == mf.Drift(temperatures=expected), d
+        # ... and with no scheme named (or the semi-dual one), the energy distance
+        assert choose_divergence(problem).name == "energy"
+        assert choose_divergence(problem, "semidual").name == "energy"
     # a target with a potential keeps the KL
     assert choose_divergence(mf.get_problem("gaussian", dim=2)).name == "kl"
+    assert choose_divergence(mf.get_problem("gaussian", dim=2), "semidual").name == "kl"
     # the command line records the chosen temperatures, and a given one wins
     monkeypatch.setenv("MONGEFLOW_NO_CACHE", "1")
     rng = np.random.default_rng(0)
@@ -122,6 +130,7 @@ def test_a_sample_target_gets_sharper_drift_temperatures_up_to_d_16(tmp_path, mo
     np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 3)))
     parser = cli._parser()
     base = ["fit", "--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+    base += ["--scheme", "explicit"]
     for extra, expected in (([], sharp), (["--temperatures", "0.1,0.3"], (0.1, 0.3))):
         out = tmp_path / f"run{len(extra)}"
         args = parser.parse_args([*base, *extra, "--out", str(out)])
@@ -129,3 +138,35 @@ def test_a_sample_target_gets_sharper_drift_temperatures_up_to_d_16(tmp_path, mo
         _, _, divergence, _ = runs.build(settings)
         assert divergence == mf.Drift(temperatures=expected)
         assert settings["divergence"] == "drift" and settings["temperatures"] == expected
+
+
+def test_a_sample_target_gets_the_semidual_scheme_by_default(tmp_path, monkeypatch):
+    """With nothing named, a target known by samples gets the semi-dual scheme (the energy
+    distance for the held-out figures); on the command line and in the estimator too."""
+    from mongeflow import cli, runs
+    from mongeflow.auto import SEMIDUAL_BATCH
+
+    problem = mf.get_problem("gaussian-pair", dim=3, n=4000)
+    config = mf.auto.configure(problem)
+    assert config.scheme == mf.SemiDual(decay_steps=mf.SemiDual.default_steps)
+    assert config.divergence.name == "energy" and config.patience is None
+    assert config.batch_size == SEMIDUAL_BATCH
+    # a divergence named without a scheme keeps its own rules
+    assert mf.auto.configure(problem, None, "drift").scheme.name == "explicit"
+    assert mf.auto.configure(problem, None, "energy").scheme.name == "adam"
+    # a target with a potential keeps Adam on the KL
+    assert mf.auto.configure(mf.get_problem("gaussian", dim=2)).scheme.name == "adam"
+    monkeypatch.setenv("MONGEFLOW_NO_CACHE", "1")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 3)))
+    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 3)))
+    target = f"samples:{tmp_path / 'y.npy'}"
+    out = tmp_path / "r"
+    args = cli._parser().parse_args(
+        ["fit", "--source", str(tmp_path / "x.npy"), "--target", target, "--out", str(out)]
+    )
+    settings = runs.fit_settings(vars(args), tmp_path / "r", resume=False, overwrite=False)
+    _, scheme, divergence, _ = runs.build(settings)
+    assert scheme.name == "semidual" and divergence.name == "energy"
+    # 270 training rows: the batch is all of them
+    assert settings["batch_size"] == 270

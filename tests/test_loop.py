@@ -99,9 +99,11 @@ def test_a_monitor_sees_every_record_and_can_stop_a_seed():
 def test_the_configuration_says_why_and_the_reasons_reach_the_result():
     problem = mf.problems.standardize(_pair())
     config = configure(problem)
-    assert config.divergence.name == "drift" and config.scheme.name == "explicit"
+    assert config.divergence.name == "energy" and config.scheme.name == "semidual"
     assert any("known by samples" in r for r in config.reasons)
-    assert any("explicit" in r for r in config.reasons)
+    assert any("semidual" in r for r in config.reasons)
+    named = configure(problem, "explicit")
+    assert named.divergence.name == "drift" and any("explicit" in r for r in named.reasons)
     given = configure(problem, mf.Adam(), "energy", steps=5)
     assert given.reasons == () and given.short and given.steps == 5
     res = mf.fit(

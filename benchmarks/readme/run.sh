@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Regenerates every figure of the README's tables, with the machine they ran on, into
 # benchmarks/readme/output.md. Each line is the command a reader would type.
-# Usage: bash benchmarks/readme/run.sh [PART ...]   parts: dense posterior twosample w2 iris
-# (default: all; about 25 minutes on a 2-core CPU).
+# Usage: [OUT=FILE] bash benchmarks/readme/run.sh [PART ...]
+#   parts: dense posterior twosample w2 iris (default: all; about 35 minutes on a 2-core
+#   CPU); OUT: where to write (default benchmarks/readme/output.md).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(dense posterior twosample w2 iris)
-out="$here/output.md"
+out="${OUT:-$here/output.md}"
 work=$(mktemp -d)
 {
   echo "# README figures ($(date -u +%Y-%m-%d))"

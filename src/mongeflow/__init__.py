@@ -44,7 +44,7 @@ _EXPORTS = {
     "mongeflow.schemes": (
         *("SCHEMES", "Adam", "AdamInner", "Backtracking", "Euclidean", "Explicit"),
         *("GaussNewton", "Gram", "IdentityMetric", "Implicit", "LBFGSInner", "Natural"),
-        *("Scheme", "get_scheme"),
+        *("Scheme", "SemiDual", "get_scheme"),
     ),
 }
 _ORIGIN = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -104,6 +104,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         LBFGSInner,
         Natural,
         Scheme,
+        SemiDual,
         get_scheme,
     )
 
@@ -189,6 +190,7 @@ __all__ = [
     "Sampler",
     "SamplerSource",
     "Scheme",
+    "SemiDual",
     "Validation",
     "data_mesh",
     "data_problem",

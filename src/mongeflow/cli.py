@@ -328,7 +328,8 @@ def _parser() -> argparse.ArgumentParser:
         "sides are given only as samples (every sample divergence × scheme, OTT-JAX's "
         "solvers, the linear map, an unconstrained drifting MLP); 'w2': the Wasserstein-2 "
         "benchmark's Mix3toMix10 pairs (Korotin et al. 2021) as two sample sets of 2^16 rows, "
-        "beside the published figures (default rows: identity linear auto drift-explicit "
+        "beside the published figures (default rows: identity linear auto (the semi-dual "
+        "scheme on a sample target) drift-explicit "
         "sinkhorn-adam energy-adam; d in 2 4 8 16 32 64 128). Each writes "
         "DIR/results.json and DIR/table.md, and figures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

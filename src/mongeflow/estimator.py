@@ -83,10 +83,12 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             ``"gaussian"`` beside it (which of the two was meant?).
         scheme: ``"auto"`` (the library's choice, :func:`mongeflow.auto.choose`), a
             registered scheme name (``"adam"``, ``"explicit"``, ``"implicit"``,
-            ``"euclidean"``, ``"natural"``, with the automatic rules for its settings,
-            :func:`mongeflow.auto.configure_named`) or a :class:`~mongeflow.schemes.Scheme`.
+            ``"euclidean"``, ``"natural"``, ``"semidual"``, with the automatic rules for its
+            settings, :func:`mongeflow.auto.configure_named`) or a
+            :class:`~mongeflow.schemes.Scheme`.
         divergence: ``"auto"`` (:func:`mongeflow.auto.choose_divergence`: the KL for a
-            target with a potential, the drift for one known by samples), a registered
+            target with a potential; for one known by samples the energy distance, with
+            the semi-dual scheme, or the drift when a paper scheme is named), a registered
             name (``"kl"``, ``"energy"``, ``"mmd"``, ``"sinkhorn"``, ``"drift"``) or a
             :class:`~mongeflow.divergences.Divergence`.
         max_steps: the most outer steps (``fit``'s ``steps``: a cap, as the fit stops
@@ -212,17 +214,21 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         )
 
         divergence = self.divergence
+        automatic = isinstance(divergence, str) and divergence == "auto"
+        named_scheme = None if self.scheme == "auto" else self.scheme
         if isinstance(divergence, str):
             divergence = (
-                choose_divergence(problem)
-                if divergence == "auto"
+                choose_divergence(problem, named_scheme)
+                if automatic
                 else configure_divergence(divergence, problem)
             )
         divergence = _configured(divergence, self.divergence_settings, "divergence")
 
         scheme, steps, patience, batch = self.scheme, self.max_steps, "auto", AUTO_BATCH
         if isinstance(scheme, str):
-            choice = choose(problem, divergence, steps, None if scheme == "auto" else scheme)
+            choice = choose(
+                problem, divergence, steps, None if scheme == "auto" else scheme, automatic
+            )
             scheme, steps, patience = choice.scheme, choice.steps, choice.patience
             batch = choice.batch_size
         scheme = _configured(scheme, self.scheme_settings, "scheme")

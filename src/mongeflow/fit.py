@@ -325,11 +325,13 @@ def fit(
         scheme: a :class:`Scheme` (used as given), a registered scheme name (with the
             automatic rules for its settings: :func:`mongeflow.auto.configure_named`), or
             ``None`` for the choice of :func:`mongeflow.auto.choose` (Adam with a decaying
-            rate on a loss, the explicit scheme on a velocity).
+            rate on a loss, the explicit scheme on a velocity; with no divergence named
+            either, the semi-dual scheme for a target known by samples).
         divergence: the lifted divergence: a value (used as given), a registered name
             (:func:`mongeflow.auto.configure_divergence`), or ``None``: the KL with the
-            exact log-det gradient when γ has a potential, else the drifting field
-            (:func:`mongeflow.auto.choose_divergence`).
+            exact log-det gradient when γ has a potential, else the energy distance (the
+            held-out figures of the semi-dual scheme), or the drifting field when a paper
+            scheme is named (:func:`mongeflow.auto.choose_divergence`).
         potential: a potential (every seed starts from it), a factory ``key -> potential``
             (each seed initialised from its own key), or ``None`` for
             :func:`~mongeflow.maps.default_potential`.
@@ -410,7 +412,13 @@ def fit(
         problem, config.scheme, config.divergence, seeds, config.steps, config.batch_size, log_every
     )
     sharding = None if mesh is None else data_sharding(mesh)
-    task = make_task(problem, config.divergence, config.batch_size, sharding)
+    task = make_task(
+        problem,
+        config.divergence,
+        config.batch_size,
+        sharding,
+        target_rows=config.scheme.needs_target_samples,
+    )
     keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
     keys = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k), 3))(keys)
     init_keys, train_keys, eval_keys = keys[:, 0], keys[:, 1], keys[:, 2]

@@ -695,12 +695,18 @@ def build(settings: dict):
     # the automatic rules for every setting not given (on resume every stored setting is
     # given, so the stored values come back)
     name = settings["divergence"]
-    chosen = choose_divergence(problem) if name == "auto" else configure_divergence(name, problem)
+    automatic = name == "auto"
+    named_scheme = None if settings["scheme"] == "auto" else settings["scheme"]
+    chosen = (
+        choose_divergence(problem, named_scheme)
+        if automatic
+        else configure_divergence(name, problem)
+    )
     given = picked(divergence_opts)
     divergence = configure(chosen, given, f"divergence {chosen.name!r}") if given else chosen
     settings["divergence"] = divergence.name
     name = None if settings["scheme"] == "auto" else settings["scheme"]
-    choice = choose(problem, divergence, settings["steps"], name)
+    choice = choose(problem, divergence, settings["steps"], name, automatic)
     given = picked(scheme_opts)
     scheme = (
         configure(choice.scheme, given, f"scheme {choice.scheme.name!r}")

@@ -55,7 +55,7 @@ def test_quick_run_writes_files_and_scores_every_row_on_the_held_out_rows(tmp_pa
         assert r["ed_over_floor"] == pytest.approx(r["energy_distance"] / floor, rel=1e-5)
         assert r["wall_time_s"] > 0
     auto = rows["auto"]["settings"]
-    assert auto["scheme"]["name"] == "explicit" and auto["divergence"]["name"] == "drift"
+    assert auto["scheme"]["name"] == "semidual" and auto["divergence"]["name"] == "energy"
     assert auto["steps"] == round(twosample.AUTO_STEPS * twosample.QUICK_SCALE)
 
     table = (tmp_path / "table.md").read_text()

@@ -12,7 +12,7 @@ import mongeflow as mf
 from mongeflow.divergences import KL, Task
 from mongeflow.maps import ICNN, AffinePotential
 from mongeflow.problems import SamplerSource, affine_flow, bures_map, get_problem
-from mongeflow.problems.batch import Batch
+from mongeflow.problems.batch import Batch, Sampler
 from mongeflow.schemes import SCHEMES, get_scheme
 from tests.conftest import exact_moment_sample
 
@@ -29,6 +29,7 @@ SMALL = {
     "explicit": dict(inner_steps=3),
     "implicit": dict(inner_steps=3),
     "natural": dict(),
+    "semidual": dict(learning_rate=0.01),
 }
 
 
@@ -50,8 +51,11 @@ def test_constrained_weights_stay_nonnegative(name, gradient, key):
     map (on a fixed batch, the same number for all), hidden where it is only a surrogate."""
     problem = get_problem("paper-gmm")
     x = problem.source.sample(key, 64)
-    task = Task(fixed_batch_problem(x, problem.target), KL(gradient=gradient), 64)
     scheme = get_scheme(name, **SMALL[name])
+    fixed = fixed_batch_problem(x, problem.target)
+    # a scheme that needs target rows (semidual) gets them from the target's sampler
+    sampler = Sampler(fixed, 64, target=scheme.needs_target_samples)
+    task = Task(fixed, KL(gradient=gradient), sampler)
     phi = ICNN(2, key)
     start = float(task.loss(phi, x, None)) if gradient == "logdet" else None
     state = scheme.init(phi)

@@ -55,8 +55,9 @@ The rows (:mod:`mongeflow.bench.rows` unless said):
   regression of Deng et al. (2026) on x ↦ x + MLP(x), :data:`~mongeflow.auto.AUTO_STEPS`
   steps of 256. It pushes μ onto γ, but nothing makes it the OT map; compare it with
   ``drift / explicit``, the same field followed with T = ∇φ, φ convex.
-- ``auto``: :func:`~mongeflow.fit.fit` with every default (the energy distance and Adam with
-  a decaying rate, :func:`mongeflow.auto.choose`).
+- ``auto``: :func:`~mongeflow.fit.fit` with every default (for a target known by samples,
+  the semi-dual scheme, :func:`mongeflow.auto.choose`); ``semidual``: the same scheme
+  named (with ``--quick``, its steps scaled down).
 - ``DIVERGENCE / SCHEME``: every registered divergence that works with target samples (all
   but those that need the target's potential) with the registered schemes ``explicit``,
   ``implicit``, ``natural`` and ``adam`` at their registered values; a divergence without a
@@ -177,7 +178,10 @@ QUICK_ITERS = 3
 QUICK_BATCH = 16
 
 #: row groups that are not divergence × scheme rows, in the order of the table
-GROUPS = ("identity", "linear", "entropic-map", "neural-dual", "monge-gap", "drift-mlp", "auto")
+GROUPS = (
+    *("identity", "linear", "entropic-map", "neural-dual", "monge-gap", "drift-mlp", "auto"),
+    "semidual",
+)
 MONGE_GAP, DRIFT_MLP, AUTO = MongeGapRow.label, DriftMLPRow.label, "auto"
 
 
@@ -381,6 +385,7 @@ def rows(
     options = {"eval_size": int(min(2000, n_train))}
     auto_steps = max(1, round(AUTO_STEPS * scale)) if quick else None
     mlp_steps = max(1, round(AUTO_STEPS * scale)) if quick else AUTO_STEPS
+    semidual_steps = max(1, round(schemes.SemiDual.default_steps * scale)) if quick else None
     groups: dict[str, Callable[[], Row]] = {
         "identity": IdentityRow,
         "linear": LinearRow,
@@ -397,6 +402,9 @@ def rows(
         ),
         "drift-mlp": lambda: DriftMLPRow(mlp_steps),
         "auto": lambda: FitRow(AUTO, AUTO, None, None, auto_steps, options),
+        "semidual": lambda: FitRow(
+            "semidual", "semidual", "semidual", None, semidual_steps, options
+        ),
     }
     out = [make() for group, make in groups.items() if group in chosen]
     return out + [r for r in grid_rows(scale, options) if r.name in chosen]

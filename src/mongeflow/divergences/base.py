@@ -120,9 +120,15 @@ class Task(eqx.Module):
         return eqx.filter_value_and_grad(lambda p: self.loss(p, batch, key))(potential)
 
 
-def make_task(problem: Problem, divergence: Divergence, batch_size: int, sharding=None) -> Task:
+def make_task(
+    problem: Problem,
+    divergence: Divergence,
+    batch_size: int,
+    sharding=None,
+    target_rows: bool = False,
+) -> Task:
     """The task of ``divergence`` on ``problem``, with a sampler of ``batch_size`` rows that
-    draws target rows when the divergence compares point clouds."""
-    return Task(
-        problem, divergence, Sampler(problem, batch_size, divergence.needs_target_samples, sharding)
-    )
+    draws target rows when the divergence compares point clouds, or with ``target_rows``
+    (a scheme that needs them)."""
+    target = divergence.needs_target_samples or target_rows
+    return Task(problem, divergence, Sampler(problem, batch_size, target, sharding))

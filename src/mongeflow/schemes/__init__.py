@@ -22,6 +22,7 @@ from mongeflow.schemes.implicit import Implicit
 from mongeflow.schemes.inner import INNER_SOLVERS, AdamInner, GaussNewton, InnerSolver, LBFGSInner
 from mongeflow.schemes.metric import METRICS, Gram, IdentityMetric, Metric
 from mongeflow.schemes.natural import Natural
+from mongeflow.schemes.semidual import SemiDual
 from mongeflow.settings import lookup
 
 SCHEMES: dict[str, Scheme] = {
@@ -30,6 +31,7 @@ SCHEMES: dict[str, Scheme] = {
     "explicit": Explicit(),
     "implicit": Implicit(),
     "natural": Backtracking(Natural()),
+    "semidual": SemiDual(),
 }
 
 
@@ -60,6 +62,7 @@ __all__ = [
     "LBFGSInner",
     "Metric",
     "Natural",
+    "SemiDual",
     "Objective",
     "Scheme",
     "StepInfo",

@@ -55,6 +55,8 @@ class Scheme(Settings):
     """
 
     default_steps: ClassVar[int] = 1000
+    #: every batch must hold target rows (``Batch.y``), whatever the divergence
+    needs_target_samples: ClassVar[bool] = False
 
     def init(self, potential: Potential) -> Any:
         return jnp.zeros((), jnp.int32)

@@ -1,0 +1,132 @@
+"""The semi-dual scheme: its fixed point is the Gaussian optimum, where its objective is
+W2²/2 in closed form; it needs target rows; it learns a W2 benchmark pair."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import config
+
+import mongeflow as mf
+from mongeflow.divergences import EnergyDistance, Task
+from mongeflow.maps import AffinePotential
+from mongeflow.problems import Gaussian, PotentialTarget, SamplerSource
+from mongeflow.problems.batch import Batch, Sampler
+from mongeflow.schemes import SemiDual
+from mongeflow.schemes.semidual import expectile
+from tests.conftest import exact_moment_sample
+
+
+def test_expectile_weighs_the_two_signs():
+    diff = jnp.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    np.testing.assert_allclose(
+        expectile(diff, 0.9), [0.1 * 4, 0.1 * 0.25, 0.0, 0.9 * 0.25, 0.9 * 4], rtol=1e-6
+    )
+
+
+def _sqrtm(m):
+    w, q = np.linalg.eigh(m)
+    return (q * np.sqrt(w)) @ q.T
+
+
+@pytest.fixture
+def x64():
+    config.update("jax_enable_x64", True)
+    yield
+    config.update("jax_enable_x64", False)
+
+
+def _gaussian_pair(d=3, n=4000):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((d, d))
+    s0 = a @ a.T / d + 0.5 * np.eye(d)
+    b = rng.standard_normal((d, d))
+    s1 = b @ b.T / d + 0.3 * np.eye(d)
+    x = exact_moment_sample(np.zeros(d), s0, n, seed=1)
+    y = exact_moment_sample(np.zeros(d), s1, n, seed=2)
+    r = _sqrtm(s0)
+    ri = np.linalg.inv(r)
+    bures = ri @ _sqrtm(r @ s1 @ r) @ ri
+    w2_half = 0.5 * (np.trace(s0) + np.trace(s1)) - np.trace(_sqrtm(r @ s1 @ r))
+    return x, y, bures, w2_half
+
+
+def _task(x, y):
+    """A task whose every batch is (x, y)."""
+    problem = mf.Problem(
+        "fixed",
+        SamplerSource(lambda key, n: jnp.asarray(x), dim=x.shape[1]),
+        mf.EmpiricalTarget(jnp.asarray(y)),
+    )
+    return Task(problem, EnergyDistance(), Sampler(problem, x.shape[0], target=True))
+
+
+def test_the_gaussian_optimum_is_a_fixed_point_with_objective_w2(x64):
+    """φ = ½ xᵀAx (A the Bures map) and ψ = φ* = ½ yᵀA⁻¹y, on samples with exact second
+    moments: both gradients vanish, so one step (no regularisation) moves neither, and the
+    objective is W2²/2 = ½ tr Σ0 + ½ tr Σ1 − tr (Σ0^½ Σ1 Σ0^½)^½ (closed form)."""
+    x, y, bures, w2_half = _gaussian_pair()
+    d = x.shape[1]
+    phi = AffinePotential(d, A=bures, dtype=jnp.float64)
+    psi = AffinePotential(d, A=np.linalg.inv(bures), dtype=jnp.float64)
+    scheme = SemiDual(expectile_weight=0.0, learning_rate=0.01)
+    state = scheme.init(phi)._replace(dual=psi)
+    state = state._replace(dual_state=scheme._optimizer().init(mf.schemes.base.params_of(psi)))
+    batch = Batch(jnp.asarray(x), jnp.asarray(y))
+    new_phi, new_state, info = scheme.step(phi, state, batch, _task(x, y), jax.random.key(0))
+    assert float(info.objective) == pytest.approx(w2_half, rel=1e-10)
+    np.testing.assert_allclose(new_phi.A, phi.A, atol=1e-9)
+    np.testing.assert_allclose(new_state.dual.A, psi.A, atol=1e-9)
+    assert int(new_state.step) == 1
+    # away from the optimum, the map moves
+    off = AffinePotential(d, A=1.2 * bures, dtype=jnp.float64)
+    moved, _, _ = scheme.step(off, state, batch, _task(x, y), jax.random.key(0))
+    assert float(jnp.max(jnp.abs(moved.A - off.A))) > 1e-3
+
+
+def test_the_dual_starts_as_the_map_and_both_stay_feasible(key):
+    problem = mf.get_problem("gaussian-pair", dim=2, n=512)
+    task = Task(problem, EnergyDistance(), Sampler(problem, 64, target=True))
+    phi = mf.default_potential(2, (8, 8))(key)
+    scheme = SemiDual()
+    state = scheme.init(phi)
+    assert jax.tree_util.tree_all(
+        jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), state.dual, phi)
+    )
+    step = jax.jit(scheme.step)
+    for i in range(5):
+        k = jax.random.fold_in(key, i)
+        phi, state, info = step(phi, state, task.sample(jax.random.split(k)[0]), task, k)
+        assert bool(phi.is_feasible()) and bool(state.dual.is_feasible())
+        assert bool(jnp.isfinite(info.objective)) and bool(jnp.isfinite(info.loss))
+
+
+def test_a_target_without_samples_is_refused_with_the_scheme_named():
+    source = Gaussian(jnp.zeros(2), jnp.eye(2))
+    problem = mf.Problem("v-only", source, PotentialTarget(lambda y: 0.5 * jnp.sum(y**2), 2))
+    with pytest.raises(ValueError, match="the semidual scheme needs samples of the target"):
+        mf.fit(problem, "semidual", steps=5)
+
+
+def test_a_named_semidual_fit_gets_its_rules():
+    problem = mf.get_problem("gaussian-pair", dim=2, n=4096)
+    config = mf.auto.configure(problem, "semidual")
+    assert config.scheme.decay_steps == config.steps == SemiDual.default_steps
+    assert config.batch_size == 1024 and config.patience is None
+    assert config.divergence.name == "energy"
+    assert any("semi-dual" in r for r in config.reasons)
+
+
+def test_semidual_learns_a_w2_benchmark_pair_at_d_2():
+    """The W2 benchmark's pair at d = 2, 2^13 rows per side, 2 000 steps: the held-out
+    L2-UVP is far below the linear map's (measured 3.40 % against 13.9 %; 4 000 steps:
+    2.08 %; 12 000 steps on 2^16 rows: 1.37 %)."""
+    problem = mf.get_problem("w2-pair", dim=2, n=2**13)
+    res = mf.fit(problem, "semidual", steps=2000)
+    uvp = float(res.metrics["l2_uvp"][0])
+    assert uvp < BOUND_D2, uvp
+    assert float(res.metrics["linear_l2_uvp"][0]) > 10.0
+
+
+#: the L2-UVP (%) bound of the d = 2 case above
+BOUND_D2 = 6.0
