@@ -130,8 +130,11 @@ def test_a_named_scheme_on_a_sample_target_gets_sharper_drift_temperatures(tmp_p
     np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 3)))
     parser = cli._parser()
     base = ["fit", "--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
-    base += ["--scheme", "explicit"]
-    for extra, expected in (([], sharp), (["--temperatures", "0.1,0.3"], (0.1, 0.3))):
+    # the drift: named by its scheme, or asked for by one of its settings (no scheme named)
+    for extra, expected in (
+        (["--scheme", "explicit"], sharp),
+        (["--temperatures", "0.1,0.3"], (0.1, 0.3)),
+    ):
         out = tmp_path / f"run{len(extra)}"
         args = parser.parse_args([*base, *extra, "--out", str(out)])
         settings = runs.fit_settings(vars(args), out, resume=False, overwrite=False)
@@ -170,3 +173,14 @@ def test_a_sample_target_gets_the_semidual_scheme_by_default(tmp_path, monkeypat
     assert scheme.name == "semidual" and divergence.name == "energy"
     # 270 training rows: the batch is all of them
     assert settings["batch_size"] == 270
+
+
+def test_a_drift_setting_alone_asks_for_the_constrained_drifting_model():
+    """On a sample target with nothing named, a setting only the drift or the explicit
+    scheme has selects them (the semi-dual scheme has none of them); in the estimator too."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(120, 2)), 1.0 + rng.normal(size=(120, 2))
+    est = mf.MongeTransport(max_steps=2, progress=False, scheme_settings={"tau": 0.05})
+    est.fit(X, Y)
+    assert est.result_.scheme.name == "explicit" and est.result_.scheme.tau == 0.05
+    assert est.result_.divergence.name == "drift"

@@ -318,13 +318,15 @@ def test_the_automatic_settings_of_the_help_cover_what_the_fit_chooses(tmp_path)
         rng = np.random.default_rng(0)
         np.save(tmp_path / "y.npy", rng.normal(size=(50, dim)))
         x = rng.normal(size=(50, dim))
-        for problem, divergence in (
-            (data_problem(x, "gaussian"), KL()),
-            (pair := data_problem(x, f"samples:{tmp_path / 'y.npy'}"), choose_divergence(pair)),
+        pair = data_problem(x, f"samples:{tmp_path / 'y.npy'}")
+        for problem, divergence, named in (
+            (data_problem(x, "gaussian"), KL(), None),
+            (pair, choose_divergence(pair), None),  # the semi-dual scheme
+            (pair, choose_divergence(pair, "explicit"), "explicit"),  # the drift
         ):
             base = flat(DIVERGENCES[divergence.name])
             changed |= {k for k, v in flat(divergence).items() if base.get(k) != v}
-            scheme = choose(problem, divergence).scheme
+            scheme = choose(problem, divergence, None, named, automatic=named is None).scheme
             base = flat(SCHEMES[scheme.name])
             changed |= {k for k, v in flat(scheme).items() if base.get(k) != v}
     assert changed and changed <= set(AUTOMATIC), changed - set(AUTOMATIC)

@@ -419,6 +419,8 @@ def configure(
         reasons.extend(choice.reasons)
     else:
         usual, chosen_steps = scheme.default_steps, steps
+        if scheme.name == "semidual":  # a game: every step run, its batch (_semidual)
+            auto_patience, auto_batch = None, SEMIDUAL_BATCH
     if scheme.needs_target_samples and not problem.target.can_sample:
         raise ValueError(
             f"the {scheme.name} scheme needs samples of the target, which "

@@ -192,6 +192,7 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         from mongeflow.maps.default import default_potential
         from mongeflow.problems import EmpiricalTarget
         from mongeflow.progress import Progress
+        from mongeflow.runs import drift_settings
 
         X = validate_data(self, X, dtype=_DTYPES, ensure_min_samples=2)
         samples = self._target_samples(X, y)
@@ -214,21 +215,27 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         )
 
         divergence = self.divergence
-        automatic = isinstance(divergence, str) and divergence == "auto"
-        named_scheme = None if self.scheme == "auto" else self.scheme
+        auto_divergence = isinstance(divergence, str) and divergence == "auto"
+        named_scheme = self.scheme
+        if isinstance(named_scheme, str) and named_scheme == "auto":
+            named_scheme = None
+        given = {**(self.scheme_settings or {}), **(self.divergence_settings or {})}
+        samples_only = not problem.target.has_potential
+        if auto_divergence and named_scheme is None and samples_only and drift_settings(given):
+            named_scheme = "explicit"  # a drift setting given: the constrained drifting model
+        automatic = auto_divergence and named_scheme is None
         if isinstance(divergence, str):
             divergence = (
                 choose_divergence(problem, named_scheme)
-                if automatic
+                if auto_divergence
                 else configure_divergence(divergence, problem)
             )
         divergence = _configured(divergence, self.divergence_settings, "divergence")
 
         scheme, steps, patience, batch = self.scheme, self.max_steps, "auto", AUTO_BATCH
         if isinstance(scheme, str):
-            choice = choose(
-                problem, divergence, steps, None if scheme == "auto" else scheme, automatic
-            )
+            named = named_scheme if isinstance(named_scheme, str) else None
+            choice = choose(problem, divergence, steps, named, automatic)
             scheme, steps, patience = choice.scheme, choice.steps, choice.patience
             batch = choice.batch_size
         scheme = _configured(scheme, self.scheme_settings, "scheme")

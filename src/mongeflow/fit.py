@@ -337,9 +337,9 @@ def fit(
             :func:`~mongeflow.maps.default_potential`.
         steps: outer steps (default: the scheme's ``default_steps``).
         batch_size: mini-batch size n, a fresh batch at every step (default 256, or 128
-            above d = 32 with ``scheme=None`` (:func:`mongeflow.auto.auto_batch_size`), or the
-            number of training samples of a data source or of a target known by samples,
-            when smaller).
+            above d = 32 with ``scheme=None`` (:func:`mongeflow.auto.auto_batch_size`), 1 024
+            for the semi-dual scheme, or the number of training samples of a data source or
+            of a target known by samples, when smaller).
         seed: an int, or a sequence of ints trained side by side in one program.
         callbacks: :class:`Callback` values (a progress bar, checkpoints).
         log_every: steps between history records (default: about 20 records).

@@ -109,11 +109,14 @@ FIT_OPTIONS = {
     "scheme": (
         "auto",
         f"how θ moves: auto (chosen from the problem: Adam with a decaying rate on a loss, "
-        f"explicit on a velocity), {', '.join(SCHEMES)}",
+        f"explicit on a velocity; semidual for a target known by samples with no divergence "
+        f"named), {', '.join(SCHEMES)}",
     ),
     "divergence": (
         "auto",
-        f"the lifted divergence: auto (kl when the target has a potential V, else drift), "
+        f"the lifted divergence: auto (kl when the target has a potential V; else energy, "
+        f"the held-out figure of the semidual scheme, or drift when a paper scheme is named "
+        f"or a drift setting given), "
         f"{', '.join(DIVERGENCES)}",
     ),
     "steps": (
@@ -148,7 +151,7 @@ RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every", "log_every", "str
 #: (:func:`mongeflow.auto.choose`, :func:`~mongeflow.auto.choose_divergence`): dest -> the
 #: one-line rule ``mongeflow fit --help`` shows. Help text only: it sets no value.
 AUTOMATIC = {
-    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d",
+    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.01",
     "decay_steps": "the number of steps: a cosine decay to 0 over the run",
     "tau": "explicit on the drift: min(0.3, 0.6/sqrt(d)); decaying to 0 over the run",
     "inner_steps": "explicit on the drift: 200",
@@ -695,11 +698,16 @@ def build(settings: dict):
     # the automatic rules for every setting not given (on resume every stored setting is
     # given, so the stored values come back)
     name = settings["divergence"]
-    automatic = name == "auto"
     named_scheme = None if settings["scheme"] == "auto" else settings["scheme"]
+    given = {**picked(scheme_opts), **picked(divergence_opts)}
+    samples_only = not problem.target.has_potential
+    if name == "auto" and named_scheme is None and samples_only and drift_settings(given):
+        named_scheme = "explicit"  # a drift setting given: the constrained drifting model
+        settings["scheme"] = "explicit"
+    automatic = name == "auto" and named_scheme is None
     chosen = (
         choose_divergence(problem, named_scheme)
-        if automatic
+        if name == "auto"
         else configure_divergence(name, problem)
     )
     given = picked(divergence_opts)
@@ -724,6 +732,18 @@ def build(settings: dict):
     potential = default_potential(problem.dim, widths, settings["strong_convexity"])
     settings.update(flat(scheme), **flat(divergence), widths=list(widths))
     return problem, scheme, divergence, potential
+
+
+def drift_settings(given: dict) -> list[str]:
+    """The settings in ``given`` that only the drift or the explicit scheme has: on a target
+    known by samples, with no scheme or divergence named, giving one asks for the
+    constrained drifting model (the automatic choice there is otherwise the semi-dual
+    scheme, which has none of them)."""
+    from mongeflow.divergences import Drift
+    from mongeflow.schemes import Explicit, SemiDual
+
+    own = set(flat(Drift())) | set(flat(Explicit()))
+    return [k for k in given if k in own and k not in flat(SemiDual()) and k != "block_size"]
 
 
 def _problem(settings: dict):

@@ -19,7 +19,8 @@ from mongeflow.settings import Settings
 
 #: the help of the ``decay_steps`` setting, shared by the schemes that have it (one CLI flag)
 DECAY_HELP = (
-    "cosine decay to 0 over this many steps of the rate (adam, euclidean) or of τ (explicit); "
+    "cosine decay to 0 over this many steps of the rate (adam, euclidean, semidual) or of τ "
+    "(explicit); "
     "0: constant"
 )
 

@@ -58,7 +58,8 @@ class SemiDual(Scheme):
     regularisation R of Buzun, Bobrovskiy & Dylov (NeurIPS 2024, ENOT): the pairs (x_i, y_i)
     of the batch must not beat the amortised conjugate, Δ_i = ⟨x_i, y_i⟩ − ψ(y_i) −
     ⟨x_i, T̂(x_i)⟩ + ψ(T̂(x_i)) ≤ 0, and R = mean_i L_τ(Δ_i) (:func:`expectile`, τ =
-    ``expectile``), its gradient split between ψ(y_i) and ψ(T̂(x_i)) as in the paper. Both
+    ``expectile``; ENOT writes its gradient as two halves, one through ψ(y_i), one through
+    ψ(T̂(x_i)), whose sum is the gradient of R taken here). Both
     potentials move by Adam with the same rate, decaying to 0 over ``decay_steps``
     (first-moment decay 0.5, second 0.9: a game, not a descent); ψ starts as a copy of the
     starting φ (the pair is consistent at T = id, which is its own conjugate map).
@@ -117,11 +118,8 @@ class SemiDual(Scheme):
             psi_t = jax.vmap(psi)(t_hat)
             loss = jnp.mean(psi_y) - jnp.mean(psi_t)
             if self.expectile_weight:
-                gap = jax.lax.stop_gradient(inner_xy - inner_xt)
-                on_y = jax.lax.stop_gradient(psi_t) - psi_y
-                on_t = psi_t - jax.lax.stop_gradient(psi_y)
-                reg = expectile(gap + on_y, self.expectile) + expectile(gap + on_t, self.expectile)
-                loss = loss + self.expectile_weight * jnp.mean(reg)
+                gap = inner_xy - psi_y - inner_xt + psi_t  # Δ_i
+                loss = loss + self.expectile_weight * jnp.mean(expectile(gap, self.expectile))
             value = jnp.mean(0.5 * jnp.sum(x**2, -1) + 0.5 * jnp.sum(y**2, -1) - psi_y)
             return loss, value - jnp.mean(inner_xt - psi_t)
 
