@@ -37,14 +37,15 @@ The rules come from measurements on problems the defaults were not tuned on (the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from mongeflow.divergences import DIVERGENCES, Divergence, Drift
 from mongeflow.loop import MIN_STEPS
 from mongeflow.maps.default import auto_widths
 from mongeflow.problems import Problem
-from mongeflow.schemes import Adam, Explicit, Scheme
+from mongeflow.schemes import Adam, Explicit, Scheme, SemiDual
 from mongeflow.schemes.inner import AdamInner
-from mongeflow.settings import unknown
+from mongeflow.settings import flat, unknown
 
 #: outer steps of an automatically configured fit (a cap: fits stop early on a plateau)
 AUTO_STEPS = 2000
@@ -281,8 +282,6 @@ def _semidual(problem: Problem, steps: int | None, reasons: list) -> Choice:
     """The semi-dual scheme (:class:`~mongeflow.schemes.SemiDual`): its rate decaying to 0
     over the run, batches of :data:`SEMIDUAL_BATCH`, every step run (a game between two
     networks: its held-out figures do not fall steadily, so no early stop)."""
-    from mongeflow.schemes import SemiDual
-
     steps = int(steps or SemiDual.default_steps)
     scheme = SemiDual(decay_steps=steps)
     reasons.append(
@@ -441,6 +440,18 @@ def configure(
         short=steps is not None and steps < min(usual, MIN_STEPS),
         usual_steps=int(usual),
     )
+
+
+def asks_for_drift(problem: Problem, given: Mapping[str, object]) -> bool:
+    """Whether the settings ``given`` (flat scheme and divergence settings, no scheme or
+    divergence named) ask for the constrained drifting model: on a target known by samples,
+    one of them belongs to the drift or the explicit scheme and not to the automatic
+    semi-dual fit (:class:`~mongeflow.schemes.SemiDual` and the energy distance)."""
+    if problem.target.has_potential:
+        return False
+    drift = set(flat(Drift())) | set(flat(Explicit()))
+    semidual = set(flat(SemiDual())) | set(flat(DIVERGENCES["energy"]))
+    return any(k in drift and k not in semidual for k in given)
 
 
 def _named(scheme: Scheme | str | None) -> str | None:

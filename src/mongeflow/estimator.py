@@ -186,13 +186,18 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 or a value outside its range, or bad fit arguments
                 (:class:`~mongeflow.io.InputError` is a ValueError).
         """
-        from mongeflow.auto import AUTO_BATCH, choose, choose_divergence, configure_divergence
+        from mongeflow.auto import (
+            AUTO_BATCH,
+            asks_for_drift,
+            choose,
+            choose_divergence,
+            configure_divergence,
+        )
         from mongeflow.fit import default_batch_size, fit
         from mongeflow.io import data_problem
         from mongeflow.maps.default import default_potential
         from mongeflow.problems import EmpiricalTarget
         from mongeflow.progress import Progress
-        from mongeflow.runs import drift_settings
 
         X = validate_data(self, X, dtype=_DTYPES, ensure_min_samples=2)
         samples = self._target_samples(X, y)
@@ -220,8 +225,7 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if isinstance(named_scheme, str) and named_scheme == "auto":
             named_scheme = None
         given = {**(self.scheme_settings or {}), **(self.divergence_settings or {})}
-        samples_only = not problem.target.has_potential
-        if auto_divergence and named_scheme is None and samples_only and drift_settings(given):
+        if auto_divergence and named_scheme is None and asks_for_drift(problem, given):
             named_scheme = "explicit"  # a drift setting given: the constrained drifting model
         automatic = auto_divergence and named_scheme is None
         if isinstance(divergence, str):

@@ -19,7 +19,7 @@ import equinox as eqx
 import numpy as np
 
 from mongeflow import __version__ as _version
-from mongeflow.auto import choose, choose_divergence, configure_divergence
+from mongeflow.auto import asks_for_drift, choose, choose_divergence, configure_divergence
 from mongeflow.divergences import DIVERGENCES
 from mongeflow.files import (
     LOCK_FILE,
@@ -700,8 +700,7 @@ def build(settings: dict):
     name = settings["divergence"]
     named_scheme = None if settings["scheme"] == "auto" else settings["scheme"]
     given = {**picked(scheme_opts), **picked(divergence_opts)}
-    samples_only = not problem.target.has_potential
-    if name == "auto" and named_scheme is None and samples_only and drift_settings(given):
+    if name == "auto" and named_scheme is None and asks_for_drift(problem, given):
         named_scheme = "explicit"  # a drift setting given: the constrained drifting model
         settings["scheme"] = "explicit"
     automatic = name == "auto" and named_scheme is None
@@ -732,18 +731,6 @@ def build(settings: dict):
     potential = default_potential(problem.dim, widths, settings["strong_convexity"])
     settings.update(flat(scheme), **flat(divergence), widths=list(widths))
     return problem, scheme, divergence, potential
-
-
-def drift_settings(given: dict) -> list[str]:
-    """The settings in ``given`` that only the drift or the explicit scheme has: on a target
-    known by samples, with no scheme or divergence named, giving one asks for the
-    constrained drifting model (the automatic choice there is otherwise the semi-dual
-    scheme, which has none of them)."""
-    from mongeflow.divergences import Drift
-    from mongeflow.schemes import Explicit, SemiDual
-
-    own = set(flat(Drift())) | set(flat(Explicit()))
-    return [k for k in given if k in own and k not in flat(SemiDual()) and k != "block_size"]
 
 
 def _problem(settings: dict):
