@@ -243,11 +243,12 @@ CHECKED = MongeTransport(max_steps=2, widths=(4,))
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 #: the checks of the default run: the estimator's contract (parameters, clone, tags, repr,
-#: refusals of bad or unfitted input) and the core fits on the suite's usual shapes. Every
-#: other check fits on data of new shapes, and a fit on a new shape compiles its programs
-#: anew (5-15 s each on 2 cores): they run with ``pytest -m slow`` (all pass there), and
-#: what they add is tested in this file on the usual shapes (float32 in and out, NaN/inf
-#: refused, fit_transform = transform, clone).
+#: refusals of bad or unfitted input) and one core fit (fit returns self). The other fitting
+#: checks (check_transformer_general, check_fit_score_takes_y and
+#: check_n_features_in_after_fitting, 6-8 s each) and every check that fits on data of new
+#: shapes (a new shape compiles its programs anew: 5-15 s each on 2 cores) run with
+#: ``pytest -m slow`` (all pass there); what they add is tested in this file on the usual
+#: shapes (float32 in and out, NaN/inf refused, fit_transform = transform, clone).
 DEFAULT_CHECKS = {
     "check_estimator_cloneable",
     "check_estimator_tags_renamed",
@@ -267,10 +268,7 @@ DEFAULT_CHECKS = {
     "check_estimator_sparse_array",
     "check_estimator_sparse_matrix",
     "check_fit1d",
-    "check_fit_score_takes_y",
     "check_estimators_fit_returns_self",
-    "check_n_features_in_after_fitting",
-    "check_transformer_general",
 }
 
 

@@ -56,6 +56,7 @@ def test_iris_example_runs_small_and_writes_its_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["iris"]
 
 
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
 def test_posterior_example_runs_small_and_compares_with_nuts(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "posterior"
@@ -69,6 +70,7 @@ def test_posterior_example_runs_small_and_compares_with_nuts(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["posterior"]
 
 
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
 def test_single_cell_example_maps_one_population_onto_another(tmp_path):
     anndata = pytest.importorskip("anndata")
     pytest.importorskip("matplotlib")
@@ -144,6 +146,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "mine" / "map.json").is_file()
 
 
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
 def test_domain_adaptation_example_runs_small_and_writes_its_files(tmp_path):
     """``examples/domain_adaptation.py`` at 2 steps and one split: its table and figure."""
     pytest.importorskip("matplotlib")

@@ -286,6 +286,26 @@ def test_a_map_that_loses_to_the_linear_map_is_replaced_by_it_and_said_so():
     assert not isinstance(own.select(0), mf.AffinePotential)
 
 
+def test_on_a_sample_target_the_sinkhorn_divergence_decides_when_the_energy_distance_doubts():
+    """Two Gaussian sample sets, so the linear map is exact; a 3-step fit stays near the
+    identity. The held-out energy distance does not find it better than the linear map, so
+    the held-out Sinkhorn divergence decides: worse by more than its noise, and the linear
+    map is kept; the energy distance's own comparison is kept beside it."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 2))
+    y = rng.standard_normal((3000, 2)) @ np.array([[2.0, 0.0], [1.0, 0.5]]) + [3.0, -1.0]
+    problem = mf.data_problem(x, mf.EmpiricalTarget(y))
+    with pytest.warns(mf.FitWarning, match="held-out Sinkhorn divergence"):
+        res = mf.fit(problem, mf.Adam(learning_rate=1e-3), "energy", steps=3, final_eval_size=0)
+    cmp = res.comparison
+    assert cmp["figure"] == "sinkhorn_divergence"
+    assert cmp["energy_distance"]["figure"] == "energy_distance"
+    assert cmp["energy_distance"]["verdict"].tolist() != ["better"]
+    assert cmp["verdict"].tolist() == ["worse"]
+    assert cmp["map"][0] > cmp["linear"][0] + cmp["noise"][0] > 0
+    assert res.linear_kept.tolist() == [True]
+
+
 def test_early_stopping_waits_for_enough_records_and_a_short_fit_warns():
     """patience 1 would stop a 30-step fit (one record a step) after its first record
     without a new best; no seed stops before MIN_STEPS, and asking for fewer steps warns."""

@@ -84,3 +84,41 @@ def test_linear_baseline_is_the_bures_map():
     base = linear_baseline(only_v, jax.random.key(0), n=20_000)
     cov0 = np.asarray(problem.source.cov, np.float64)
     np.testing.assert_allclose(np.asarray(base.A), bures_map(cov0, np.eye(3)), atol=0.08)
+
+
+def test_the_sinkhorn_divergence_ranks_maps_where_the_energy_distance_does_not():
+    """A mixture of ten unit Gaussians in d = 16 (centres 1.5 × N(0, I)), 1 000 rows: a
+    fresh sample of it shrunk by 15 % about its mean (so within 15 % of the spread of a
+    perfect pushforward) against the Gaussian with its mean and covariance (what the linear
+    map pushes a Gaussian source to: the right moments, the wrong shape). The energy
+    distance prefers the Gaussian beyond its noise floor (measured 0.044 against 0.078,
+    floor 0.019); the Sinkhorn divergence prefers the shrunk sample beyond its own (6.1
+    against 18.6, floor 5.2)."""
+    from mongeflow.metrics import (
+        energy_distance_floor,
+        sinkhorn_divergence,
+        sinkhorn_epsilon,
+        sinkhorn_floor,
+    )
+
+    rng = np.random.default_rng(0)
+    n, d = 1000, 16
+    centres = 1.5 * rng.standard_normal((10, d))
+
+    def mixture(n):
+        return centres[rng.integers(0, 10, n)] + rng.standard_normal((n, d))
+
+    y, fresh = mixture(n).astype(np.float32), mixture(n)
+    mean = fresh.mean(0, keepdims=True)
+    shrunk = (mean + 0.85 * (fresh - mean)).astype(np.float32)
+    w, q = np.linalg.eigh(np.cov(y.T))
+    gaussian = y.mean(0) + rng.standard_normal((n, d)) @ (q * np.sqrt(w)) @ q.T
+    gaussian = gaussian.astype(np.float32)
+    floor = float(energy_distance_floor(y, n))
+    assert float(energy_distance(shrunk, y)) > float(energy_distance(gaussian, y)) + floor
+    eps = sinkhorn_epsilon(y)
+    s_shrunk = sinkhorn_divergence(shrunk, y, eps)
+    s_gaussian = sinkhorn_divergence(gaussian, y, eps)
+    assert s_shrunk < s_gaussian - sinkhorn_floor(y, eps)
+    # a perfect pushforward (another fresh sample) scores about the floor
+    assert sinkhorn_divergence(mixture(n).astype(np.float32), y, eps) < 2 * sinkhorn_floor(y, eps)

@@ -1,5 +1,5 @@
-"""Metrics: energy distance, L² and L2-UVP (Korotin et al. 2021), KL, kernel Stein
-discrepancy, posterior moments, convexity checks."""
+"""Metrics: energy distance, Sinkhorn divergence, L² and L2-UVP (Korotin et al. 2021), KL,
+kernel Stein discrepancy, posterior moments, convexity checks."""
 
 from __future__ import annotations
 
@@ -106,6 +106,49 @@ def energy_distance_floor(y: Array, n: int) -> Array:
     m = y.shape[0]
     delta = mean_distance(y, y) * m / max(m - 1, 1)
     return delta * (1.0 / n + 1.0 / m)
+
+
+#: ε of the held-out Sinkhorn divergence: this × mean_ij |y_i − y_j|² over the target's
+#: rows (the relative ε of :class:`~mongeflow.divergences.Sinkhorn`, fixed by the target
+#: alone so that every map is scored with the same ε)
+SINKHORN_RELATIVE_EPSILON = 0.05
+
+
+def sinkhorn_epsilon(y: Array) -> Array:
+    """ε = :data:`SINKHORN_RELATIVE_EPSILON` × mean_ij |y_i − y_j|² = … × 2 tr Cov(y)."""
+    return SINKHORN_RELATIVE_EPSILON * 2.0 * jnp.sum(jnp.var(jnp.asarray(y), axis=0))
+
+
+def sinkhorn_divergence(z: Array, y: Array, epsilon: Array | None = None) -> float:
+    """S_ε(z, y), the debiased Sinkhorn divergence between the rows of ``z`` and ``y``
+    (Feydy et al. 2019; OTT-JAX's solver, :class:`~mongeflow.divergences.Sinkhorn`), at
+    ``epsilon`` (default :func:`sinkhorn_epsilon` of ``y``).
+
+    A two-sample figure that still ranks maps where the energy distance no longer does: on
+    the Wasserstein-2 benchmark pair at d = 64 (2 000 rows a side), T* shrunk by 15 % about
+    its mean (L2-UVP 2.3 %) has an energy distance of 0.074 against the linear map's 0.049
+    (L2-UVP 64 %), but S_ε 7.2 against 35.2 (T* itself: 7.4; :func:`sinkhorn_floor` 5.6).
+    It does not separate maps within a few % L2-UVP of each other."""
+    y = jnp.asarray(y)
+    epsilon = sinkhorn_epsilon(y) if epsilon is None else epsilon
+    return float(_sinkhorn_value(jnp.asarray(z, y.dtype), y, jnp.asarray(epsilon, y.dtype)))
+
+
+@jax.jit
+def _sinkhorn_value(z: Array, y: Array, epsilon: Array) -> Array:
+    from mongeflow.divergences.sinkhorn import Sinkhorn
+
+    return Sinkhorn().solve(z, y, epsilon).divergence
+
+
+def sinkhorn_floor(y: Array, epsilon: Array | None = None) -> float:
+    """About the S_ε of two independent samples of y's law with len(y) rows each, below
+    which :func:`sinkhorn_divergence` cannot tell a map from perfect: half S_ε between the
+    two halves of ``y`` (its finite-sample bias, were it to fall as 1/n; measured on the
+    Wasserstein-2 benchmark pairs at d = 16 and 64 it falls a little slower: T* scores
+    0.60–0.66 × the halves' figure at twice their rows)."""
+    half = y.shape[0] // 2
+    return 0.5 * sinkhorn_divergence(y[:half], y[half : 2 * half], epsilon)
 
 
 def min_hessian_eigenvalue(potential: Potential, x: Array) -> Array:

@@ -145,6 +145,7 @@ def test_a_registered_scheme_joins_the_maps_bench_with_no_other_edit(monkeypatch
     assert "adam2" in maps.method_names()
 
 
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
 def test_maps_figures_of_a_map_agree_with_evaluate():
     # the entropic map's figures (a map, not a potential) are drawn and computed as
     # metrics.evaluate computes a potential's: checked on the linear baseline

@@ -172,6 +172,7 @@ def test_quick_run_of_the_outside_solvers_and_the_drift_rows(tmp_path):
     assert rows[twosample.ENTROPIC]["l2_uvp"] < 20.0  # the entropic map is close even here
 
 
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
 def test_the_command_line_runs_the_two_sample_benchmark(tmp_path):
     from tests.test_cli import run_here
 

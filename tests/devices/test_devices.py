@@ -83,6 +83,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
 def test_two_processes_give_the_map_of_one_device(two_devices, tmp_path):
     """Two processes on localhost (gloo), one CPU device each, the mesh spanning both."""
     out = tmp_path / "processes.npz"
@@ -114,6 +115,7 @@ def test_two_processes_give_the_map_of_one_device(two_devices, tmp_path):
     )
 
 
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
 def test_the_command_line_splits_over_the_devices_asked(tmp_path):
     env = _env(2)
     base = ["-m", "mongeflow", "fit", "--problem", "gaussian", "--dim", "2", "--steps", "20"]

@@ -217,6 +217,7 @@ with interrupts.handling():
 """
 
 
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
 def test_a_fit_whose_interrupt_was_dropped_stops_after_the_next_chunk():
     proc = start("-c", DROPPED_IN_FIT)
     out, err = proc.communicate(timeout=300)
