@@ -118,8 +118,11 @@ class FitResult:
             under ``energy_distance``. For a target known by samples, where the energy
             distance does not find every trained map better, the figure is the held-out
             Sinkhorn divergence (``"sinkhorn_divergence"``, which still ranks maps in high
-            dimension; ``start`` NaN) and the energy distance's comparison sits under
-            ``energy_distance``; ``None`` without a selection figure or a linear map.
+            dimension; ``start`` NaN), ``verdict`` is ``"better"`` where the energy
+            distance found the map better and the Sinkhorn divergence's verdict elsewhere
+            (``sinkhorn_verdict``: its own, every seed), and the energy distance's
+            comparison sits under ``energy_distance``; ``None`` without a selection figure
+            or a linear map.
         chosen: why the automatic choices were made (:class:`~mongeflow.auto.Configuration`),
             one line each; empty when everything was given.
     """
@@ -160,10 +163,14 @@ class FitResult:
     @property
     def best(self) -> int:
         """Index of the best seed, by figures that need no T*: the held-out objective F when
-        γ has a potential, else the energy distance (without final metrics: the held-out
-        figure of the comparison with the linear map), else the last recorded loss; seeds
-        that stopped (on a non-finite value, or a map that ran off) come last."""
-        for key in ("objective", "energy_distance"):
+        γ has a potential, else the energy distance (without final metrics, or when the
+        comparison with the linear map went by the Sinkhorn divergence: that comparison's
+        held-out figure), else the last recorded loss; seeds that stopped (on a non-finite
+        value, or a map that ran off) come last."""
+        by_sinkhorn = (
+            self.comparison is not None and self.comparison["figure"] == "sinkhorn_divergence"
+        )
+        for key in () if by_sinkhorn else ("objective", "energy_distance"):
             if key in self.metrics:
                 score = np.asarray(self.metrics[key], dtype=float)
                 break
@@ -344,7 +351,7 @@ def fit(
             :func:`~mongeflow.maps.default_potential`.
         steps: outer steps (default: the scheme's ``default_steps``).
         batch_size: mini-batch size n, a fresh batch at every step (default 256, or 128
-            above d = 32 with ``scheme=None`` (:func:`mongeflow.auto.auto_batch_size`), 1 024
+            above d = 32 with ``scheme=None`` (:func:`mongeflow.auto.auto_batch_size`), 256
             for the semi-dual scheme, or the number of training samples of a data source or
             of a target known by samples, when smaller).
         seed: an int, or a sequence of ints trained side by side in one program.
@@ -602,10 +609,14 @@ def _against_linear(validation, returned, baseline, selection, start_value, floo
 
 
 def _sinkhorn_decides(validation, returned, baseline, energy: dict) -> dict:
-    """The comparison on the held-out Sinkhorn divergence (:func:`~mongeflow.metrics.
-    sinkhorn_divergence`, one ε for every map, its noise :func:`~mongeflow.metrics.
-    sinkhorn_floor`), with the energy distance's beside it, for a target known by samples
-    whose trained map the energy distance does not find better than the linear map.
+    """For a target known by samples whose trained map (for some seed) the held-out energy
+    distance does not find better than the linear map: the comparison on the held-out
+    Sinkhorn divergence (:func:`~mongeflow.metrics.sinkhorn_divergence`, one ε for every
+    map; noise :func:`~mongeflow.metrics.sinkhorn_floor`), with the energy distance's
+    beside it (``energy_distance``). A seed the energy distance finds better stays
+    ``"better"``; the others take the Sinkhorn divergence's verdict (``sinkhorn_verdict``
+    holds it for every seed). Where the Sinkhorn figures cannot be had (fewer than 4 target
+    rows, a solve that did not converge), the energy distance's comparison is returned.
 
     In high dimension the energy distance punishes a map that spreads the mass a little too
     narrowly more than one of the wrong shape: on the Wasserstein-2 benchmark pair at
@@ -614,14 +625,29 @@ def _sinkhorn_decides(validation, returned, baseline, energy: dict) -> dict:
     (L2-UVP 64 %); the Sinkhorn divergence ranked the two the right way round (17.7
     against 48.8), as it ranks blends of the linear map and T* by their L2-UVP."""
     x, y = validation.x_eval, validation.y_eval
+    if y is None or y.shape[0] < 4:
+        return energy
     epsilon = sinkhorn_epsilon(y)
     seeds = energy["verdict"].shape[0]
+    push = eqx.filter_jit(transport)
     mine = np.array(
-        [sinkhorn_divergence(transport(p, x), y, epsilon) for p in _unstack(returned, seeds)]
+        [sinkhorn_divergence(push(p, x), y, epsilon) for p in _unstack(returned, seeds)]
     )
-    linear = np.full(seeds, sinkhorn_divergence(transport(baseline, x), y, epsilon))
-    noise = np.full(seeds, sinkhorn_floor(y, epsilon))
-    comparison = _compare("sinkhorn_divergence", mine, linear, np.full(seeds, np.nan), noise)
+    linear = sinkhorn_divergence(push(baseline, x), y, epsilon)
+    noise = sinkhorn_floor(y, epsilon)
+    if not (np.all(np.isfinite(mine)) and np.isfinite(linear) and np.isfinite(noise)):
+        return energy
+    comparison = _compare(
+        "sinkhorn_divergence",
+        mine,
+        np.full(seeds, linear),
+        np.full(seeds, np.nan),
+        np.full(seeds, noise),
+    )
+    comparison["sinkhorn_verdict"] = comparison["verdict"]
+    comparison["verdict"] = np.where(
+        energy["verdict"] == "better", "better", comparison["sinkhorn_verdict"]
+    )
     comparison["energy_distance"] = energy
     return comparison
 
@@ -687,6 +713,17 @@ def _warn_against_linear(comparison, linear_kept, returned_step, seeds, problem)
                 f"{where} {mine:.4g} against the linear map's {linear:.4g} (noise "
                 f"{comparison['noise'][i]:.2g}); {action}. More steps, more data or another "
                 "scheme may help",
+                FitWarning,
+                stacklevel=3,
+            )
+        elif (own := comparison.get("sinkhorn_verdict")) is not None and own[i] == "worse":
+            second = comparison["energy_distance"]
+            warnings.warn(
+                f"seed {seed}: the held-out figures disagree: the trained map beats the linear "
+                f"map on the held-out energy distance ({second['map'][i]:.4g} against "
+                f"{second['linear'][i]:.4g}, noise floor {second['noise'][i]:.2g}) but not on "
+                f"the {name} ({mine:.4g} against {linear:.4g}, noise "
+                f"{comparison['noise'][i]:.2g}); the trained map is kept",
                 FitWarning,
                 stacklevel=3,
             )

@@ -886,6 +886,8 @@ def _comparison_record(result: FitResult) -> dict | None:
     for i, seed in enumerate(result.seeds):
         row = one(cmp, i)
         row["linear_kept"] = bool(result.linear_kept[i])
+        if "sinkhorn_verdict" in cmp:  # the Sinkhorn divergence's own verdict
+            row["figure_verdict"] = str(cmp["sinkhorn_verdict"][i])
         if "energy_distance" in cmp:
             row["energy_distance"] = one(cmp["energy_distance"], i)
         out["per_seed"][str(seed)] = row

@@ -64,6 +64,15 @@ class SemiDual(Scheme):
     (first-moment decay 0.5, second 0.9: a game, not a descent); ψ starts as a copy of the
     starting φ (the pair is consistent at T = id, which is its own conjugate map).
 
+    ``map_steps`` k moves φ k times (on the same batch, against the step's ψ) for each move
+    of ψ, its rate decaying over k × ``decay_steps`` updates: the amortised conjugate then
+    follows ψ more closely. On the Wasserstein-2 benchmark pair at d = 16 (batch 1 024,
+    12 000 steps, one seed) k = 2 left 7.8 % L2-UVP in 162 s, k = 3 8.1 % in 204 s, against
+    10.6 % in 132 s for k = 1 (and 8.4 % in 237 s for 24 000 steps of k = 1). Smaller
+    batches and more steps did better at equal time there (k = 2, batch 256: 7.3 % after
+    24 000 steps in 84 s, 5.75 % after 48 000 in 184 s), hence the defaults: k = 2 and
+    48 000 steps (the automatic fit's batch: 256).
+
     The scheme needs target rows in every batch (``needs_target_samples``) and does not use
     the fit's divergence to move: what it descends is the semi-dual itself; the divergence
     gives ``StepInfo.loss`` (at the step's starting map, on a batch of its own) and the fit
@@ -89,20 +98,30 @@ class SemiDual(Scheme):
     expectile_weight: float = setting(
         1.0, help="weight of the expectile regularisation (0: none)", low=0.0
     )
+    map_steps: int = setting(
+        2,
+        help="updates of the map φ per update of the dual ψ, on the same batch (semidual)",
+        static=True,
+        low=1,
+    )
     name: ClassVar[str] = "semidual"
-    default_steps: ClassVar[int] = 12000
+    default_steps: ClassVar[int] = 48000
     needs_target_samples: ClassVar[bool] = True
 
-    def _optimizer(self) -> optax.GradientTransformation:
+    def _optimizer(self, updates_per_step: int = 1) -> optax.GradientTransformation:
+        """Adam with the scheme's rate, decaying over ``decay_steps`` outer steps of
+        ``updates_per_step`` updates each."""
         rate = self.learning_rate
         if self.decay_steps > 0:
-            rate = optax.cosine_decay_schedule(self.learning_rate, self.decay_steps)
+            rate = optax.cosine_decay_schedule(
+                self.learning_rate, self.decay_steps * updates_per_step
+            )
         return optax.adam(rate, b1=0.5, b2=0.9)
 
     def init(self, potential: Potential) -> SemiDualState:
-        opt = self._optimizer()
-        state = opt.init(params_of(potential))
-        return SemiDualState(potential, state, state, jnp.zeros((), jnp.int32))
+        state = self._optimizer().init(params_of(potential))
+        map_state = self._optimizer(self.map_steps).init(params_of(potential))
+        return SemiDualState(potential, map_state, state, jnp.zeros((), jnp.int32))
 
     def step(self, potential, state: SemiDualState, batch, task, key):
         if batch.y is None:
@@ -128,10 +147,14 @@ class SemiDual(Scheme):
             return jnp.mean(jax.vmap(dual)(t) - jnp.sum(x * t, axis=-1))
 
         (_, w2_half), dual_grads = eqx.filter_value_and_grad(dual_loss, has_aux=True)(dual)
-        map_grads = eqx.filter_grad(map_loss)(potential)
-        opt = self._optimizer()
-        map_updates, map_state = opt.update(map_grads, state.map_state, params_of(potential))
-        dual_updates, dual_state = opt.update(dual_grads, state.dual_state, params_of(dual))
+        dual_updates, dual_state = self._optimizer().update(
+            dual_grads, state.dual_state, params_of(dual)
+        )
+        map_opt, moved, map_state = self._optimizer(self.map_steps), potential, state.map_state
+        for _ in range(self.map_steps):  # φ against the step's ψ
+            map_grads = eqx.filter_grad(map_loss)(moved)
+            map_updates, map_state = map_opt.update(map_grads, map_state, params_of(moved))
+            moved = apply_update(moved, map_updates)
         new = SemiDualState(apply_update(dual, dual_updates), map_state, dual_state, state.step + 1)
         info = StepInfo(start_loss(task, potential, key), w2_half)
-        return apply_update(potential, map_updates), new, info
+        return moved, new, info
