@@ -161,8 +161,8 @@ def test_a_sample_target_gets_the_semidual_scheme_by_default(tmp_path, monkeypat
     assert mf.auto.configure(mf.get_problem("gaussian", dim=2)).scheme.name == "adam"
     monkeypatch.setenv("MONGEFLOW_NO_CACHE", "1")
     rng = np.random.default_rng(0)
-    np.save(tmp_path / "x.npy", rng.normal(size=(300, 3)))
-    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 3)))
+    np.save(tmp_path / "x.npy", rng.normal(size=(200, 3)))
+    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(200, 3)))
     target = f"samples:{tmp_path / 'y.npy'}"
     out = tmp_path / "r"
     args = cli._parser().parse_args(
@@ -171,8 +171,8 @@ def test_a_sample_target_gets_the_semidual_scheme_by_default(tmp_path, monkeypat
     settings = runs.fit_settings(vars(args), tmp_path / "r", resume=False, overwrite=False)
     _, scheme, divergence, _ = runs.build(settings)
     assert scheme.name == "semidual" and divergence.name == "energy"
-    # 270 training rows: the batch is all of them
-    assert settings["batch_size"] == 270
+    # 180 training rows, fewer than SEMIDUAL_BATCH: the batch is all of them
+    assert SEMIDUAL_BATCH > 180 and settings["batch_size"] == 180
 
 
 def test_a_drift_setting_alone_asks_for_the_constrained_drifting_model():
