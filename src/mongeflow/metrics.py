@@ -12,6 +12,7 @@ import scipy.optimize
 
 from mongeflow import kernels
 from mongeflow.divergences.kl import KL
+from mongeflow.divergences.sinkhorn import Sinkhorn
 from mongeflow.maps.affine import AffinePotential
 from mongeflow.maps.base import Array, Potential, hessian, transport
 from mongeflow.problems.base import Gaussian, Problem
@@ -139,8 +140,6 @@ def sinkhorn_divergence(z: Array, y: Array, epsilon: Array | None = None) -> flo
 
 @jax.jit
 def _sinkhorn_value(z: Array, y: Array, epsilon: Array) -> Array:
-    from mongeflow.divergences.sinkhorn import Sinkhorn
-
     solution = Sinkhorn().solve(z, y, epsilon)
     return jnp.where(solution.converged, solution.divergence, jnp.nan)
 
