@@ -109,17 +109,13 @@ def energy_distance_floor(y: Array, n: int) -> Array:
     return delta * (1.0 / n + 1.0 / m)
 
 
-#: ε of the held-out Sinkhorn divergence: this × mean_ij |y_i − y_j|² over the target's
-#: rows (the relative ε of :class:`~mongeflow.divergences.Sinkhorn`, fixed by the target
-#: alone so that every map is scored with the same ε)
-SINKHORN_RELATIVE_EPSILON = 0.05
-
-
 def sinkhorn_epsilon(y: Array) -> Array:
-    """ε = :data:`SINKHORN_RELATIVE_EPSILON` × mean_ij |y_i − y_j|² = … × 2 tr Cov(y)."""
+    """The ε of the held-out Sinkhorn divergence, fixed by the target rows alone so that
+    every map is scored with the same ε: the divergence's own rule
+    (:class:`~mongeflow.divergences.Sinkhorn`) for ``y`` against itself, 0.05 ×
+    mean_ij |y_i − y_j|²."""
     y = jnp.asarray(y)
-    epsilon = SINKHORN_RELATIVE_EPSILON * 2.0 * jnp.sum(jnp.var(y, axis=0))
-    return jnp.maximum(epsilon, jnp.finfo(y.dtype).tiny)
+    return Sinkhorn().epsilon(y, y)
 
 
 def sinkhorn_divergence(z: Array, y: Array, epsilon: Array | None = None) -> float:
