@@ -446,24 +446,10 @@ def fit(
         raise ValueError(f"the fit is already at step {state.step}, beyond steps={config.steps}")
     validation, baseline, limit, floor = _held_out(problem, starting, eval_size)
     selection = _selection(problem) if keep_best or config.patience else None
-    # Maps whose held-out energy distances differ by less than its noise floor cannot be
-    # told apart by these samples: the later one is kept (on dense-pair at d = 8 the lowest
-    # figure picked a map of 2.8 % L2-UVP over the last one's 1.9 %).
-    tolerance = (floor or 0.0) if selection == "energy_distance" else 0.0
-    monitors_of_fit = [RunOff(limit)]
-    if selection is not None:
-        monitors_of_fit.append(KeepBest(selection, tolerance, limit))
-        if config.patience:
-            monitors_of_fit.append(EarlyStop(config.patience))
-    monitors = [*monitors_of_fit, *monitors]
+    tolerance, own = _monitors(selection, floor, limit, config.patience)
+    monitors = [*own, *monitors]
     if config.short:
-        warnings.warn(
-            f"only {config.steps} steps, fewer than the {config.usual_steps} this scheme runs "
-            f"by default (and no fit stops early before {MIN_STEPS}): they are all run, but "
-            "the map may be far from converged (compare it with the linear map's figures)",
-            FitWarning,
-            stacklevel=2,
-        )
+        _warn_short(config)
     t, wall = solve(
         run,
         task,
@@ -522,6 +508,34 @@ def fit(
         comparison=comparison,
         stop_reason=t.reasons,
         chosen=config.reasons,
+    )
+
+
+def _monitors(selection, floor, limit, patience) -> tuple[float, list[Monitor]]:
+    """``(tolerance, monitors)``: the fit's own monitors (:class:`~mongeflow.loop.RunOff`,
+    and with a ``selection`` figure :class:`~mongeflow.loop.KeepBest`, with ``patience``
+    :class:`~mongeflow.loop.EarlyStop`) and the tolerance of its choice of the best map.
+
+    Maps whose held-out energy distances differ by less than its noise floor cannot be told
+    apart by these samples: the later one is kept (on dense-pair at d = 8 the lowest figure
+    picked a map of 2.8 % L2-UVP over the last one's 1.9 %)."""
+    tolerance = (floor or 0.0) if selection == "energy_distance" else 0.0
+    monitors: list[Monitor] = [RunOff(limit)]
+    if selection is not None:
+        monitors.append(KeepBest(selection, tolerance, limit))
+        if patience:
+            monitors.append(EarlyStop(patience))
+    return tolerance, monitors
+
+
+def _warn_short(config) -> None:
+    """A :class:`FitWarning` for a fit asked for fewer steps than its scheme's default."""
+    warnings.warn(
+        f"only {config.steps} steps, fewer than the {config.usual_steps} this scheme runs "
+        f"by default (and no fit stops early before {MIN_STEPS}): they are all run, but "
+        "the map may be far from converged (compare it with the linear map's figures)",
+        FitWarning,
+        stacklevel=3,
     )
 
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mongeflow.devices import gather_rows, process_gather, process_rows, process_sum
 from mongeflow.problems.base import (
     EmpiricalSource,
     EmpiricalTarget,
@@ -787,6 +788,7 @@ def data_problem(
     seed: int = 0,
     per_feature: bool = False,
     target_where: str | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Problem:
     """The problem of mapping data samples to a target: where data become a :class:`Problem`.
 
@@ -846,6 +848,18 @@ def data_problem(
         target_where: with a target ``samples:FILE.h5ad[:KEY]``, the rows of the file
             that are the target's (``COLUMN == VALUE``, ``COLUMN != VALUE`` or ``COLUMN in
             [VALUE, ...]`` on its ``obs``, see :func:`select_rows`).
+        mesh: rows held per process, for a fit on this mesh
+            (:func:`mongeflow.devices.data_mesh`, after :func:`mongeflow.devices.initialize`
+            when several processes run): ``data`` (and an
+            :class:`~mongeflow.problems.EmpiricalTarget`'s rows) are this process's own
+            rows. Every process checks its rows and holds out ``validation`` of them; the
+            standardisation's statistics are those of every process's training rows
+            (their sums cross between processes, not the rows); the training rows become
+            one array split over the mesh, each process's on its own devices
+            (:func:`mongeflow.devices.process_rows`: every process keeps as many rows as
+            the one with the fewest, rounded down to a multiple of its devices, and a
+            :class:`DataWarning` says how many are left out); the held-out rows of every
+            process are gathered on each. ``None``: the rows are all here.
 
     Returns:
         ``Problem(name, EmpiricalSource(z_train), target, shift=m or None, scale=s,
@@ -853,7 +867,8 @@ def data_problem(
 
     Raises:
         InputError: bad data or target samples (NaN/inf, the row and column said; a
-            DataFrame column that is not numeric),
+            DataFrame column that is not numeric), a target ``samples:FILE`` with a
+            ``mesh`` (each process gives its own rows instead),
             samples that are all equal (with ``standardize``; with ``per_feature``, a column
             whose values are all equal), a bad target specification,
             a target whose dimension is not the data's, a validation fraction that
@@ -874,6 +889,9 @@ def data_problem(
         )
     data = check_samples(_table_values(data, name), name)
     n, d = data.shape
+    # rows held per process: statistics summed over the processes, splits of their own
+    total = None if mesh is None else process_sum
+    part = jax.process_index() if mesh is not None else 0
     dtype = jnp.zeros(()).dtype  # what the fit computes in: float32 unless jax_enable_x64
     limit, tiny = float(jnp.finfo(dtype).max), float(jnp.finfo(dtype).tiny)
     advice = (
@@ -902,19 +920,22 @@ def data_problem(
         if per_feature
         else f"{name}: the overall scale is {{value:.3g}}"
     )
-    raw_train, raw_held = train, held = _split(data, validation, seed, name)
+    raw_train, raw_held = train, held = _split(data, validation, _seed(seed, part), name)
     # a target known by samples is standardised with the source (below, once read)
     by_samples = isinstance(target, EmpiricalTarget) or (
         isinstance(target, str) and target.startswith("samples:")
     )
     standardiser = None  # the statistics, in float64
+    first, flat = _flat_columns(raw_train, mesh)
     if standardize:
-        if np.all(train == train[0]):
+        if flat.all():
             raise InputError(
                 f"{name}: cannot standardise: all {n} samples are equal (no spread to scale by)"
             )
-        spread = train.std(axis=0)
-        flat = np.flatnonzero(spread == 0)
+        spread = np.asarray(
+            Standardiser.from_samples(train, per_feature=True, total=total).scale, np.float64
+        )
+        flat = np.flatnonzero(flat)
         if per_feature and flat.size and not by_samples:
             raise InputError(
                 f"{name}: cannot scale each feature: column {int(flat[0])} has the same "
@@ -930,7 +951,7 @@ def data_problem(
                 DataWarning,
                 stacklevel=2,
             )
-        one_sided = Standardiser.from_samples(train, per_feature=per_feature)
+        one_sided = Standardiser.from_samples(train, per_feature=per_feature, total=total)
         in_range(one_sided.shift, f"{name}: the mean of column {{column}} is {{value:.3g}}")
         if not by_samples:
             standardiser = one_sided
@@ -942,6 +963,12 @@ def data_problem(
         raise InputError(
             f"target_where={target_where!r} selects rows of a target "
             "'samples:FILE.h5ad[:KEY]', and the target is not one"
+        )
+    if isinstance(target, str) and target.startswith("samples:") and mesh is not None:
+        raise InputError(
+            f"target {target!r}: with rows held per process (mesh=...), each process gives "
+            "its own target rows (EmpiricalTarget(rows)); a file would give every process all "
+            "of its rows"
         )
     if isinstance(target, str) and target.startswith("samples:"):
         rows = _target_rows(target, d, target_where)
@@ -963,11 +990,13 @@ def data_problem(
         in_range(rows, "target samples: column {column} has a value {value:.3g}")
         rows_held = None
         if validation > 0:
-            rows, rows_held = _split(rows, validation, seed + 1, "target samples")
+            rows, rows_held = _split(rows, validation, _seed(seed + 1, part), "target samples")
         if standardize:
             # one scale for both sides (per feature: one per column), each centred on its
             # own mean
-            standardiser = Standardiser.from_samples(raw_train, rows, per_feature=per_feature)
+            standardiser = Standardiser.from_samples(
+                raw_train, rows, per_feature=per_feature, total=total
+            )
             if per_feature and (flat := np.flatnonzero(np.asarray(standardiser.scale) == 0)).size:
                 raise InputError(
                     f"{name}: cannot scale each feature: column {int(flat[0])} has one "
@@ -977,7 +1006,8 @@ def data_problem(
             held = None if raw_held is None else standardiser.to_z(raw_held)
             rows = standardiser.to_w(rows)
             rows_held = None if rows_held is None else standardiser.to_w(rows_held)
-        target, held_target = EmpiricalTarget(jnp.asarray(rows, dtype)), rows_held
+        target = EmpiricalTarget(_placed(rows, dtype, mesh, "target samples"))
+        held_target = rows_held
     if standardiser is not None:
         scale = standardiser.scale
         in_range(
@@ -993,9 +1023,9 @@ def data_problem(
             )
     for values, side in ((train, name), (held, name), (rows, "target samples")):
         in_range(values, f"{side}: column {{column}}, standardised, reaches {{value:.3g}}")
-    flat = np.flatnonzero(np.all(raw_train == raw_train[0], axis=0))
+    flat = np.flatnonzero(_flat_columns(raw_train, mesh)[1])
     if flat.size:
-        values = ", ".join(f"{raw_train[0, j]:g}" for j in flat)
+        values = ", ".join(f"{first[j]:g}" for j in flat)
         which = (
             f"column {int(flat[0])} has the same value ({values})"
             if flat.size == 1
@@ -1012,12 +1042,12 @@ def data_problem(
     posed = None if standardiser is None else standardiser.astype(dtype)
     return Problem(
         name,
-        EmpiricalSource(jnp.asarray(train, dtype)),
+        EmpiricalSource(_placed(train, dtype, mesh, name)),
         target,
         shift=None if posed is None else posed.shift,
         scale=1.0 if posed is None else posed.scale,
-        validation=None if held is None else jnp.asarray(held, dtype),
-        validation_target=None if held_target is None else jnp.asarray(held_target, dtype),
+        validation=_gathered(held, dtype, mesh),
+        validation_target=_gathered(held_target, dtype, mesh),
         target_shift=None if posed is None else posed.target_shift,
     )
 
@@ -1090,6 +1120,45 @@ def gaussian_source_problem(target: str | Target, dim: int) -> Problem:
 
 class DataWarning(UserWarning):
     """Data that can be fitted, but perhaps not as meant."""
+
+
+def _seed(seed: int, part: int):
+    """The seed of a random split of the rows of process ``part`` (``seed`` itself for the
+    first, or for rows that are all here)."""
+    return seed if part == 0 else [seed, part]
+
+
+def _flat_columns(rows: np.ndarray, mesh) -> tuple[np.ndarray, np.ndarray]:
+    """``(smallest, flat)``: each column's smallest value and whether it has one value in
+    every row (of every process's ``rows``, with a ``mesh``)."""
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
+    if mesh is not None:
+        lo, hi = process_gather(lo).min(axis=0), process_gather(hi).max(axis=0)
+    return lo, lo == hi
+
+
+def _placed(rows, dtype, mesh, name: str):
+    """Training rows as the fit holds them: one array, or with a ``mesh``, every process's
+    rows split over it (:func:`~mongeflow.devices.process_rows`)."""
+    if mesh is None:
+        return jnp.asarray(rows, dtype)
+    placed, left_out = process_rows(np.asarray(rows, dtype), mesh)
+    if left_out:
+        warnings.warn(
+            f"{name}: {left_out} of this process's {np.shape(rows)[0]} training rows are left "
+            f"out, so that every process holds {np.shape(rows)[0] - left_out} (the fewest, "
+            "in a multiple of its devices)",
+            DataWarning,
+            stacklevel=3,
+        )
+    return placed
+
+
+def _gathered(rows, dtype, mesh):
+    """Held-out rows (``None``: none), with a ``mesh`` those of every process."""
+    if rows is None:
+        return None
+    return jnp.asarray(rows if mesh is None else gather_rows(rows), dtype)
 
 
 def _split(rows: np.ndarray, fraction: float, seed: int, name: str):

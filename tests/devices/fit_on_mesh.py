@@ -86,5 +86,76 @@ def main(out: str, mode: str, process_id: int = -1, port: int = 0) -> None:
         np.savez(out, **results)
 
 
+def rows_of_each_process(out: str, process_id: int, port: int) -> None:
+    """Two processes, each holding its own rows (1 000 and 1 001 of the data, 700 and 800 of
+    the target samples): the fit on them, and one fit on a single device of the problem
+    they make together (every row, the same statistics and held-out rows)."""
+    import warnings
+
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    import mongeflow as mf
+    from mongeflow.devices import data_mesh, initialize
+    from mongeflow.io import DataWarning, _seed, _split
+    from mongeflow.problems import EmpiricalSource, EmpiricalTarget, Standardiser
+
+    initialize(f"localhost:{port}", 2, process_id)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2001, 2)) * np.array([2.0, 0.5]) + 3.0
+    y = rng.standard_normal((1500, 2)) @ np.array([[1.5, 0.4], [0.0, 0.7]]) - 1.0
+    xs, ys = (x[:1000], x[1000:]), (y[:700], y[700:])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        problem = mf.data_problem(
+            xs[process_id], target=mf.EmpiricalTarget(ys[process_id]), mesh=data_mesh()
+        )
+    left_out = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    source, target = problem.source.data, problem.target.data
+    whole = {
+        "x": np.asarray(multihost_utils.process_allgather(source, tiled=True)),
+        "y": np.asarray(multihost_utils.process_allgather(target, tiled=True)),
+    }
+    # the statistics every process computed: those of both processes' training rows
+    train = [_split(a, 0.1, _seed(0, p), "data")[0] for p, a in enumerate(xs)]
+    rows = [_split(a, 0.1, _seed(1, p), "target samples")[0] for p, a in enumerate(ys)]
+    expected = Standardiser.from_samples(np.concatenate(train), np.concatenate(rows))
+    kw = dict(scheme=mf.Adam(learning_rate=0.03), divergence="energy", steps=25)
+    kw.update(final_eval_size=500, eval_size=256, log_every=5, patience=None, fallback=False)
+    split = mf.fit(problem, **kw, mesh=data_mesh())
+    together = mf.Problem(
+        "together",
+        EmpiricalSource(whole["x"]),
+        EmpiricalTarget(whole["y"]),
+        shift=problem.shift,
+        scale=problem.scale,
+        validation=problem.validation,
+        validation_target=problem.validation_target,
+        target_shift=problem.target_shift,
+    )
+    one = mf.fit(together, **kw)
+    points = np.asarray(jax.random.normal(jax.random.key(9), (300, 2)), np.float64) + 2.0
+    results = {
+        "split": np.asarray(split.map(0).transport(points)),
+        "one": np.asarray(one.map(0).transport(points)),
+        "local_rows": np.asarray([s.data.shape[0] for s in source.addressable_shards]),
+        "local_target_rows": np.asarray([s.data.shape[0] for s in target.addressable_shards]),
+        "fully_addressable": np.asarray(source.is_fully_addressable),
+        "rows": np.asarray(source.shape[0]),
+        "validation_rows": np.asarray(problem.validation.shape[0]),
+        "shift": np.asarray(problem.shift),
+        "expected_shift": np.asarray(expected.shift),
+        "scale": np.asarray(problem.scale),
+        "expected_scale": np.asarray(expected.scale),
+        "target_shift": np.asarray(problem.target_shift),
+        "expected_target_shift": np.asarray(expected.target_shift),
+        "left_out": np.asarray(len(left_out)),
+    }
+    np.savez(f"{out}.{process_id}.npz", **results)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))
+    if sys.argv[2] == "rows":
+        rows_of_each_process(sys.argv[1], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))

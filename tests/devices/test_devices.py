@@ -116,6 +116,44 @@ def test_two_processes_give_the_map_of_one_device(two_devices, tmp_path):
 
 
 @pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
+def test_two_processes_each_holding_its_own_rows_give_the_map_of_all_the_rows(tmp_path):
+    """Each process reads its own rows: no process holds another's training rows, the
+    standardisation is that of every row, and the map is the one-device fit's on them all."""
+    out = tmp_path / "rows"
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(out), "rows", str(i), str(port)],
+            env=_env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    first, second = (dict(np.load(f"{out}.{i}.npz")) for i in range(2))
+    for r in (first, second):
+        # 900 and 901 training rows (1 000 and 1 001, 10 % held out): 900 each, one left
+        # out; of the target's 630 and 720, 630 each
+        assert not r["fully_addressable"] and int(r["rows"]) == 1800
+        assert r["local_rows"].tolist() == [900] and r["local_target_rows"].tolist() == [630]
+        assert int(r["validation_rows"]) == 200  # both processes' held-out rows
+        for stat in ("shift", "scale", "target_shift"):
+            np.testing.assert_allclose(r[stat], r[f"expected_{stat}"], rtol=1e-12)
+        scale = 1 + np.max(np.abs(r["one"]))
+        np.testing.assert_allclose(r["split"], r["one"], rtol=0, atol=TOLERANCE * scale)
+    assert int(first["left_out"]) == 0 and int(second["left_out"]) == 2  # data, target
+    np.testing.assert_allclose(first["split"], second["split"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
 def test_the_command_line_splits_over_the_devices_asked(tmp_path):
     env = _env(2)
     base = ["-m", "mongeflow", "fit", "--problem", "gaussian", "--dim", "2", "--steps", "20"]
@@ -129,3 +167,33 @@ def test_the_command_line_splits_over_the_devices_asked(tmp_path):
     assert "--devices must be between 1 and the 2 local cpu device(s), got 3" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert not (tmp_path / "three").exists()
+
+
+def test_rows_held_per_process_on_one_process_are_the_problem_of_all_rows(tmp_path):
+    """One process holding its rows: the same problem as without a mesh (statistics,
+    split, rows), its rows placed on the mesh; a target file is refused (each process
+    gives its own rows)."""
+    import mongeflow as mf
+    from mongeflow.devices import data_mesh
+    from mongeflow.io import InputError
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 3)) * np.array([1.0, 4.0, 0.2]) + 7.0
+    y = rng.standard_normal((250, 3)) + 1.0
+    whole = mf.data_problem(x, target=mf.EmpiricalTarget(y))
+    mesh = data_mesh(1)
+    held = mf.data_problem(x, target=mf.EmpiricalTarget(y), mesh=mesh)
+    for a, b in [
+        (whole.shift, held.shift),
+        (whole.target_shift, held.target_shift),
+        (whole.source.data, held.source.data),
+        (whole.target.data, held.target.data),
+        (whole.validation, held.validation),
+        (whole.validation_target, held.validation_target),
+    ]:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert whole.scale == held.scale
+    assert held.source.data.sharding.mesh == mesh
+    np.save(tmp_path / "y.npy", y)
+    with pytest.raises(InputError, match="each process gives its own target rows"):
+        mf.data_problem(x, target=f"samples:{tmp_path / 'y.npy'}", mesh=mesh)

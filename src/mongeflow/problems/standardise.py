@@ -78,9 +78,13 @@ def _aligned(v, x):
     return v[(None,) * extra + (...,)] if extra > 0 and np.ndim(v) > 0 else v
 
 
-def _mean_squares(rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """mean_i (r_ij − centre_j)², one value per column j."""
-    return np.mean((rows - centre[None, :]) ** 2, axis=0)
+def _moments(rows, total) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, squares)`` of ``rows [n, d]`` in float64, per column j: the mean m_j and
+    mean_i (r_ij − m_j)², the sums taken by ``total`` (over several holders of rows)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    n = total(np.array([rows.shape[0]], dtype=np.float64))[0]
+    mean = total(rows.sum(axis=0)) / n
+    return mean, total(((rows - mean[None, :]) ** 2).sum(axis=0)) / n
 
 
 def _array(values) -> Array | np.ndarray:
@@ -136,7 +140,7 @@ class Standardiser(eqx.Module):
 
     # --- statistics ---------------------------------------------------------------------
     @classmethod
-    def from_samples(cls, x, y=None, *, per_feature: bool = False) -> Standardiser:
+    def from_samples(cls, x, y=None, *, per_feature: bool = False, total=None) -> Standardiser:
         """The statistics of source rows ``x: [n, d]`` and, for a target known by samples,
         target rows ``y: [m, d]``, in float64.
 
@@ -144,17 +148,19 @@ class Standardiser(eqx.Module):
         whatever its size, s² = ½ (mean |x − m|² + mean |y − m1|²) / d, m1 = mean y. With
         ``per_feature``, s_j² is the same average for coordinate j alone.
 
+        ``total``: for rows held in parts (one per process), a function that sums an array
+        over the parts (:func:`mongeflow.devices.process_sum`); every part then gets the
+        statistics of all the rows. ``None``: the rows are all here.
+
         The scale is not checked: a side with no spread gives s = 0 (or s_j = 0), which the
         caller reports (:meth:`of` raises, with the problem's name).
         """
-        x = np.asarray(x, dtype=np.float64)
-        shift = x.mean(axis=0)
-        squares = _mean_squares(x, shift)
+        total = total or (lambda v: v)
+        shift, squares = _moments(x, total)
         target_shift = None
         if y is not None:
-            y = np.asarray(y, dtype=np.float64)
-            target_shift = y.mean(axis=0)
-            squares = 0.5 * (squares + _mean_squares(y, target_shift))
+            target_shift, target_squares = _moments(y, total)
+            squares = 0.5 * (squares + target_squares)
         return cls(shift, scale_from_squares(squares, per_feature), target_shift)
 
     @classmethod
