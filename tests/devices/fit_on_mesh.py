@@ -92,6 +92,7 @@ def rows_of_each_process(out: str, process_id: int, port: int) -> None:
     they make together (every row, the same statistics and held-out rows)."""
     import warnings
 
+    import equinox as eqx
     import numpy as np
     from jax.experimental import multihost_utils
 
@@ -135,7 +136,23 @@ def rows_of_each_process(out: str, process_id: int, port: int) -> None:
     )
     one = mf.fit(together, **kw)
     points = np.asarray(jax.random.normal(jax.random.key(9), (300, 2)), np.float64) + 2.0
+    # the compiled draw of a batch gathers the rows each device holds and sums the batch
+    # over the devices: no device is sent the dataset
+    from mongeflow.devices import data_sharding
+    from mongeflow.divergences.base import make_task
+
+    task = make_task(problem, mf.EnergyDistance(), 64, data_sharding(data_mesh()))
+    arrays, static = eqx.partition(task, eqx.is_array)
+    draw = jax.jit(lambda a, k: eqx.combine(a, static).sample(k))
+    program = draw.lower(arrays, jax.random.key(0)).compile()
+    moves = [
+        line
+        for line in program.as_text().splitlines()
+        if ("all-gather(" in line or "all-to-all(" in line) and "[1800," in line
+    ]
     results = {
+        "moves_rows": np.asarray(len(moves)),
+        "sums_batch": np.asarray(program.as_text().count("all-reduce(")),
         "split": np.asarray(split.map(0).transport(points)),
         "one": np.asarray(one.map(0).transport(points)),
         "local_rows": np.asarray([s.data.shape[0] for s in source.addressable_shards]),

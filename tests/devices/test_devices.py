@@ -150,6 +150,9 @@ def test_two_processes_each_holding_its_own_rows_give_the_map_of_all_the_rows(tm
         scale = 1 + np.max(np.abs(r["one"]))
         np.testing.assert_allclose(r["split"], r["one"], rtol=0, atol=TOLERANCE * scale)
     assert int(first["left_out"]) == 0 and int(second["left_out"]) == 2  # data, target
+    # the compiled draw sends no device the dataset: each gathers what it holds, and the
+    # batch is summed over the devices
+    assert int(first["moves_rows"]) == 0 and int(first["sums_batch"]) >= 1
     np.testing.assert_allclose(first["split"], second["split"], rtol=0, atol=1e-12)
 
 
