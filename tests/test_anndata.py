@@ -61,6 +61,7 @@ def run(cells, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # 10 s cold on 2 cores; `pytest -m slow` runs it
 def test_fit_records_the_file_and_the_selection(run, cells):
     settings = json.loads((run / "run.json").read_text())["settings"]
     h5ad = str((cells / "cells.h5ad").resolve())
@@ -105,6 +106,7 @@ def test_apply_writes_an_anndata_with_the_mapped_cells(run, cells, tmp_path):
     assert "X_mongeflow" not in out.obsm
 
 
+@pytest.mark.slow  # 3 s cold on 2 cores; `pytest -m slow` runs it
 def test_csv_header_is_kept(run, cells, tmp_path):
     r = run_here(
         "apply",
@@ -129,6 +131,7 @@ def test_csv_header_is_kept(run, cells, tmp_path):
     assert points.columns == ["pc1", "pc2", "pc3", "pc4", "pc5"]
 
 
+@pytest.mark.slow  # 2 s cold on 2 cores; `pytest -m slow` runs it
 def test_h5ad_output_needs_an_h5ad_input(run, cells, tmp_path):
     r = run_here(
         "apply", str(run), "--input", str(cells / "plain.csv"), "--output", str(tmp_path / "o.h5ad")
@@ -226,6 +229,7 @@ def test_data_problem_takes_anndata_and_dataframes(cells):
         data_problem(frame)
 
 
+@pytest.mark.slow  # 18 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_quoted_csv_header_comes_out_unquoted(run, cells, tmp_path):
     lines = (cells / "control.csv").read_text().splitlines()
     quoted = tmp_path / "quoted.csv"  # as R's write.csv and spreadsheets write it

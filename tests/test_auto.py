@@ -67,6 +67,7 @@ def test_a_velocity_only_divergence_gets_the_explicit_scheme():
     assert choose(mf.get_problem("gaussian", dim=2), surrogate).scheme.name == "explicit"
 
 
+@pytest.mark.slow  # 16 s cold on 2 cores; `pytest -m slow` runs it
 def test_default_fit_beats_the_linear_map_on_a_hard_problem():
     """dense-potential at d = 4 (the linear map: 6.6 % L2-UVP); the default fit, capped at 400
     steps, must be below 0.6 × the linear map's figure on the same held-out pairs."""
@@ -99,6 +100,7 @@ def test_a_velocity_only_divergence_gets_the_explicit_scheme_with_a_decaying_ste
     assert choose(problem, mf.EnergyDistance()).scheme.name == "adam"
 
 
+@pytest.mark.slow  # 6 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_named_scheme_on_a_sample_target_gets_sharper_drift_temperatures(tmp_path, monkeypatch):
     from mongeflow import cli, runs
     from mongeflow.auto import (
@@ -175,6 +177,7 @@ def test_a_sample_target_gets_the_semidual_scheme_by_default(tmp_path, monkeypat
     assert SEMIDUAL_BATCH > 180 and settings["batch_size"] == 180
 
 
+@pytest.mark.slow  # 10 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_drift_setting_alone_asks_for_the_constrained_drifting_model():
     """On a sample target with nothing named, a setting only the drift or the explicit
     scheme has selects them (the semi-dual scheme has none of them); in the estimator too."""

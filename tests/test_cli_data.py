@@ -32,6 +32,7 @@ def files(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow  # 16 s cold on 2 cores; `pytest -m slow` runs it
 def test_fit_apply_inverse_sample_density(files, tmp_path):
     out = tmp_path / "run"
     r = run_here(  # in this process (the real subprocess: tests/test_cli.py)

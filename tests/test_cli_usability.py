@@ -46,6 +46,7 @@ def _rows_hit(run, samples):
     return dist.argmin(1), len(rows)
 
 
+@pytest.mark.slow  # 20 s cold on 2 cores; `pytest -m slow` runs it
 def test_sample_up_to_the_stored_rows_draws_them_without_replacement(data_run, tmp_path):
     k = len(np.load(data_run / "target.npy"))  # 90: the 10 % held out are not saved
     r = run_here("sample", str(data_run), "-n", str(k - 5), "--output", str(tmp_path / "s.npy"))
@@ -56,6 +57,7 @@ def test_sample_up_to_the_stored_rows_draws_them_without_replacement(data_run, t
     assert len(np.unique(hit)) == k - 5  # distinct rows: no row used twice
 
 
+@pytest.mark.slow  # 3 s cold on 2 cores; `pytest -m slow` runs it
 def test_sample_beyond_the_stored_rows_warns_naming_their_count(data_run, tmp_path):
     k = len(np.load(data_run / "target.npy"))
     n = 3 * k
@@ -142,6 +144,7 @@ def test_history_keeps_a_distinct_objective_and_draws_no_unlike_baseline():
 # --- 4. run.json of a data run ------------------------------------------------------------
 
 
+@pytest.mark.slow  # 3 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_data_run_records_no_builtin_problem_and_resumes(data_run, tmp_path):
     settings = json.loads((data_run / "run.json").read_text())["settings"]
     assert settings["problem"] is None and settings["source"].endswith("x.npy")
@@ -153,6 +156,7 @@ def test_a_data_run_records_no_builtin_problem_and_resumes(data_run, tmp_path):
     assert json.loads((copy / "run.json").read_text())["settings"]["problem"] is None
 
 
+@pytest.mark.slow  # 2 s cold on 2 cores; `pytest -m slow` runs it
 def test_problem_and_source_together_are_refused(data_run, tmp_path):
     source = json.loads((data_run / "run.json").read_text())["settings"]["source"]
     r = run_here("fit", "--problem", "gaussian", "--source", source, "--out", str(tmp_path / "r"))
@@ -172,6 +176,7 @@ def test_problem_and_source_together_are_refused(data_run, tmp_path):
         ("gausian", "did you mean --target gaussian?"),
     ],
 )
+@pytest.mark.slow  # 2 s cold on 2 cores; `pytest -m slow` runs it
 def test_an_unknown_target_suggests_the_spec(data_run, tmp_path, target, hint):
     d = str(data_run.parent)
     target, hint = target.replace("{d}", d), hint.replace("{d}", d)
@@ -217,6 +222,7 @@ def _drift_fit(data, out, *extra):
     )  # fmt: skip
 
 
+@pytest.mark.slow  # 7 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_list_setting_round_trips_through_the_command_line_and_run_json(data_run, tmp_path):
     out = tmp_path / "run"
     r = _drift_fit(data_run.parent, out, "--temperatures", "0.01,0.02,0.05")
@@ -240,6 +246,7 @@ def test_a_list_setting_round_trips_through_the_command_line_and_run_json(data_r
     assert text.startswith("X,Y,... drift: temperatures") and "default 0.02,0.05,0.2" in text
 
 
+@pytest.mark.slow  # 2 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_run_whose_list_setting_was_saved_as_a_string_resumes(data_run, tmp_path):
     """An older version saved a list setting as one string, in run.json and in the
     checkpoint's record: such a run is read, resumed and then saved with a list."""
@@ -335,6 +342,7 @@ def test_the_automatic_settings_of_the_help_cover_what_the_fit_chooses(tmp_path)
 # --- a map that does not beat the linear map is said so, and --strict makes it an error ---
 
 
+@pytest.mark.slow  # 13 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_fit_that_loses_to_the_linear_map_says_so_and_strict_exits_4(tmp_path):
     args = ["fit", "--problem", "gaussian", "--dim", "2", "--steps", "3", "--quiet"]
     args += ["--eval-size", "500", "--scheme", "adam", "--learning-rate", "0.001"]

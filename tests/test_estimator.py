@@ -84,6 +84,7 @@ def test_params_are_stored_as_given_and_clone_works():
     assert mf.MongeTransport is MongeTransport  # the package's lazy export
 
 
+@pytest.mark.slow  # 8 s cold on 2 cores; `pytest -m slow` runs it
 def test_scheme_settings_are_applied_by_name_and_checked(one_sample):
     est, x = one_sample
     scheme = est.result_.scheme

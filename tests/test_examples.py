@@ -36,6 +36,7 @@ def run_example(name: str, tmp_path: Path, *args: str) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.slow  # 30 s cold on 2 cores; `pytest -m slow` runs it
 def test_iris_example_runs_small_and_writes_its_files(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")

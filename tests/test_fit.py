@@ -318,6 +318,7 @@ class _Shrunk(mf.Potential):
         return self.factor * self.true_map.potential(x) + (1 - self.factor) * self.centre @ x
 
 
+@pytest.mark.slow  # 15 s cold on 2 cores; `pytest -m slow` runs it
 def test_where_the_energy_distance_doubts_a_map_the_sinkhorn_divergence_can_keep_it():
     """The W2 benchmark pair at d = 16, 1 000 held-out rows a side: T* shrunk by 15 % (a
     Brenier map, L2-UVP about 2 %) against the linear map (about 42 %). The held-out energy
@@ -363,6 +364,7 @@ def test_early_stopping_waits_for_enough_records_and_a_short_fit_warns():
     assert res.early_stop.tolist() == [-1]
 
 
+@pytest.mark.slow  # 7 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_named_scheme_gets_the_automatic_rules_for_its_settings():
     from mongeflow.auto import DRIFT_INNER_STEPS, DRIFT_STEPS, auto_drift_tau, choose
 

@@ -74,6 +74,7 @@ class _Recorder(Monitor):
             training.stop(np.array([False, True]))
 
 
+@pytest.mark.slow  # 15 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_monitor_sees_every_record_and_can_stop_a_seed():
     recorder = _Recorder()
     res = mf.fit(

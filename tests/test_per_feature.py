@@ -149,6 +149,7 @@ def test_standardize_per_feature_keeps_the_true_map_of_a_built_in_problem():
     np.testing.assert_allclose(jax.vmap(raw.true_map)(jnp.asarray(x)), t, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow  # 11 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_per_feature_fit_learns_the_map_optimal_for_the_rescaled_cost():
     """Source N(0, Σ0) in units of very different sizes, γ = N(0, Σ1) correlated. With one
     scale per feature, z = D⁻¹x and the learnt map is x ↦ B D⁻¹x, B the Bures map from

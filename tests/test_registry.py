@@ -49,6 +49,7 @@ def registered(monkeypatch):
     monkeypatch.setitem(DIVERGENCES, "weighted-kl", WeightedKL())
 
 
+@pytest.mark.slow  # 14 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_registered_scheme_and_divergence_run_through_fit(registered):
     res = mf.fit(
         "gaussian",

@@ -137,6 +137,7 @@ def _flagged_map(target=None):
     )
 
 
+@pytest.mark.slow  # 19 s cold on 2 cores; `pytest -m slow` runs it
 def test_monge_map_with_a_standardised_target():
     with jax.enable_x64(True):
         m = _flagged_map()
@@ -167,6 +168,7 @@ def test_monge_map_with_a_standardised_target():
         np.testing.assert_allclose(inv_jac @ auto[0], np.eye(2), atol=1e-8)
 
 
+@pytest.mark.slow  # 9 s cold on 2 cores; `pytest -m slow` runs it
 def test_log_density_and_sample_with_a_standardised_target():
     with jax.enable_x64(True):
         # γ held in w: N(μw, Σw); in the target's units it is N(m1 + s μw, s² Σw)
@@ -207,6 +209,7 @@ def translated_fits():
     return x, y, fits
 
 
+@pytest.mark.slow  # 8 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_translated_target_gives_the_same_map_moved(translated_fits):
     x, y, (plain, moved) = translated_fits
     t_plain, t_moved = _map_of(plain), _map_of(moved)
@@ -219,11 +222,13 @@ def test_a_translated_target_gives_the_same_map_moved(translated_fits):
     assert after < 0.1 * before
 
 
+@pytest.mark.slow  # 11 s cold on 2 cores; `pytest -m slow` runs it
 def test_fit_result_map_carries_the_target_shift(translated_fits):
     _, _, (plain, _) = translated_fits
     assert plain.map().target_standardized
 
 
+@pytest.mark.slow  # its fixture: 11 s cold on 2 cores; `pytest -m slow` runs it
 def test_transport_cost_is_in_the_data_units(translated_fits):
     x, _, (_, moved) = translated_fits
     p = moved.problem
@@ -238,6 +243,7 @@ def test_transport_cost_is_in_the_data_units(translated_fits):
 # --- saving and loading a map whose target is known by samples ------------------------------
 
 
+@pytest.mark.slow  # 7 s cold on 2 cores; `pytest -m slow` runs it
 def test_save_and_load_a_two_sample_map_then_sample(tmp_path):
     rows = jnp.asarray(np.random.default_rng(4).normal(size=(40, 2)), jnp.float32)
     phi = ICNN(2, jax.random.key(5), widths=(8, 8), quadratic_rank=2, strong_convexity=0.5)

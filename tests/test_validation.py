@@ -53,6 +53,7 @@ def test_target_samples_are_split_too():
     assert p.target.data.shape == (270, 2) and p.validation_target.shape == (30, 2)
 
 
+@pytest.mark.slow  # 23 s cold on 2 cores; `pytest -m slow` runs it
 def test_final_metrics_use_the_held_out_rows():
     rng = np.random.default_rng(3)
     p = data_problem(rng.normal(size=(400, 2)) * 2.0 + 1.0, validation=0.1)
@@ -127,6 +128,7 @@ def test_a_fit_that_gets_worse_keeps_its_best_map_warns_and_stops_early():
     assert not np.isfinite(worse) or worse > res.metrics["objective"][0] + 0.1
 
 
+@pytest.mark.slow  # 21 s cold on 2 cores; `pytest -m slow` runs it
 def test_energy_distance_selection_keeps_the_latest_map_within_the_noise_floor():
     # below the held-out energy distance's noise floor the samples cannot rank two maps,
     # so the kept map is the latest one within that floor of the lowest figure
@@ -153,7 +155,8 @@ def _banana(n: int, seed: int = 1) -> np.ndarray:
     return np.stack([10 + 2.0 * u, -4 + 0.5 * v + 0.6 * u**2 - 0.6], 1)
 
 
-@pytest.mark.parametrize("steps", [30, pytest.param(200, marks=pytest.mark.slow)])
+@pytest.mark.slow  # 12 s cold on 2 cores; `pytest -m slow` runs it
+@pytest.mark.parametrize("steps", [30, 200])
 def test_a_short_fit_on_a_banana_beats_the_linear_map_or_says_so(steps):
     """A banana far from the origin mapped to N(0, I) in 30 or 200 steps: the held-out F
     and energy distance are compared with the linear map's, and a map that does not beat
@@ -176,6 +179,7 @@ def test_a_short_fit_on_a_banana_beats_the_linear_map_or_says_so(steps):
     assert res.last_step == steps
 
 
+@pytest.mark.slow  # 9 s cold on 2 cores; `pytest -m slow` runs it
 def test_two_blobs_mapped_to_a_user_gaussian_potential_at_defaults():
     """Two 2-D blobs (1 000 rows) mapped at defaults to γ = N((1, 1), diag(1, 4)) given by
     its potential V only: the pushed mean within 0.15, the variances within 20 %, and the

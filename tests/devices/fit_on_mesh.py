@@ -86,6 +86,43 @@ def main(out: str, mode: str, process_id: int = -1, port: int = 0) -> None:
         np.savez(out, **results)
 
 
+def one_step(out: str) -> None:
+    """On two host devices: a batch drawn on the mesh is split over both, and the energy
+    distance's loss and gradient (kernel sums over the split rows) are those of one device."""
+    import equinox as eqx
+    import numpy as np
+
+    import mongeflow as mf
+    from mongeflow.devices import data_mesh, data_sharding, replicate
+    from mongeflow.divergences.base import make_task
+    from mongeflow.maps import default_potential
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 2))
+    problem = mf.data_problem(x, target=mf.EmpiricalTarget(np.tanh(x) + x @ [[1.5, 0], [0.4, 1]]))
+    potential = default_potential(2)(jax.random.key(1))
+    mesh = data_mesh()
+
+    def figures(task, potential, key):
+        batch = task.sample(key)
+        loss, grad = task.loss_and_grad(potential, batch, key)
+        leaves = jax.tree_util.tree_leaves(eqx.filter(grad, eqx.is_array))
+        flat = jax.numpy.concatenate([jax.numpy.ravel(a) for a in leaves])
+        return batch.x, loss, flat
+
+    key = jax.random.key(2)
+    one = eqx.filter_jit(figures)(make_task(problem, mf.EnergyDistance(), 128), potential, key)
+    task = replicate(make_task(problem, mf.EnergyDistance(), 128, data_sharding(mesh)), mesh)
+    two = eqx.filter_jit(figures)(task, replicate(potential, mesh), key)
+    np.savez(
+        out,
+        devices=np.asarray(mesh.size),
+        batch_devices=np.asarray(len(two[0].sharding.device_set)),
+        **{f"one_{i}": np.asarray(a) for i, a in enumerate(one)},
+        **{f"two_{i}": np.asarray(a) for i, a in enumerate(two)},
+    )
+
+
 def rows_of_each_process(out: str, process_id: int, port: int) -> None:
     """Two processes, each holding its own rows (1 000 and 1 001 of the data, 700 and 800 of
     the target samples): the fit on them, and one fit on a single device of the problem
@@ -174,5 +211,7 @@ def rows_of_each_process(out: str, process_id: int, port: int) -> None:
 if __name__ == "__main__":
     if sys.argv[2] == "rows":
         rows_of_each_process(sys.argv[1], int(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[2] == "step":
+        one_step(sys.argv[1])
     else:
         main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))

@@ -48,11 +48,27 @@ def two_devices(tmp_path_factory):
     return dict(np.load(out))
 
 
+def test_a_step_on_two_devices_splits_the_batch_and_gives_the_gradient_of_one(tmp_path):
+    """One compiled draw, loss and gradient (the energy distance's kernel sums over rows
+    split across the devices) on two host devices, against one device."""
+    out = tmp_path / "step.npz"
+    done = _run([SCRIPT, out, "step"], _env(2))
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = dict(np.load(out))
+    assert int(r["devices"]) == 2 and int(r["batch_devices"]) == 2
+    np.testing.assert_array_equal(r["one_0"], r["two_0"])  # the same rows drawn
+    assert np.all(np.isfinite(r["one_2"])) and np.max(np.abs(r["one_2"])) > 0
+    for i in (1, 2):
+        np.testing.assert_allclose(r[f"two_{i}"], r[f"one_{i}"], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
 def test_the_batch_is_split_over_the_mesh(two_devices):
     assert int(two_devices["devices"]) == 2
     assert int(two_devices["batch_devices"]) == 2
 
 
+@pytest.mark.slow  # their fixture: 45 s cold on 2 cores; `pytest -m slow` runs it
 @pytest.mark.parametrize("run", ["adam", "explicit"])
 def test_two_devices_give_the_map_of_one(two_devices, run):
     one, two = two_devices[f"{run}_one"], two_devices[f"{run}_mesh"]
@@ -69,6 +85,7 @@ def test_two_devices_give_the_map_of_one(two_devices, run):
     np.testing.assert_allclose(two, one, rtol=0, atol=TOLERANCE * (1 + np.max(np.abs(one))))
 
 
+@pytest.mark.slow  # their fixture: 45 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_checkpoint_of_two_devices_resumes_on_one(two_devices):
     assert int(two_devices["interrupted_at"]) == 10
     one = two_devices["adam_one"]

@@ -191,6 +191,7 @@ def test_overwrite_never_deletes_a_folder_that_holds_no_run(tmp_path):
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # 15 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_bad_setting_writes_nothing_and_an_unstarted_run_can_be_rerun(tmp_path):
     out = tmp_path / "run"
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(100, 2)))
@@ -212,6 +213,7 @@ def test_a_bad_setting_writes_nothing_and_an_unstarted_run_can_be_rerun(tmp_path
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+@pytest.mark.slow  # 13 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_damaged_record_names_its_file(tmp_path):
     out = tmp_path / "run"
     r = run_here("fit", "--problem", "gaussian", "--dim", "2", "--out", str(out), *SMALL)

@@ -22,6 +22,7 @@ class _LastState(mf.Callback):
         self.state = state
 
 
+@pytest.mark.slow  # 14 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_map_that_runs_off_is_not_kept_and_its_seed_stops_diverging():
     # heavy-tailed data: its far rows start beyond the top of V (|z| = 7.5), where the
     # objective falls without end; the held-out F of such maps goes to -1e7 and below
@@ -52,6 +53,7 @@ def test_a_map_that_runs_off_is_not_kept_and_its_seed_stops_diverging():
     assert np.all(np.isfinite(objective)) and np.all(objective > -10.0), objective
 
 
+@pytest.mark.slow  # 9 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_normal_problem_has_no_stop_reason():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mf.FitWarning)  # a short fit
