@@ -94,6 +94,7 @@ def test_linear_row_is_near_exact_on_gaussian_pairs_with_or_without_pot(tmp_path
         )
 
 
+@pytest.mark.slow  # 7 s cold on 2 cores; `pytest -m slow` runs it
 def test_scores_use_the_benchmarks_cosine_and_the_data_units():
     problem = get_problem("dense-pair", dim=3, n=400)
     held = HeldOut.of(problem)

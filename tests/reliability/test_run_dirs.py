@@ -308,6 +308,7 @@ def test_a_kill_at_any_point_of_a_checkpoint_write_resumes_to_the_same_map(
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # 10 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
     r = run_here("fit", "--problem", "gaussian", "--dim", "2", "--out", str(out), *SMALL)

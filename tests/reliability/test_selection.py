@@ -76,6 +76,7 @@ def test_a_step_size_that_blows_the_map_up_is_told_apart():
     assert res.stop_reason[0] in ("non-finite", "diverging")
 
 
+@pytest.mark.slow  # 10 s cold on 2 cores; `pytest -m slow` runs it
 def test_with_the_fallback_the_linear_map_replaces_a_map_chosen_by_a_runaway_objective():
     x = np.random.default_rng(0).standard_t(2.0, (1000, 2))
     problem = mf.data_problem(x, target=mf.PotentialTarget(_convex_near_concave_far, 2))
