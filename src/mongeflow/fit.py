@@ -276,24 +276,29 @@ def final_metrics(
     One seed after another (``lax.map``), not ``vmap``: for 10⁴ × 10⁴ energy distances the
     batched matrix products are several times slower on CPU than the sequential ones.
     """
-    params, static = eqx.partition(potentials, eqx.is_array)
     if use_baseline is None or baseline is None:
         use_baseline = np.zeros(keys.shape[0], bool)
+    return _final_figures_of(problem, potentials, baseline, keys, jnp.asarray(use_baseline), n)
 
-    @jax.jit
-    def run(params, keys, use_baseline):
-        def one(args):
-            p, key, flag = args
-            out = evaluate(problem, eqx.combine(p, static), key, n)
-            if baseline is not None:
-                base = evaluate(problem, baseline, key, n)
-                out = {k: jnp.where(flag, base[k], v) for k, v in out.items()}
-                out.update({f"linear_{k}": base[k] for k in BASELINE_FIGURES if k in base})
-            return out
 
-        return jax.lax.map(one, (params, keys, use_baseline))
+@eqx.filter_jit
+def _final_figures_of(problem, potentials, baseline, keys, use_baseline, n: int) -> dict:
+    # The problem (its rows, its held-out rows) and the maps are arguments, not constants
+    # of the program: XLA does not fold them (at d = 128 folding products with the held-out
+    # rows took seconds), one program serves every problem of the same shapes, and rows
+    # split over processes can be read.
+    params, static = eqx.partition(potentials, eqx.is_array)
 
-    return run(params, keys, jnp.asarray(use_baseline))
+    def one(args):
+        p, key, flag = args
+        out = evaluate(problem, eqx.combine(p, static), key, n)
+        if baseline is not None:
+            base = evaluate(problem, baseline, key, n)
+            out = {k: jnp.where(flag, base[k], v) for k, v in out.items()}
+            out.update({f"linear_{k}": base[k] for k in BASELINE_FIGURES if k in base})
+        return out
+
+    return jax.lax.map(one, (params, keys, use_baseline))
 
 
 def fit(
