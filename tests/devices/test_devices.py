@@ -100,47 +100,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
-def test_two_processes_give_the_map_of_one_device(two_devices, tmp_path):
-    """Two processes on localhost (gloo), one CPU device each, the mesh spanning both."""
-    out = tmp_path / "processes.npz"
-    port = _free_port()
-    env = _env(1)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(out), "processes", str(i), str(port)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        outputs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    both = dict(np.load(out))
-    assert int(both["devices"]) == 2 and int(both["batch_devices"]) == 2
-    assert int(both["adam_mesh_devices"]) == 2
-    one = two_devices["adam_one"]
-    np.testing.assert_allclose(
-        both["adam_mesh"], one, rtol=0, atol=TOLERANCE * (1 + np.max(np.abs(one)))
-    )
-
-
-@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
-def test_two_processes_each_holding_its_own_rows_give_the_map_of_all_the_rows(tmp_path):
-    """Each process reads its own rows: no process holds another's training rows, the
-    standardisation is that of every row, and the map is the one-device fit's on them all."""
-    out = tmp_path / "rows"
+def _two_processes(mode: str, out) -> None:
+    """The script in ``mode`` by two processes on localhost (gloo), one CPU device each."""
     port = _free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(out), "rows", str(i), str(port)],
+            [sys.executable, str(SCRIPT), str(out), mode, str(i), str(port)],
             env=_env(1),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -155,6 +120,28 @@ def test_two_processes_each_holding_its_own_rows_give_the_map_of_all_the_rows(tm
             p.kill()
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
+
+
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
+def test_two_processes_give_the_map_of_one_device(two_devices, tmp_path):
+    """Two processes on localhost (gloo), one CPU device each, the mesh spanning both."""
+    out = tmp_path / "processes.npz"
+    _two_processes("processes", out)
+    both = dict(np.load(out))
+    assert int(both["devices"]) == 2 and int(both["batch_devices"]) == 2
+    assert int(both["adam_mesh_devices"]) == 2
+    one = two_devices["adam_one"]
+    np.testing.assert_allclose(
+        both["adam_mesh"], one, rtol=0, atol=TOLERANCE * (1 + np.max(np.abs(one)))
+    )
+
+
+@pytest.mark.slow  # 10-30 s on 2 cores: `pytest -m slow` runs it
+def test_two_processes_each_holding_its_own_rows_give_the_map_of_all_the_rows(tmp_path):
+    """Each process reads its own rows: no process holds another's training rows, the
+    standardisation is that of every row, and the map is the one-device fit's on them all."""
+    out = tmp_path / "rows"
+    _two_processes("rows", out)
     first, second = (dict(np.load(f"{out}.{i}.npz")) for i in range(2))
     for r in (first, second):
         # 900 and 901 training rows (1 000 and 1 001, 10 % held out): 900 each, one left
