@@ -124,6 +124,14 @@ def test_resume_through_the_cli(files, tmp_path):
     assert r.returncode == 2 and f"--learning-rate {rate} -> 0.02" in r.stderr, r.stderr
     r = run_here("fit", *common, "--steps", "20", "--out", str(b))
     assert r.returncode == 2 and "--overwrite" in r.stderr, r.stderr
+    # with the automatic decay, the rate of a 20-step run is 0 from step 20: resumed for more
+    # steps, it says that they do not move the map
+    c = tmp_path / "c"
+    decaying = [a for a in common if a not in ("--decay-steps", "0")]
+    assert run("fit", *decaying, "--steps", "20", "--out", str(c)).returncode == 0
+    r = run_here("fit", "--resume", "--out", str(c), "--steps", "40", "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "decays its rate (or τ) to 0 at step 20" in r.stderr and "--steps 40" in r.stderr
     import mongeflow as mf  # the saved maps, read in this process (apply has its own test)
 
     x = np.load(files / "x.npy")

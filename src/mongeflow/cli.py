@@ -401,6 +401,8 @@ def cmd_fit(args) -> int:
 
     out = Path(args.out)
     settings = runs.fit_settings(vars(args), out, resume=args.resume, overwrite=args.overwrite)
+    if args.resume and (note := runs.past_the_decay(settings)):
+        print(f"mongeflow: warning: {note}", file=sys.stderr)
     if settings["float64"]:
         import jax
 

@@ -526,6 +526,19 @@ def _holds_run_data(out: Path) -> bool:
     return any((out / name).exists() for name in (CHECKPOINT_FILE, *LEGACY_CHECKPOINT, "map.eqx"))
 
 
+def past_the_decay(settings: dict) -> str | None:
+    """For a resumed run asked for more steps than its rate (or τ) decays over: what the
+    added steps are (they cannot move the map: the rate is 0 from there), else ``None``."""
+    decay, steps = settings.get("decay_steps"), settings.get("steps")
+    if isinstance(decay, int) and decay > 0 and isinstance(steps, int) and steps > decay:
+        return (
+            f"this run decays its rate (or τ) to 0 at step {decay} (--decay-steps {decay}, "
+            f"set when it started), so its steps beyond {decay} do not move the map; for "
+            f"{steps} steps of training, start a new run with --steps {steps}"
+        )
+    return None
+
+
 def check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse an ``--out`` that this fit must not write into (see :func:`fit_settings`).
 

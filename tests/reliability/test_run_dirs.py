@@ -311,7 +311,9 @@ def test_a_kill_at_any_point_of_a_checkpoint_write_resumes_to_the_same_map(
 @pytest.mark.slow  # 10 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    r = run_here("fit", "--problem", "gaussian", "--dim", "2", "--out", str(out), *SMALL)
+    # a constant rate: a run whose rate has decayed would also warn that more steps are idle
+    constant = ["--decay-steps", "0"]
+    r = run_here("fit", "--problem", "gaussian", "--dim", "2", "--out", str(out), *SMALL, *constant)
     assert r.returncode == 0, r.stderr[-2000:]
     before = (out / "checkpoint.bin").read_bytes()
 
