@@ -926,16 +926,16 @@ def data_problem(
         isinstance(target, str) and target.startswith("samples:")
     )
     standardiser = None  # the statistics, in float64
-    first, flat = _flat_columns(raw_train, mesh)
+    first, flat_columns = _flat_columns(raw_train, mesh)  # of every process's rows
     if standardize:
-        if flat.all():
+        if flat_columns.all():
             raise InputError(
                 f"{name}: cannot standardise: all {n} samples are equal (no spread to scale by)"
             )
         spread = np.asarray(
             Standardiser.from_samples(train, per_feature=True, total=total).scale, np.float64
         )
-        flat = np.flatnonzero(flat)
+        flat = np.flatnonzero(flat_columns)
         if per_feature and flat.size and not by_samples:
             raise InputError(
                 f"{name}: cannot scale each feature: column {int(flat[0])} has the same "
@@ -1023,7 +1023,7 @@ def data_problem(
             )
     for values, side in ((train, name), (held, name), (rows, "target samples")):
         in_range(values, f"{side}: column {{column}}, standardised, reaches {{value:.3g}}")
-    flat = np.flatnonzero(_flat_columns(raw_train, mesh)[1])
+    flat = np.flatnonzero(flat_columns)
     if flat.size:
         values = ", ".join(f"{first[j]:g}" for j in flat)
         which = (
