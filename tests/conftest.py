@@ -1,6 +1,17 @@
+import os
 from pathlib import Path
 
-import jax
+# The suite is mostly compilation (hundreds of small programs, each run a few times): XLA's
+# CPU backend without its expensive LLVM passes compiles them faster. On the suite's
+# schemes, maps, divergences and fit tests (2 cores, a cold cache) it took 166 s against
+# 196 s, every test passing. Set before JAX starts its backend; flags already given win.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    ).strip()
+
+import jax  # noqa: E402
 import numpy as np
 import pytest
 

@@ -153,7 +153,7 @@ def test_a_sample_target_gets_the_semidual_scheme_by_default(tmp_path, monkeypat
 
     problem = mf.get_problem("gaussian-pair", dim=3, n=4000)
     config = mf.auto.configure(problem)
-    assert config.scheme == mf.SemiDual(decay_steps=mf.SemiDual.default_steps)
+    assert config.scheme == mf.SemiDual(decay_steps=mf.SemiDual.default_steps, bidirectional=True)
     assert config.divergence.name == "energy" and config.patience is None
     assert config.batch_size == SEMIDUAL_BATCH
     # a divergence named without a scheme keeps its own rules

@@ -43,8 +43,8 @@ for part in "${parts[@]}"; do
       echo "- \`bash benchmarks/twosample/cli/run.sh 8 16\` (dense-pair):" >> "$out"
       bash "$root/benchmarks/twosample/cli/run.sh" 8 16 | sed 's/^/  /' >> "$out" ;;
     w2)
-      echo "- \`bash benchmarks/w2/cli/run.sh 2 4 8 16 32 64\` (the W2 benchmark's pairs):" >> "$out"
-      bash "$root/benchmarks/w2/cli/run.sh" 2 4 8 16 32 64 | sed 's/^/  /' >> "$out" ;;
+      echo "- \`bash benchmarks/w2/cli/run.sh 2 4 8 16 32 64 128\` (the W2 benchmark's pairs):" >> "$out"
+      bash "$root/benchmarks/w2/cli/run.sh" 2 4 8 16 32 64 128 | sed 's/^/  /' >> "$out" ;;
     iris)
       echo "- \`python examples/iris.py\`:" >> "$out"
       (cd "$work" && python "$root/examples/iris.py" --out "$work/iris") | tail -3 | sed 's/^/  /' >> "$out" ;;

@@ -161,9 +161,10 @@ def choose_divergence(problem: Problem, scheme: Scheme | str | None = None) -> D
     linear map 55.7, 63.8 %); on ``dense-pair`` (10⁴ rows per side) 0.384 and 1.59 % at
     d = 8, 16 against the drift's 0.43 and 3.63 % (``benchmarks/w2/semidual``,
     ``benchmarks/twosample/semidual``; the scheme's first settings, 12 000 steps of 1 024
-    with one map update a step). At today's settings (48 000 steps of 256, two map
-    updates), through the command line: 1.70, 1.29, 3.50, 5.95, 5.38 and 5.48 % on the W2
-    pairs, 0.36 and 1.50 % on ``dense-pair`` (``benchmarks/readme/output-samples.md``).
+    with one map update a step). At today's settings (48 000 steps of 256, the game played
+    both ways up to d = 16, one way with two map updates above; :func:`_semidual`), through
+    the command line: 0.65, 1.26, 3.13, 2.80, 5.38 and 5.48 % on the W2 pairs at d = 2 … 64,
+    0.13 and 1.06 % on ``dense-pair`` (``benchmarks/readme/output-samples.md``).
 
     The drift against Adam on a sample divergence, measured earlier:
 
@@ -283,19 +284,46 @@ def _adam(problem: Problem, divergence: Divergence, steps: int | None, reasons: 
 SEMIDUAL_BATCH = 256
 
 
+#: the largest dimension at which the automatic semi-dual game is bidirectional
+#: (:class:`~mongeflow.schemes.SemiDual`). On the Wasserstein-2 benchmark pairs through
+#: the command line (48 000 steps of 256, one seed) it left 0.65, 1.26, 3.13 and 2.80 %
+#: L2-UVP at d = 2, 4, 8, 16 against 1.70, 1.29, 3.50 and 5.95 % one way, but 11.3 %
+#: against 5.4 % at d = 32 (after 12 000 steps: 4.7 % against 7.0 %); at d = 64, 7.9 %
+#: against 5.7 % after 12 000 steps
+SEMIDUAL_BIDIRECTIONAL_DIM = 16
+#: above this dimension the automatic semi-dual game runs at rate
+#: :data:`SEMIDUAL_HIGH_DIM_RATE` for :data:`SEMIDUAL_HIGH_DIM_STEPS` steps: at d = 128 on
+#: the benchmark pair, rate 0.01 ran off within 3 000 steps; 0.003 converged, 12 000 steps
+#: leaving 12.9 % L2-UVP (the linear map: 63.6 %) in 218 s on a 2-core CPU, where the
+#: 48 000 steps of lower dimensions would take about 15 minutes
+SEMIDUAL_HIGH_DIM = 64
+SEMIDUAL_HIGH_DIM_RATE = 0.003
+SEMIDUAL_HIGH_DIM_STEPS = 12_000
+
+
 def _semidual(problem: Problem, steps: int | None, reasons: list) -> Choice:
-    """The semi-dual scheme (:class:`~mongeflow.schemes.SemiDual`): its rate decaying to 0
-    over the run, batches of :data:`SEMIDUAL_BATCH`, every step run (a game between two
+    """The semi-dual scheme (:class:`~mongeflow.schemes.SemiDual`): bidirectional up to
+    d = :data:`SEMIDUAL_BIDIRECTIONAL_DIM`, its rate (0.01, or
+    :data:`SEMIDUAL_HIGH_DIM_RATE` above d = :data:`SEMIDUAL_HIGH_DIM`) decaying to 0 over
+    the run, batches of :data:`SEMIDUAL_BATCH`, every step run (a game between two
     networks: its held-out figures do not fall steadily, so no early stop)."""
-    steps = int(steps or SemiDual.default_steps)
-    scheme = SemiDual(decay_steps=steps)
+    d = problem.dim
+    high = d > SEMIDUAL_HIGH_DIM
+    steps = int(steps or (SEMIDUAL_HIGH_DIM_STEPS if high else SemiDual.default_steps))
+    scheme = SemiDual(
+        learning_rate=SEMIDUAL_HIGH_DIM_RATE if high else SemiDual.learning_rate,
+        decay_steps=steps,
+        bidirectional=d <= SEMIDUAL_BIDIRECTIONAL_DIM,
+    )
+    game = "both ways" if scheme.bidirectional else "one way"
     reasons.append(
-        f"semidual, rate {scheme.learning_rate:.3g} decaying to 0 over {steps} steps, "
-        f"{scheme.map_steps} map updates a step, batch {SEMIDUAL_BATCH}, every step run"
+        f"semidual, played {game} (d = {d}), rate {scheme.learning_rate:.3g} decaying to 0 "
+        f"over {steps} steps, {scheme.map_updates} map update(s) a step, batch "
+        f"{SEMIDUAL_BATCH}, every step run"
     )
     return Choice(
         scheme,
-        auto_widths(problem.dim),
+        auto_widths(d),
         steps,
         tuple(reasons),
         patience=None,
@@ -318,8 +346,9 @@ def configure_named(
     - ``implicit``: an inner Adam rate decaying within each step;
     - ``euclidean``: its rate decaying to 0 over the run;
     - ``natural``: its registered settings (its step is a line search already);
-    - ``semidual``: its rate decaying to 0 over the run, batches of :data:`SEMIDUAL_BATCH`,
-      every step run.
+    - ``semidual``: the automatic fit's own (:func:`_semidual`: played both ways up to
+      d = :data:`SEMIDUAL_BIDIRECTIONAL_DIM`, its rate decaying to 0 over the run, batches
+      of :data:`SEMIDUAL_BATCH`, every step run).
 
     The paper's constant settings are those of the registered values
     (:data:`~mongeflow.schemes.SCHEMES`, ``mf.Explicit()`` and so on).

@@ -23,10 +23,10 @@ from mongeflow.problems.w2 import (
 # the published L2-UVP (%) of the identity and of the linear (Bures) map, Korotin et al. 2021
 IDENTITY = {2: 32.7, 4: 42.0, 8: 58.6, 16: 87, 32: 121, 64: 137, 128: 145}
 LINEAR = {2: 14.1, 4: 14.9, 8: 27.3, 16: 41.6, 32: 55.3, 64: 63.9, 128: 63.6}
-SLOW = [8, 16, 32, 64, 128]
+SLOW = [4, 8, 16, 32, 64, 128]  # d = 2 in CI (10 s cold on 2 cores each)
 
 
-@pytest.mark.parametrize("dim", [2, 4] + [pytest.param(d, marks=pytest.mark.slow) for d in SLOW])
+@pytest.mark.parametrize("dim", [2] + [pytest.param(d, marks=pytest.mark.slow) for d in SLOW])
 def test_identity_and_linear_baselines_match_the_published_table(dim):
     """The rebuilt pair reproduces the paper's identity and linear rows on 4 096 fresh source
     samples. Over 32 draws of 4 096 samples the figures' standard deviation is 0.4–0.7 for

@@ -87,6 +87,58 @@ def test_the_gaussian_optimum_is_a_fixed_point_with_objective_w2(x64):
     assert float(jnp.max(jnp.abs(moved.A - off.A))) > 1e-3
 
 
+def test_the_game_from_the_target_has_the_same_fixed_point(x64):
+    """The bidirectional game's second half plays from ν to μ: ψ the map, φ its dual. At the
+    Gaussian optimum (∇ψ = A⁻¹, the Bures map from ν to μ, and φ = ψ*) each half alone
+    moves neither potential, and the second half's objective is W2²/2 as well (W2 is
+    symmetric). (One whole step chains the halves: the first half's round-off-sized moves
+    give the second gradients of round-off size, which Adam scales up to its rate.)"""
+    x, y, bures, w2_half = _gaussian_pair()
+    d = x.shape[1]
+    phi = AffinePotential(d, A=bures, dtype=jnp.float64)
+    psi = AffinePotential(d, A=np.linalg.inv(bures), dtype=jnp.float64)
+    scheme = SemiDual(expectile_weight=0.0, learning_rate=0.01, bidirectional=True)
+    opt = scheme._optimizer(scheme._updates())
+    params = mf.schemes.base.params_of
+    states = opt.init(params(psi)), opt.init(params(phi))
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    map_, dual, _, _, objective = scheme._half(psi, phi, *states, y, x, opt, opt)
+    assert float(objective) == pytest.approx(w2_half, rel=1e-10)
+    np.testing.assert_allclose(map_.A, psi.A, atol=1e-8)
+    np.testing.assert_allclose(dual.A, phi.A, atol=1e-8)
+    # and it moves a map off the optimum
+    off = AffinePotential(d, A=1.2 * np.linalg.inv(bures), dtype=jnp.float64)
+    map_, _, _, _, _ = scheme._half(off, phi, *states, y, x, opt, opt)
+    assert float(jnp.max(jnp.abs(map_.A - off.A))) > 1e-3
+
+
+def test_the_bidirectional_game_learns_the_gaussian_maps_both_ways(x64):
+    """From the identity, the bidirectional game with quadratic potentials learns the Bures
+    map A from μ to ν as ∇φ, and its inverse A⁻¹ from ν to μ as ∇ψ (closed forms), each
+    within 1 % (relative Frobenius error; measured 0.12 % and 0.09 % after 1 500 steps)."""
+    x, y, bures, _ = _gaussian_pair()
+    d = x.shape[1]
+    scheme = SemiDual(learning_rate=0.02, bidirectional=True, decay_steps=1500)
+    phi = AffinePotential(d, A=np.eye(d), dtype=jnp.float64)
+    state = scheme.init(phi)
+    assert scheme.map_updates == 1  # map_steps 0: one map update in the bidirectional game
+    task = _task(x, y)
+
+    @jax.jit
+    def run(phi, state):
+        def body(i, carry):
+            k = jax.random.fold_in(jax.random.key(0), i)
+            return scheme.step(*carry, task.sample(k), task, k)[:2]
+
+        return jax.lax.fori_loop(0, 1500, body, (phi, state))
+
+    phi, state = run(phi, state)
+    rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    assert rel(np.asarray(phi.A), bures) < 0.01, rel(np.asarray(phi.A), bures)
+    inverse = np.linalg.inv(bures)
+    assert rel(np.asarray(state.dual.A), inverse) < 0.01, rel(np.asarray(state.dual.A), inverse)
+
+
 def test_the_dual_starts_as_the_map_and_both_stay_feasible(key):
     problem = mf.get_problem("gaussian-pair", dim=2, n=512)
     task = Task(problem, EnergyDistance(), Sampler(problem, 64, target=True))
@@ -122,8 +174,9 @@ def test_a_named_semidual_fit_gets_its_rules():
 
 def test_semidual_learns_a_w2_benchmark_pair_at_d_2():
     """The W2 benchmark's pair at d = 2, 2^13 rows per side, 2 000 steps at the automatic
-    settings (batch 256, two map updates a step): the held-out L2-UVP is far below the
-    linear map's (measured 3.45 % against 13.9 %; 4 000 steps: 1.64 %)."""
+    settings (batch 256, the game played both ways, one map update a step): the held-out
+    L2-UVP is far below the linear map's (measured 2.68 % against 13.9 %; 4 000 steps:
+    1.53 %; played one way with two map updates: 3.45 % and 1.64 %)."""
     problem = mf.get_problem("w2-pair", dim=2, n=2**13)
     res = mf.fit(problem, "semidual", steps=2000)
     uvp = float(res.metrics["l2_uvp"][0])
@@ -132,7 +185,7 @@ def test_semidual_learns_a_w2_benchmark_pair_at_d_2():
 
 
 #: the L2-UVP (%) bound of the d = 2 case above
-BOUND_D2 = 6.0
+BOUND_D2 = 5.0
 
 
 def test_more_map_steps_move_the_map_further_towards_the_conjugate(x64):
