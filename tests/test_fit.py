@@ -191,7 +191,7 @@ def test_checkpoint_resume_is_exact_and_refuses_changed_settings(tmp_path):
     )
     _same_leaves(whole.potentials, resumed.potentials)
     assert list(resumed.history["step"]) == [10, 20, 30]
-    with pytest.raises(ValueError, match=r"learning_rate: 0.01 -> 0.02"):
+    with pytest.raises(ValueError, match=r"learning_rate: 0.01 -> 0.02.*again with --overwrite"):
         mf.fit(
             "gaussian",
             mf.Adam(learning_rate=0.02),

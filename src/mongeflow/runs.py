@@ -151,9 +151,9 @@ RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every", "log_every", "str
 #: (:func:`mongeflow.auto.choose`, :func:`~mongeflow.auto.choose_divergence`): dest -> the
 #: one-line rule ``mongeflow fit --help`` shows. Help text only: it sets no value.
 AUTOMATIC = {
-    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.01 up to d = 64, "
-    "then 0.003",
+    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.01 up to d = 64, then 0.003",
     "bidirectional": "semidual: on up to d = 16",
+    "map_steps": "semidual: 1 played both ways, 2 one way",
     "decay_steps": "the number of steps: a cosine decay to 0 over the run",
     "tau": "explicit on the drift: min(0.3, 0.6/sqrt(d)); decaying to 0 over the run",
     "inner_steps": "explicit on the drift: 200",
@@ -361,6 +361,8 @@ class Checkpoint(Callback):
             raise ValueError(
                 f"the checkpoint in {str(self.path)!r} was made with other settings: "
                 + "; ".join(changed)
+                + " (a setting shown as None did not exist in the version that made it); "
+                "it cannot continue with these: start the run again with --overwrite"
             )
         history = {k: [np.asarray(r) for r in v] for k, v in meta["history"].items()}
         history["step"] = [int(v) for v in meta["history"]["step"]]

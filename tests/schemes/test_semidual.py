@@ -112,6 +112,30 @@ def test_the_game_from_the_target_has_the_same_fixed_point(x64):
     assert float(jnp.max(jnp.abs(map_.A - off.A))) > 1e-3
 
 
+def test_the_bidirectional_step_routes_each_potential_and_counts_its_updates(x64):
+    """Played both ways, one step gives each potential k map updates and one dual update
+    from its own Adam state (k + 1 counted there, the schedule's length: (k + 1) ×
+    decay_steps); each moves off the optimum scaled by 1.2, and the step's objective is
+    the forward half's."""
+    x, y, bures, _ = _gaussian_pair()
+    d = x.shape[1]
+    phi = AffinePotential(d, A=1.2 * bures, dtype=jnp.float64)
+    psi = AffinePotential(d, A=1.2 * np.linalg.inv(bures), dtype=jnp.float64)
+    batch = Batch(jnp.asarray(x), jnp.asarray(y))
+    for k in (1, 2):
+        scheme = SemiDual(expectile_weight=0.0, map_steps=k, bidirectional=True, decay_steps=10)
+        assert scheme._updates() == k + 1
+        state = scheme.init(phi)._replace(dual=psi)
+        moved, new, info = scheme.step(phi, state, batch, _task(x, y), jax.random.key(0))
+        assert int(new.map_state[-1].count) == k + 1  # φ: k as the map, one as the dual
+        assert int(new.dual_state[-1].count) == k + 1  # ψ: one as the dual, k as the map
+        assert float(jnp.max(jnp.abs(moved.A - phi.A))) > 1e-4
+        assert float(jnp.max(jnp.abs(new.dual.A - psi.A))) > 1e-4
+        forward = SemiDual(expectile_weight=0.0, map_steps=k, decay_steps=10)
+        _, _, one_way = forward.step(phi, state, batch, _task(x, y), jax.random.key(0))
+        assert float(info.objective) == pytest.approx(float(one_way.objective), rel=1e-12)
+
+
 def test_the_bidirectional_game_learns_the_gaussian_maps_both_ways(x64):
     """From the identity, the bidirectional game with quadratic potentials learns the Bures
     map A from μ to ν as ∇φ, and its inverse A⁻¹ from ν to μ as ∇ψ (closed forms), each
@@ -161,6 +185,28 @@ def test_a_target_without_samples_is_refused_with_the_scheme_named():
     problem = mf.Problem("v-only", source, PotentialTarget(lambda y: 0.5 * jnp.sum(y**2), 2))
     with pytest.raises(ValueError, match="the semidual scheme needs samples of the target"):
         mf.fit(problem, "semidual", steps=5)
+
+
+def test_the_automatic_game_follows_the_dimension():
+    """Both ways (one map update) up to d = 16; one way (two) above; above d = 64, rate
+    0.003 and 12 000 steps (at d = 128 rate 0.01 ran off the W2 benchmark pair)."""
+    from mongeflow.auto import SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_HIGH_DIM
+
+    def chosen(d):
+        problem = mf.Problem(
+            "pair", Gaussian(jnp.zeros(d), jnp.eye(d)), mf.EmpiricalTarget(jnp.ones((8, d)))
+        )
+        return mf.auto.configure(problem)
+
+    low, mid, high = chosen(SEMIDUAL_BIDIRECTIONAL_DIM), chosen(32), chosen(SEMIDUAL_HIGH_DIM + 1)
+    assert low.scheme.bidirectional and low.scheme.map_updates == 1
+    assert low.steps == SemiDual.default_steps and low.scheme.learning_rate == 0.01
+    assert not mid.scheme.bidirectional and mid.scheme.map_updates == 2
+    assert mid.steps == SemiDual.default_steps and mid.scheme.learning_rate == 0.01
+    assert not high.scheme.bidirectional and high.scheme.learning_rate == 0.003
+    assert high.steps == high.scheme.decay_steps == 12_000
+    assert any("played both ways" in r for r in low.reasons)
+    assert any("played one way" in r for r in high.reasons)
 
 
 def test_a_named_semidual_fit_gets_its_rules():

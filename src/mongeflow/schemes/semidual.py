@@ -70,8 +70,8 @@ class SemiDual(Scheme):
     12 000 steps, one seed) k = 2 left 7.8 % L2-UVP in 162 s, k = 3 8.1 % in 204 s, against
     10.6 % in 132 s for k = 1 (and 8.4 % in 237 s for 24 000 steps of k = 1). Smaller
     batches and more steps did better at equal time there (k = 2, batch 256: 7.3 % after
-    24 000 steps in 84 s, 5.75 % after 48 000 in 184 s), hence the defaults: k = 2 and
-    48 000 steps (the automatic fit's batch: 256).
+    24 000 steps in 84 s, 5.75 % after 48 000 in 184 s), hence the one-way game's defaults:
+    k = 2 and 48 000 steps (the automatic fit's batch: 256).
 
     ``bidirectional`` plays the same game from ν to μ after each step from μ to ν, as ENOT
     trains its pair of potentials: ψ then descends the amortisation loss on the target's
