@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The W2 benchmark's pairs through the command line, no tuning flag: fit on 2^16 unpaired
 # rows per side, `mongeflow apply` to 4 096 fresh source rows, L2-UVP against T*.
-# Usage: bash run.sh [D ...]   (default: 2 4 8 16); writes into a temporary directory.
+# Usage: [SEED=N] bash run.sh [D ...]   (default: 2 4 8 16; the fit's --seed, default 0);
+# writes into a temporary directory.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dims=("$@")
@@ -9,7 +10,7 @@ dims=("$@")
 for d in "${dims[@]}"; do
   work=$(mktemp -d)
   python "$here/prep.py" "$d" "$work"
-  mongeflow fit --source "$work/x.npy" --target "samples:$work/y.npy" --out "$work/run" --quiet > /dev/null \
+  mongeflow fit --source "$work/x.npy" --target "samples:$work/y.npy" --out "$work/run" --seed "${SEED:-0}" --quiet > /dev/null \
     2> "$work/fit.err" || { cat "$work/fit.err"; exit 1; }
   mongeflow apply "$work/run" --input "$work/held_x.npy" --output "$work/mapped.npy" > /dev/null
   kept=$(python -c "import json; m = json.load(open('$work/run/metrics.json')); print('linear map kept' if m.get('linear_kept') else 'trained map kept', round(m['wall_time_s']), 's')")
