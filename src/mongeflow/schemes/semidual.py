@@ -150,11 +150,18 @@ class SemiDual(Scheme):
         game one more as the other side's dual."""
         return self.map_updates + 1 if self.bidirectional else self.map_updates
 
+    def _optimizers(self) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+        """φ's and ψ's: φ's schedule counts :meth:`_updates` a step; ψ's one (its dual update)
+        one way, and the same as φ's both ways (where each is a map and a dual)."""
+        map_opt = self._optimizer(self._updates())
+        return map_opt, (map_opt if self.bidirectional else self._optimizer())
+
     def init(self, potential: Potential) -> SemiDualState:
-        dual_updates = self._updates() if self.bidirectional else 1
-        state = self._optimizer(dual_updates).init(params_of(potential))
-        map_state = self._optimizer(self._updates()).init(params_of(potential))
-        return SemiDualState(potential, map_state, state, jnp.zeros((), jnp.int32))
+        map_opt, dual_opt = self._optimizers()
+        params = params_of(potential)
+        return SemiDualState(
+            potential, map_opt.init(params), dual_opt.init(params), jnp.zeros((), jnp.int32)
+        )
 
     def _half(self, phi, psi, phi_state, psi_state, x, y, phi_opt, psi_opt):
         """One side of the game on (x ~ its source, y ~ its target): ψ descends the dual with
@@ -190,8 +197,7 @@ class SemiDual(Scheme):
         if batch.y is None:
             raise ValueError("the semidual scheme needs target rows in every batch")
         x, y = batch.x, batch.y
-        map_opt = self._optimizer(self._updates())
-        dual_opt = map_opt if self.bidirectional else self._optimizer()
+        map_opt, dual_opt = self._optimizers()
         moved, dual, map_state, dual_state, w2_half = self._half(
             potential, state.dual, state.map_state, state.dual_state, x, y, map_opt, dual_opt
         )
