@@ -340,8 +340,8 @@ def test_where_the_energy_distance_doubts_a_map_the_sinkhorn_divergence_can_keep
     shrunk, exact = (_Shrunk(true_map, centre, jnp.asarray(f)) for f in (0.85, 1.0))
     both = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), shrunk, exact)
     validation = Validation(problem.target, x, y)
-    floor = float(energy_distance_floor(y, 1000))
-    cmp = _against_linear(validation, both, linear, "energy_distance", np.full(2, np.nan), floor)
+    floors = {"energy_distance": float(energy_distance_floor(y, 1000))}
+    cmp = _against_linear(validation, both, linear, "energy_distance", np.full(2, np.nan), floors)
     assert cmp["figure"] == "sinkhorn_divergence"
     energy = cmp["energy_distance"]
     assert energy["verdict"][0] != "better" and cmp["sinkhorn_verdict"][0] == "better"
@@ -397,3 +397,81 @@ def test_the_verdict_against_the_linear_map_counts_noise_and_non_finite_figures(
     mine = np.array([np.nan, 0.1, 0.5, 0.32, np.inf])
     cmp = _compare("energy_distance", mine, np.full(5, 0.3), np.full(5, np.nan), np.full(5, 0.05))
     assert cmp["verdict"].tolist() == ["worse", "better", "worse", "tie", "worse"]
+
+
+def test_from_d_8_a_sample_target_keeps_the_map_of_lowest_held_out_sinkhorn_divergence():
+    """From d = SINKHORN_SELECTION_DIM the held-out Sinkhorn divergence is recorded, picks the
+    kept map (the latest within a tenth of its noise floor of the lowest) and is the figure
+    compared with the linear map's, the energy distance's comparison beside it. Below that
+    dimension nothing changes (energy distance, no Sinkhorn solve)."""
+    from mongeflow.fit import SINKHORN_SELECTION_DIM, SINKHORN_TOLERANCE, _monitors
+
+    assert SINKHORN_SELECTION_DIM == 8 and SINKHORN_TOLERANCE == 0.1
+    floors = {"energy_distance": 0.5, "sinkhorn_divergence": 2.0}
+    assert _monitors("sinkhorn_divergence", floors, np.inf, None)[0] == pytest.approx(0.2)
+    assert _monitors("energy_distance", floors, np.inf, None)[0] == 0.5
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1200, 8))
+    y = rng.standard_normal((1200, 8)) * np.linspace(0.5, 2.0, 8) + 1.0
+    problem = mf.data_problem(x, mf.EmpiricalTarget(y))
+    res = mf.fit(
+        problem, mf.Adam(learning_rate=0.05), "energy", steps=40, log_every=5, final_eval_size=0
+    )
+    assert res.selection == "sinkhorn_divergence"
+    s = np.asarray(res.history["sinkhorn_divergence"])[:, 0]
+    steps = np.asarray(res.history["step"])
+    assert np.all(np.isfinite(s)) and s[-1] < s[0]  # it records the fit coming closer
+    assert res.tolerance > 0
+    kept = int(res.best_step[0])
+    assert s[steps == kept][0] <= s.min() + res.tolerance
+    assert np.all(s[steps > kept] > s.min() + res.tolerance)
+    cmp = res.comparison
+    assert cmp["figure"] == "sinkhorn_divergence" and "sinkhorn_verdict" not in cmp
+    assert cmp["energy_distance"]["figure"] == "energy_distance"
+    assert cmp["map"][0] == pytest.approx(s[steps == kept][0], rel=1e-4)
+    low = mf.fit(
+        mf.data_problem(x[:, :7], mf.EmpiricalTarget(y[:, :7])),
+        mf.Adam(learning_rate=0.05),
+        "energy",
+        steps=3,
+        final_eval_size=0,
+        fallback=False,
+    )
+    assert low.selection == "energy_distance" and "sinkhorn_divergence" not in low.history
+
+
+def test_where_the_sinkhorn_divergence_cannot_be_solved_the_energy_distance_decides():
+    """A Sinkhorn solve that does not converge (ε far too small for its 2 000 iterations)
+    gives NaN; the comparison then keeps the energy distance's verdict instead of calling
+    every map worse."""
+    from mongeflow.fit import _against_linear
+    from mongeflow.loop import Validation
+    from mongeflow.metrics import linear_baseline
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((300, 8)), jnp.float32)
+    y = jnp.asarray(2.0 * rng.standard_normal((300, 8)) + 3.0, jnp.float32)
+    problem = mf.data_problem(np.asarray(x), mf.EmpiricalTarget(np.asarray(y)))
+    linear = linear_baseline(problem, jax.random.key(0))
+    maps = jax.tree_util.tree_map(lambda a: a[None], linear)  # the linear map itself
+    validation = Validation(problem.target, x, y, epsilon=jnp.asarray(1e-6, jnp.float32))
+    floors = {"energy_distance": 1e-3, "sinkhorn_divergence": 1.0}
+    cmp = _against_linear(validation, maps, linear, "sinkhorn_divergence", np.full(1, 0.0), floors)
+    assert np.isnan(cmp["map"][0]) and np.isnan(cmp["linear"][0])
+    assert cmp["verdict"][0] == cmp["energy_distance"]["verdict"][0] == "tie"
+
+
+def test_a_resumed_fit_refuses_a_history_without_its_selection_figure():
+    """A checkpoint written when maps were chosen by the energy distance cannot go on where
+    they are now chosen by the Sinkhorn divergence: its kept figures are in other units."""
+    from mongeflow.fit import _check_resumed_history
+    from mongeflow.loop import FitState
+
+    def state(history):
+        return FitState(None, None, None, 10, np.full(1, -1), history)
+
+    old = state({"step": [5, 10], "energy_distance": [[0.1], [0.2]]})
+    with pytest.raises(ValueError, match="Sinkhorn divergence.*--overwrite"):
+        _check_resumed_history(old, "sinkhorn_divergence")
+    _check_resumed_history(old, "energy_distance")  # the same figure: it goes on
+    _check_resumed_history(state({"step": []}), "sinkhorn_divergence")  # nothing recorded

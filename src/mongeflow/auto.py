@@ -287,10 +287,18 @@ SEMIDUAL_BATCH = 256
 #: the largest dimension at which the automatic semi-dual game is bidirectional
 #: (:class:`~mongeflow.schemes.SemiDual`). On the Wasserstein-2 benchmark pairs through
 #: the command line (48 000 steps of 256, one seed) it left 0.65, 1.26, 3.13 and 2.80 %
-#: L2-UVP at d = 2, 4, 8, 16 against 1.70, 1.29, 3.50 and 5.95 % one way, but 11.3 %
-#: against 5.4 % at d = 32 (after 12 000 steps: 4.7 % against 7.0 %); at d = 64, 7.9 %
-#: against 5.7 % after 12 000 steps
-SEMIDUAL_BIDIRECTIONAL_DIM = 16
+#: L2-UVP at d = 2, 4, 8, 16 against 1.70, 1.29, 3.50 and 5.95 % one way; at d = 32 (three
+#: seeds) 3.9, 3.4, 4.1 % after 12 000 steps (:data:`SEMIDUAL_MID_DIM_STEPS`) against 5.4,
+#: 5.1, 5.6 % one way after 48 000; at d = 64, 7.9 % against 5.7 % after 12 000 steps
+SEMIDUAL_BIDIRECTIONAL_DIM = 32
+#: above this dimension (up to :data:`SEMIDUAL_BIDIRECTIONAL_DIM`) the bidirectional game
+#: runs :data:`SEMIDUAL_MID_DIM_STEPS` steps: on the benchmark pair at d = 32 (2^16 rows a
+#: side) a longer run drifted away from T* once its maps fitted the finite samples (3.1,
+#: 4.6, 4.3 % after 24 000 steps, 11.3 % after 48 000 for seed 0), while with 2^18 rows
+#: 48 000 steps left 2.8 %. At d = 16, 12 000 steps were too few (4.7, 4.5 % against 2.8,
+#: 2.7 % after 48 000)
+SEMIDUAL_MID_DIM = 16
+SEMIDUAL_MID_DIM_STEPS = 12_000
 #: above this dimension the automatic semi-dual game runs at rate
 #: :data:`SEMIDUAL_HIGH_DIM_RATE` for :data:`SEMIDUAL_HIGH_DIM_STEPS` steps: at d = 128 on
 #: the benchmark pair, rate 0.01 ran off within 3 000 steps; 0.003 converged, 12 000 steps
@@ -306,12 +314,18 @@ def _semidual(problem: Problem, steps: int | None, reasons: list) -> Choice:
     """The semi-dual scheme (:class:`~mongeflow.schemes.SemiDual`): bidirectional up to
     d = :data:`SEMIDUAL_BIDIRECTIONAL_DIM`, its rate (0.01, or
     :data:`SEMIDUAL_HIGH_DIM_RATE` above d = :data:`SEMIDUAL_HIGH_DIM`) decaying to 0 over
-    the run (48 000 steps, or :data:`SEMIDUAL_HIGH_DIM_STEPS` above d =
+    the run (48 000 steps; :data:`SEMIDUAL_MID_DIM_STEPS` for :data:`SEMIDUAL_MID_DIM` < d ≤
+    :data:`SEMIDUAL_BIDIRECTIONAL_DIM`; :data:`SEMIDUAL_HIGH_DIM_STEPS` above d =
     :data:`SEMIDUAL_HIGH_DIM`), batches of :data:`SEMIDUAL_BATCH`, every step run (a game
     between two networks: its held-out figures do not fall steadily, so no early stop)."""
     d = problem.dim
     high = d > SEMIDUAL_HIGH_DIM
-    steps = int(steps or (SEMIDUAL_HIGH_DIM_STEPS if high else SemiDual.default_steps))
+    usual = SemiDual.default_steps
+    if high:
+        usual = SEMIDUAL_HIGH_DIM_STEPS
+    elif SEMIDUAL_MID_DIM < d <= SEMIDUAL_BIDIRECTIONAL_DIM:
+        usual = SEMIDUAL_MID_DIM_STEPS
+    steps = int(steps or usual)
     scheme = SemiDual(
         learning_rate=SEMIDUAL_HIGH_DIM_RATE if high else SemiDual.learning_rate,
         decay_steps=steps,

@@ -97,13 +97,16 @@ class FitResult:
         wall_time_s: wall time of the training (compilation included).
         steps, batch_size: as run (``steps`` is the cap; see ``last_step``).
         selection: the history figure that picks each seed's map and stops the fit early
-            (``"validation_objective"``: the held-out F; ``"energy_distance"``), or ``None``.
+            (``"validation_objective"``: the held-out F; ``"energy_distance"``;
+            ``"sinkhorn_divergence"``: a target known by samples from d =
+            :data:`SINKHORN_SELECTION_DIM`), or ``None``.
         best_step: ``[S]``, the step of each seed's returned map (−1: its last).
         last_step: the last step run (below ``steps`` when every seed stopped early).
         early_stop: ``[S]``, the step at which each seed stopped because its validation
             figure had not improved for ``patience`` records, or −1.
         tolerance: how far above the lowest validation figure a later map may be and still
-            be kept instead (the energy distance's noise floor; 0 for F).
+            be kept instead (the energy distance's noise floor, :data:`SINKHORN_TOLERANCE`
+            × the Sinkhorn divergence's; 0 for F).
         linear: the linear (Bures) map's potential (:func:`~mongeflow.metrics.linear_baseline`),
             or ``None`` when γ has no moments to build it from.
         linear_kept: ``[S]``, whether the linear map was kept instead of the trained one,
@@ -114,8 +117,10 @@ class FitResult:
             ``linear`` and ``start`` (each ``[S]``; ``start`` is NaN on a resumed fit),
             ``noise`` (below it two figures cannot be told apart) and ``verdict`` (per
             seed: ``"better"``, ``"tie"`` or ``"worse"`` than the linear map); when the
-            figure is F and γ can be sampled, the same for the held-out energy distance
-            under ``energy_distance``. For a target known by samples, where the energy
+            figure is F or the Sinkhorn divergence and γ can be sampled, the same for the
+            held-out energy distance under ``energy_distance`` (with the Sinkhorn
+            divergence, its verdict stands where a Sinkhorn solve did not converge). For a
+            target known by samples below d = :data:`SINKHORN_SELECTION_DIM`, where the energy
             distance does not find every trained map better, the figure is the held-out
             Sinkhorn divergence (``"sinkhorn_divergence"``, which still ranks maps in high
             dimension; ``start`` NaN), ``verdict`` is ``"better"`` where the energy
@@ -235,12 +240,29 @@ def _divergence_limit(x_eval, y_eval, reference) -> float:
     return DIVERGENCE_FACTOR * (1.0 + radius)
 
 
+#: the dimension from which a target known by samples has its maps chosen by the held-out
+#: Sinkhorn divergence rather than the energy distance (:func:`_selection`). On the
+#: Wasserstein-2 benchmark pair at d = 16 with 8 192 rows a side, the semi-dual game's map
+#: after 48 000 steps had L2-UVP 68.7 % (the linear map: 41.6 %), yet a held-out energy
+#: distance of 0.0170 against the linear map's 0.0472 (its noise floor: 0.0131), lower than
+#: at most of its earlier records; the Sinkhorn divergence put it behind the linear map (8.3
+#: against 5.7; T* 1.2, 2 000 rows a side)
+SINKHORN_SELECTION_DIM = 8
+#: the fraction of the Sinkhorn divergence's noise floor within which a later map is kept
+#: over the lowest (:func:`_monitors`)
+SINKHORN_TOLERANCE = 0.1
+
+
 def _selection(problem: Problem) -> str | None:
-    """The figure that picks the best map: the held-out F when γ has a potential, else the
-    held-out energy distance when γ can be sampled."""
+    """The figure that picks the best map: the held-out F when γ has a potential; when γ can
+    be sampled, the held-out Sinkhorn divergence from d = :data:`SINKHORN_SELECTION_DIM` on
+    (the energy distance stops ranking maps in high dimension), else the held-out energy
+    distance."""
     if problem.target.has_potential:
         return "validation_objective"
     if problem.target.can_sample:
+        if problem.dim >= SINKHORN_SELECTION_DIM:
+            return "sinkhorn_divergence"
         return "energy_distance"
     return None
 
@@ -368,13 +390,17 @@ def fit(
             the callbacks are answered within about this time.
         keep_best: return, for each seed, the map whose validation figure was best among
             the start and the history records (the held-out objective F when γ has a
-            potential, else the energy distance to held-out target samples; held out means
-            the problem's ``validation`` samples when it has them, fresh samples otherwise),
-            not the last map. For the energy distance, the latest map within its noise floor
-            (:func:`~mongeflow.metrics.energy_distance_floor`) of the lowest figure is
-            kept: below the floor the samples cannot rank two maps. A seed whose last
-            figure is clearly worse than its best (by more than three standard errors, or
-            than the energy distance's noise floor) gets a :class:`FitWarning`.
+            potential, else the energy distance to held-out target samples, or from d =
+            :data:`SINKHORN_SELECTION_DIM` on the Sinkhorn divergence to them
+            (:func:`~mongeflow.metrics.sinkhorn_divergence`, one ε for every map); held out
+            means the problem's ``validation`` samples when it has them, fresh samples
+            otherwise), not the last map. For the energy distance, the latest map within its
+            noise floor (:func:`~mongeflow.metrics.energy_distance_floor`) of the lowest
+            figure is kept: below the floor the samples cannot rank two maps; for the
+            Sinkhorn divergence, within :data:`SINKHORN_TOLERANCE` × its floor
+            (:func:`~mongeflow.metrics.sinkhorn_floor`). A seed whose last figure is clearly
+            worse than its best (by more than three standard errors, or three noise floors)
+            gets a :class:`FitWarning`.
         patience: a seed stops once its kept map has not changed for this many
             consecutive history records (``steps`` is then a cap); ``None`` runs every step;
             ``"auto"``: 5, or what :func:`mongeflow.auto.choose` picked with the scheme
@@ -396,7 +422,8 @@ def fit(
         fallback: with ``keep_best``, keep the linear (Bures) map instead of a trained map
             that does worse on the held-out selection figure (the linear map is a Brenier
             map too; for a target known by samples, on the held-out Sinkhorn divergence
-            when the energy distance does not find the trained map better). Whatever this
+            from d = :data:`SINKHORN_SELECTION_DIM` on, and below it when the energy
+            distance does not find the trained map better). Whatever this
             says, every fit compares its kept map with the linear map and with its starting
             map on that figure (``FitResult.comparison``) and gives a :class:`FitWarning`
             when the trained map does not beat the linear one.
@@ -449,9 +476,12 @@ def fit(
         state = callback.on_start(run, state)
     if state.step > config.steps:
         raise ValueError(f"the fit is already at step {state.step}, beyond steps={config.steps}")
-    validation, baseline, limit, floor = _held_out(problem, starting, eval_size)
     selection = _selection(problem) if keep_best or config.patience else None
-    tolerance, own = _monitors(selection, floor, limit, config.patience)
+    validation, baseline, limit, floors = _held_out(
+        problem, starting, eval_size, sinkhorn=selection == "sinkhorn_divergence"
+    )
+    _check_resumed_history(state, selection)
+    tolerance, own = _monitors(selection, floors, limit, config.patience)
     monitors = [*own, *monitors]
     if config.short:
         _warn_short(config)
@@ -470,7 +500,7 @@ def fit(
     returned_step = np.asarray(t.best_step).copy() if kept else np.full(len(seeds), -1)
     diverged = np.array([r == "diverging" for r in t.reasons])
     if kept:
-        _warn_if_worse(t.history, selection, t.best_value, t.best_step, floor, seeds, diverged)
+        _warn_if_worse(t.history, selection, t.best_value, t.best_step, floors, seeds, diverged)
     # a map chosen by F once F ran off to −∞ (V not convex far out) is not to be trusted:
     # the linear map, a Brenier map whose F is finite, replaces it
     distrust = diverged & problem.target.has_potential & bool(fallback and kept)
@@ -480,7 +510,7 @@ def fit(
     comparison, linear_kept = None, np.zeros(len(seeds), bool)
     if selection is not None and baseline is not None:
         comparison = _against_linear(
-            validation, returned, baseline, selection, t.start_value, floor
+            validation, returned, baseline, selection, t.start_value, floors
         )
         if fallback and keep_best:
             linear_kept = (comparison["verdict"] == "worse") | distrust
@@ -516,15 +546,24 @@ def fit(
     )
 
 
-def _monitors(selection, floor, limit, patience) -> tuple[float, list[Monitor]]:
+def _monitors(selection, floors, limit, patience) -> tuple[float, list[Monitor]]:
     """``(tolerance, monitors)``: the fit's own monitors (:class:`~mongeflow.loop.RunOff`,
     and with a ``selection`` figure :class:`~mongeflow.loop.KeepBest`, with ``patience``
     :class:`~mongeflow.loop.EarlyStop`) and the tolerance of its choice of the best map.
 
-    Maps whose held-out energy distances differ by less than its noise floor cannot be told
-    apart by these samples: the later one is kept (on dense-pair at d = 8 the lowest figure
-    picked a map of 2.8 % L2-UVP over the last one's 1.9 %)."""
-    tolerance = (floor or 0.0) if selection == "energy_distance" else 0.0
+    Maps whose held-out energy distances differ by less than its noise floor
+    (``floors["energy_distance"]``) cannot be told apart by these samples: the later one is
+    kept (on dense-pair at d = 8 the lowest figure picked a map of 2.8 % L2-UVP over the
+    last one's 1.9 %). For the Sinkhorn divergence, whose figures of successive maps on the
+    same held-out rows differ far less than its noise floor, the tolerance is
+    :data:`SINKHORN_TOLERANCE` × its floor: on the Wasserstein-2 benchmark pairs the latest
+    map within the whole floor was a worse one (d = 16, 8 192 rows a side: 13.1 % L2-UVP,
+    figure 3.56, against 5.7 % at the lowest, 2.28; floor 1.5), and the lowest an earlier
+    one (d = 32: 4.4 % at the lowest, 4.13, against 3.9 % at the last record, 4.16)."""
+    floor = floors.get(selection) or 0.0
+    tolerance = floor if selection == "energy_distance" else 0.0
+    if selection == "sinkhorn_divergence":
+        tolerance = SINKHORN_TOLERANCE * floor
     monitors: list[Monitor] = [RunOff(limit)]
     if selection is not None:
         monitors.append(KeepBest(selection, tolerance, limit))
@@ -576,10 +615,13 @@ def _initial_state(problem: Problem, scheme: Scheme, potential, init_keys) -> Fi
     )
 
 
-def _held_out(problem: Problem, potentials, eval_size: int):
-    """``(validation, baseline, limit, floor)``: the figures of every history record (on
-    the held-out rows, else fresh samples of fixed keys), the linear (Bures) map, the bound
-    of :class:`~mongeflow.loop.RunOff` and the energy distance's noise floor (or ``None``)."""
+def _held_out(problem: Problem, potentials, eval_size: int, sinkhorn: bool = False):
+    """``(validation, baseline, limit, floors)``: the figures of every history record (on
+    the held-out rows, else fresh samples of fixed keys; with ``sinkhorn``, the Sinkhorn
+    divergence too, at one ε fixed by the target rows), the linear (Bures) map, the bound
+    of :class:`~mongeflow.loop.RunOff` and the noise floors of the two-sample figures
+    (``{"energy_distance": ..., "sinkhorn_divergence": ...}``; empty without target
+    samples)."""
     var_key = jax.random.key(12345)
     x_eval, true_eval = source_with_map(problem, jax.random.fold_in(var_key, 1), eval_size)
     y_eval = (
@@ -588,22 +630,42 @@ def _held_out(problem: Problem, potentials, eval_size: int):
         else None
     )
     variance = target_variance(problem, var_key) if true_eval is not None else None
-    validation = Validation(problem.target, x_eval, y_eval, true_eval, variance)
+    epsilon = sinkhorn_epsilon(y_eval) if sinkhorn and y_eval is not None else None
+    validation = Validation(problem.target, x_eval, y_eval, true_eval, variance, epsilon)
     baseline = linear_baseline(problem, jax.random.fold_in(var_key, 3))
     reference = np.inf  # the target's radius when it has no samples: its linear map's reach
     if y_eval is None:
         ref = potentials if baseline is None else map_arrays(lambda a: a[None], baseline)
         reference = np.max(np.asarray(validation(ref)[RADIUS], dtype=float))
     limit = _divergence_limit(x_eval, y_eval, reference)
-    floor = None if y_eval is None else float(energy_distance_floor(y_eval, x_eval.shape[0]))
-    return validation, baseline, limit, floor
+    floors = {}
+    if y_eval is not None:
+        floors["energy_distance"] = float(energy_distance_floor(y_eval, x_eval.shape[0]))
+    if epsilon is not None:
+        floors["sinkhorn_divergence"] = sinkhorn_floor(y_eval, epsilon)
+    return validation, baseline, limit, floors
 
 
-def _against_linear(validation, returned, baseline, selection, start_value, floor) -> dict:
+def _check_resumed_history(state: FitState, selection: str | None) -> None:
+    """A resumed fit whose checkpoint chose its maps by another held-out figure (made by an
+    earlier version) cannot go on: its kept map and history are in that figure's units."""
+    if selection is None or not state.history.get("step") or selection in state.history:
+        return
+    raise ValueError(
+        f"the checkpoint's history has no {_FIGURE_NAMES[selection]}, by which this version "
+        "chooses the map for this problem (it was made by an earlier version); it cannot "
+        "continue: start the run again with --overwrite"
+    )
+
+
+def _against_linear(validation, returned, baseline, selection, start_value, floors) -> dict:
     """The kept maps against the linear map on the held-out ``selection`` figure and, when
-    that is F, on the held-out energy distance too (:func:`_compare`); when it is the
-    energy distance and a seed's map is not better, on the Sinkhorn divergence
-    (:func:`_sinkhorn_decides`)."""
+    that is F or the Sinkhorn divergence, on the held-out energy distance too
+    (:func:`_compare`); when it is the energy distance and a seed's map is not better, on
+    the Sinkhorn divergence (:func:`_sinkhorn_decides`). Where the Sinkhorn divergence is
+    the figure but not finite (a solve that did not converge), the energy distance's
+    verdict stands."""
+    floor = floors.get("energy_distance")
     seeds = start_value.shape[0]
     mine = {k: np.asarray(v, dtype=float) for k, v in validation(returned).items()}
     theirs = validation(map_arrays(lambda a: a[None], baseline))
@@ -611,7 +673,7 @@ def _against_linear(validation, returned, baseline, selection, start_value, floo
     if selection == "validation_objective":
         noise = mine["validation_objective_se"]
     else:
-        noise = np.full(seeds, floor or 0.0)
+        noise = np.full(seeds, floors.get(selection) or 0.0)
     comparison = _compare(selection, mine[selection], theirs[selection], start_value, noise)
     if selection == "energy_distance" and (comparison["verdict"] != "better").any():
         return _sinkhorn_decides(validation, returned, baseline, comparison)
@@ -623,6 +685,11 @@ def _against_linear(validation, returned, baseline, selection, start_value, floo
             theirs["energy_distance"],
             np.full(seeds, np.nan),
             np.full(seeds, floor or 0.0),
+        )
+    if selection == "sinkhorn_divergence":
+        unsolved = ~(np.isfinite(comparison["map"]) & np.isfinite(comparison["linear"]))
+        comparison["verdict"] = np.where(
+            unsolved, comparison["energy_distance"]["verdict"], comparison["verdict"]
         )
     return comparison
 
@@ -815,18 +882,19 @@ def _warn_diverged(
         )
 
 
-def _warn_if_worse(history, selection, best_value, best_step, floor, seeds, skip) -> None:
+def _warn_if_worse(history, selection, best_value, best_step, floors, seeds, skip) -> None:
     """A :class:`FitWarning` for each seed whose last validation figure is clearly worse
-    than its best: by more than 3 standard errors (F) or 3 noise floors (energy distance);
-    not for the seeds in ``skip`` (those that ran off, which have their own warning)."""
+    than its best: by more than 3 standard errors (F) or 3 noise floors (energy distance,
+    Sinkhorn divergence); not for the seeds in ``skip`` (those that ran off, which have
+    their own warning)."""
     if not history.get(selection):
         return
     last = np.asarray(history[selection][-1], dtype=float)
     if selection == "validation_objective":
         noise = 3.0 * np.asarray(history["validation_objective_se"][-1], dtype=float)
     else:
-        noise = np.full(len(seeds), 3.0 * (floor or 0.0))
-    name = "held-out objective F" if selection == "validation_objective" else "energy distance"
+        noise = np.full(len(seeds), 3.0 * (floors.get(selection) or 0.0))
+    name = _FIGURE_NAMES[selection]
     for i, seed in enumerate(seeds):
         if skip[i]:
             continue
@@ -845,7 +913,7 @@ def progress_line(history: dict) -> str:
     with warnings.catch_warnings():  # every seed stopped: an all-NaN loss
         warnings.simplefilter("ignore", RuntimeWarning)
         parts = []
-        for k in ("loss", "objective", "l2_uvp", "energy_distance"):
+        for k in ("loss", "objective", "l2_uvp", "energy_distance", "sinkhorn_divergence"):
             if history.get(k):
                 v = np.nanmean(history[k][-1])
                 if np.isfinite(v):

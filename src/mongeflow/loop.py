@@ -25,7 +25,7 @@ import numpy as np
 from mongeflow.devices import replicate
 from mongeflow.divergences import Divergence, Task
 from mongeflow.maps.base import Array, Potential, log_det_hessian, transport
-from mongeflow.metrics import energy_distance, l2_uvp
+from mongeflow.metrics import energy_distance, l2_uvp, sinkhorn_value
 from mongeflow.problems import Problem
 from mongeflow.problems.base import Target
 from mongeflow.schemes import Scheme
@@ -194,7 +194,7 @@ RADIUS = "pushed_radius"
 
 
 @eqx.filter_jit
-def _held_out_figures(potentials, target: Target, x_eval, y_eval, true_eval, variance):
+def _held_out_figures(potentials, target: Target, x_eval, y_eval, true_eval, variance, epsilon):
     # the evaluation samples are arguments, not constants, so XLA does not fold them
     def one(phi):
         mapped = transport(phi, x_eval)
@@ -202,6 +202,8 @@ def _held_out_figures(potentials, target: Target, x_eval, y_eval, true_eval, var
         out = {RADIUS: jnp.max(jnp.linalg.norm(mapped, axis=1))}
         if y_eval is not None:
             out["energy_distance"] = energy_distance(mapped, y_eval)
+            if epsilon is not None:
+                out["sinkhorn_divergence"] = sinkhorn_value(mapped, y_eval, epsilon)
         if true_eval is not None:
             out["l2_uvp"] = l2_uvp(mapped, true_eval, variance)
         if target.has_potential:
@@ -219,19 +221,28 @@ def _held_out_figures(potentials, target: Target, x_eval, y_eval, true_eval, var
 @dataclasses.dataclass(frozen=True)
 class Validation:
     """The held-out figures of stacked potentials (leading axis: seeds), computed at every
-    history record: ``energy_distance`` (to ``y_eval``), ``l2_uvp`` (against ``true_eval``,
-    T* at ``x_eval``), ``validation_objective`` and its standard error (when the target
-    has a potential), and the reach max_i |T(x_i)| (:data:`RADIUS`)."""
+    history record: ``energy_distance`` (to ``y_eval``), with ``epsilon`` the Sinkhorn
+    divergence ``sinkhorn_divergence`` at that ε (:func:`~mongeflow.metrics.sinkhorn_value`;
+    NaN where a solve did not converge), ``l2_uvp`` (against ``true_eval``, T* at
+    ``x_eval``), ``validation_objective`` and its standard error (when the target has a
+    potential), and the reach max_i |T(x_i)| (:data:`RADIUS`)."""
 
     target: Target
     x_eval: Array
     y_eval: Array | None = None
     true_eval: Array | None = None
     variance: Array | None = None
+    epsilon: Array | None = None
 
     def __call__(self, potentials: Potential) -> dict[str, Array]:
         return _held_out_figures(
-            potentials, self.target, self.x_eval, self.y_eval, self.true_eval, self.variance
+            potentials,
+            self.target,
+            self.x_eval,
+            self.y_eval,
+            self.true_eval,
+            self.variance,
+            self.epsilon,
         )
 
 

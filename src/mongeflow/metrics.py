@@ -134,10 +134,14 @@ def sinkhorn_divergence(z: Array, y: Array, epsilon: Array | None = None) -> flo
     return float(_sinkhorn_value(jnp.asarray(z, y.dtype), y, jnp.asarray(epsilon, y.dtype)))
 
 
-@jax.jit
-def _sinkhorn_value(z: Array, y: Array, epsilon: Array) -> Array:
+def sinkhorn_value(z: Array, y: Array, epsilon: Array) -> Array:
+    """S_ε(z, y) as :func:`sinkhorn_divergence` computes it, as a traceable JAX value (NaN
+    when a Sinkhorn solve did not converge)."""
     solution = Sinkhorn().solve(z, y, epsilon)
     return jnp.where(solution.converged, solution.divergence, jnp.nan)
+
+
+_sinkhorn_value = jax.jit(sinkhorn_value)
 
 
 def sinkhorn_floor(y: Array, epsilon: Array | None = None) -> float:

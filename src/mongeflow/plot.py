@@ -131,7 +131,7 @@ def plot_history(result, path=None):
     hist = result.history
     keys = [
         k
-        for k in ("loss", "objective", "energy_distance", "l2_uvp")
+        for k in ("loss", "objective", "energy_distance", "sinkhorn_divergence", "l2_uvp")
         if k in hist and np.isfinite(np.asarray(hist[k], float)).any()
     ]
     titles = {k: k for k in keys}

@@ -152,7 +152,7 @@ RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every", "log_every", "str
 #: one-line rule ``mongeflow fit --help`` shows. Help text only: it sets no value.
 AUTOMATIC = {
     "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.01 up to d = 64, then 0.003",
-    "bidirectional": "semidual: on up to d = 16",
+    "bidirectional": "semidual: on up to d = 32",
     "map_steps": "semidual: 1 played both ways, 2 one way",
     "decay_steps": "the number of steps: a cosine decay to 0 over the run",
     "tau": "explicit on the drift: min(0.3, 0.6/sqrt(d)); decaying to 0 over the run",

@@ -188,9 +188,10 @@ def test_a_target_without_samples_is_refused_with_the_scheme_named():
 
 
 def test_the_automatic_game_follows_the_dimension():
-    """Both ways (one map update) up to d = 16; one way (two) above; above d = 64, rate
-    0.003 and 12 000 steps (at d = 128 rate 0.01 ran off the W2 benchmark pair)."""
-    from mongeflow.auto import SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_HIGH_DIM
+    """Both ways (one map update) up to d = 32, 48 000 steps up to d = 16 and 12 000 above;
+    one way (two) above d = 32; above d = 64, rate 0.003 and 12 000 steps (at d = 128 rate
+    0.01 ran off the W2 benchmark pair)."""
+    from mongeflow.auto import SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_HIGH_DIM, SEMIDUAL_MID_DIM
 
     def chosen(d):
         problem = mf.Problem(
@@ -198,13 +199,21 @@ def test_the_automatic_game_follows_the_dimension():
         )
         return mf.auto.configure(problem)
 
-    low, mid, high = chosen(SEMIDUAL_BIDIRECTIONAL_DIM), chosen(32), chosen(SEMIDUAL_HIGH_DIM + 1)
+    assert (SEMIDUAL_MID_DIM, SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_HIGH_DIM) == (16, 32, 64)
+    low, mid, one_way, high = chosen(16), chosen(17), chosen(33), chosen(65)
     assert low.scheme.bidirectional and low.scheme.map_updates == 1
-    assert low.steps == SemiDual.default_steps and low.scheme.learning_rate == 0.01
-    assert not mid.scheme.bidirectional and mid.scheme.map_updates == 2
-    assert mid.steps == SemiDual.default_steps and mid.scheme.learning_rate == 0.01
+    assert low.steps == SemiDual.default_steps == 48_000 and low.scheme.learning_rate == 0.01
+    assert mid.scheme.bidirectional and mid.scheme.map_updates == 1
+    assert mid.steps == mid.scheme.decay_steps == 12_000 and mid.scheme.learning_rate == 0.01
+    assert chosen(32).steps == 12_000 and chosen(32).scheme.bidirectional
+    assert not one_way.scheme.bidirectional and one_way.scheme.map_updates == 2
+    assert one_way.steps == 48_000 and one_way.scheme.learning_rate == 0.01
     assert not high.scheme.bidirectional and high.scheme.learning_rate == 0.003
     assert high.steps == high.scheme.decay_steps == 12_000
+    given = mf.Problem(
+        "p", Gaussian(jnp.zeros(20), jnp.eye(20)), mf.EmpiricalTarget(jnp.ones((8, 20)))
+    )
+    assert mf.auto.configure(given, steps=500).steps == 500  # a step count given wins
     assert any("played both ways" in r for r in low.reasons)
     assert any("played one way" in r for r in high.reasons)
 
