@@ -141,6 +141,19 @@ def test_history_keeps_a_distinct_objective_and_draws_no_unlike_baseline():
     assert [len(_linear_lines(ax)) for ax in fig.axes] == [0, 1]
 
 
+def test_history_draws_the_sinkhorn_divergence_with_the_linear_maps_held_out_figure():
+    from mongeflow.plot import plot_history
+
+    fake = _fake([3.0, 2.0, 1.0], [9.0, 8.0, 7.0], divergence="energy")
+    fake.history["sinkhorn_divergence"] = np.array([[9.0], [4.0], [3.0]])
+    fake.comparison = {"figure": "sinkhorn_divergence", "linear": np.array([5.0])}
+    fig = plot_history(fake)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["loss", "objective", "energy_distance", "sinkhorn_divergence"]
+    (line,) = _linear_lines(fig.axes[3])
+    assert set(line.get_ydata()) == {5.0}
+
+
 # --- 4. run.json of a data run ------------------------------------------------------------
 
 

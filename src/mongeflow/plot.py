@@ -126,7 +126,8 @@ def plot_history(result, path=None):
     The loss and the objective share one panel when they are equal (a scheme that
     minimises the loss itself). The linear map's line is its held-out figure from
     ``result.metrics`` (``linear_energy_distance``, ``linear_l2_uvp``; ``linear_objective``
-    on the loss panel of a KL fit only, whose loss is that F).
+    on the loss panel of a KL fit only, whose loss is that F; the held-out Sinkhorn
+    divergence's from ``result.comparison``).
     """
     hist = result.history
     keys = [
@@ -166,6 +167,10 @@ def _linear_figure(result, key: str) -> float | None:
     metrics = getattr(result, "metrics", None) or {}
     if key == "objective":  # what the scheme minimised: its own, not the metrics' F
         return None
+    comparison = getattr(result, "comparison", None) or {}
+    if key == "sinkhorn_divergence" and comparison.get("figure") == key:
+        value = np.asarray(comparison["linear"], float)  # on the same held-out rows
+        return float(np.nanmedian(value)) if np.isfinite(value).any() else None
     if key == "loss":  # the metrics' objective is the KL's F: the loss of a KL fit only
         divergence = getattr(getattr(result, "divergence", None), "name", None)
         name = "linear_objective" if divergence == "kl" else None
