@@ -1,5 +1,7 @@
 """The driver on known-answer problems: every scheme reaches its stated L2-UVP."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -428,6 +430,7 @@ def test_from_d_8_a_sample_target_keeps_the_map_of_lowest_held_out_sinkhorn_dive
     assert np.all(np.isfinite(s)) and s[-1] < s[0]  # it records the fit coming closer
     assert res.tolerance > 0
     kept = int(res.best_step[0])
+    assert kept in steps  # a trained map, not the starting one
     assert s[steps == kept][0] <= s.min() + res.tolerance
     assert np.all(s[steps > kept] > s.min() + res.tolerance)
     cmp = res.comparison
@@ -467,10 +470,32 @@ def test_a_resumed_fit_refuses_a_history_without_its_selection_figure():
     from mongeflow.loop import FitState
 
     def state(history):
-        return FitState(None, None, None, 10, np.full(1, -1), history)
+        best = (np.zeros(1), np.array([0.05]), np.zeros(1, int))  # kept map, figure, step
+        return FitState(None, None, None, 10, np.full(1, -1), history, *best)
 
     old = state({"step": [5, 10], "energy_distance": [[0.1], [0.2]]})
     with pytest.raises(ValueError, match="Sinkhorn divergence.*--overwrite"):
         _check_resumed_history(old, "sinkhorn_divergence")
-    _check_resumed_history(old, "energy_distance")  # the same figure: it goes on
-    _check_resumed_history(state({"step": []}), "sinkhorn_divergence")  # nothing recorded
+    assert _check_resumed_history(old, "energy_distance") is old  # the same figure: goes on
+    # nothing recorded yet: the kept map (its figure perhaps in other units) is chosen afresh
+    fresh = _check_resumed_history(state({"step": []}), "sinkhorn_divergence")
+    assert fresh.best is None and fresh.best_value is None and fresh.best_step is None
+
+
+def test_the_sinkhorn_divergence_warns_when_it_rose_by_a_floor_and_not_on_an_unsolved_record():
+    """Successive maps' Sinkhorn figures on the same rows differ far less than its floor: a
+    last record above the kept one by more than one floor warns (naming the finite samples
+    as the likely cause); by less, or unsolved (NaN), it does not."""
+    from mongeflow.fit import _warn_if_worse
+
+    floors = {"sinkhorn_divergence": 1.5, "energy_distance": 0.01}
+    seeds, skip = [0, 1, 2], np.zeros(3, bool)
+    history = {"sinkhorn_divergence": [np.array([2.3, 2.3, 2.3]), np.array([3.9, 3.7, np.nan])]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_if_worse(
+            history, "sinkhorn_divergence", np.full(3, 2.3), np.full(3, 5), floors, seeds, skip
+        )
+    said = [str(w.message) for w in caught if issubclass(w.category, mf.FitWarning)]
+    assert len(said) == 1 and said[0].startswith("seed 0: the held-out Sinkhorn divergence")
+    assert "fit the training rows" in said[0]

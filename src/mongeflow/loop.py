@@ -357,9 +357,9 @@ class RunOff(Monitor):
 class KeepBest(Monitor):
     """Keeps, per seed, the map with the lowest held-out ``selection`` figure among the
     starting map and the history records; with a ``tolerance`` (the energy distance's
-    noise floor), the latest map within it of the lowest figure (below the floor the
-    samples cannot rank two maps). ``limit``: a starting map reaching beyond it
-    (:class:`RunOff`) does not compete."""
+    noise floor, or a tenth of the Sinkhorn divergence's), the latest map within it of the
+    lowest figure (below the floor the samples cannot rank two maps). ``limit``: a starting
+    map reaching beyond it (:class:`RunOff`) does not compete."""
 
     selection: str
     tolerance: float = 0.0

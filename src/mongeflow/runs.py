@@ -905,6 +905,8 @@ def _comparison_record(result: FitResult) -> dict | None:
         row["linear_kept"] = bool(result.linear_kept[i])
         if "sinkhorn_verdict" in cmp:  # the Sinkhorn divergence's own verdict
             row["figure_verdict"] = str(cmp["sinkhorn_verdict"][i])
+        if "decided_by" in cmp:  # the figure whose verdict stands (a solve may fail)
+            row["decided_by"] = str(cmp["decided_by"][i])
         if "energy_distance" in cmp:
             row["energy_distance"] = one(cmp["energy_distance"], i)
         out["per_seed"][str(seed)] = row
@@ -961,6 +963,11 @@ def summary_lines(result: FitResult, out: Path) -> list[str]:
             )
     best = result.best
     figures = ", ".join(f"{m} {float(np.asarray(v)[best]):.4g}" for m, v in result.metrics.items())
+    cmp = result.comparison
+    if cmp is not None and cmp["figure"] == "sinkhorn_divergence":  # what decided
+        mine, linear = float(cmp["map"][best]), float(cmp["linear"][best])
+        figures += f"{', ' if figures else ''}held-out sinkhorn_divergence {mine:.4g} "
+        figures += f"(linear {linear:.4g})"
     which = f"best seed {result.seeds[best]}: " if result.n_seeds > 1 else ""
     held = result.problem.validation
     where = f"on {held.shape[0]} held-out rows, " if held is not None else ""
