@@ -187,3 +187,27 @@ def test_a_drift_setting_alone_asks_for_the_constrained_drifting_model():
     est.fit(X, Y)
     assert est.result_.scheme.name == "explicit" and est.result_.scheme.tau == 0.05
     assert est.result_.divergence.name == "drift"
+
+
+def test_the_record_of_the_choice_names_a_setting_given_over_it(tmp_path):
+    """`chosen` in run.json says why each automatic setting was picked; a flag that
+    overrides one (--no-bidirectional at d = 3, where the game is played both ways) is named
+    after it, so the record does not read as if the automatic value ran."""
+    from mongeflow import cli, runs
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 3)))
+    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 3)))
+    parser = cli._parser()
+    base = ["fit", "--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+    chosen = {}
+    for extra in ([], ["--no-bidirectional"]):
+        out = tmp_path / f"run{len(extra)}"
+        args = parser.parse_args([*base, *extra, "--out", str(out)])
+        settings = runs.fit_settings(vars(args), out, resume=False, overwrite=False)
+        _, scheme, _, _ = runs.build(settings)
+        chosen[bool(extra)] = (scheme.bidirectional, settings["chosen"])
+    (auto_ways, auto_why), (given_ways, given_why) = chosen[False], chosen[True]
+    assert auto_ways and not given_ways
+    assert not any(r.startswith("given") for r in auto_why)
+    assert given_why[-1] == "given, over the choice above: bidirectional False"

@@ -385,6 +385,14 @@ class Checkpoint(Callback):
         )
 
 
+def _differs(a, b) -> bool:
+    """Whether two setting values differ (numbers, flags, text, tuples or arrays)."""
+    try:
+        return not np.array_equal(np.asarray(a), np.asarray(b))
+    except (TypeError, ValueError):
+        return a != b
+
+
 # --- the command line's runs ----------------------------------------------------------
 
 
@@ -738,7 +746,12 @@ def build(settings: dict):
         else choice.scheme
     )
     settings.update(scheme=scheme.name, steps=choice.steps)
-    settings.setdefault("chosen", list(choice.reasons))  # a resumed run keeps its record
+    reasons = list(choice.reasons)
+    automatic_flat, flat_scheme = flat(choice.scheme), flat(scheme)
+    changed = [f"{k} {v}" for k, v in flat_scheme.items() if _differs(automatic_flat.get(k), v)]
+    if changed:
+        reasons.append("given, over the choice above: " + ", ".join(changed))
+    settings.setdefault("chosen", reasons)  # a resumed run keeps its record
     if settings["patience"] is None:
         settings["patience"] = choice.patience or 0
     if settings["batch_size"] is None:
