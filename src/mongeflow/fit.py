@@ -400,8 +400,9 @@ def fit(
             figure is kept: below the floor the samples cannot rank two maps; for the
             Sinkhorn divergence, within :data:`SINKHORN_TOLERANCE` × its floor
             (:func:`~mongeflow.metrics.sinkhorn_floor`). A seed whose last figure is clearly
-            worse than its best (by more than three standard errors, or three noise floors)
-            gets a :class:`FitWarning`.
+            worse than its best (by more than three standard errors, three noise floors of
+            the energy distance or one of the Sinkhorn divergence) gets a
+            :class:`FitWarning`.
         patience: a seed stops once its kept map has not changed for this many
             consecutive history records (``steps`` is then a cap); ``None`` runs every step;
             ``"auto"``: 5, or what :func:`mongeflow.auto.choose` picked with the scheme
