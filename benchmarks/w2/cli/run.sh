@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The W2 benchmark's pairs through the command line, no tuning flag: fit on 2^16 unpaired
 # rows per side, `mongeflow apply` to 4 096 fresh source rows, L2-UVP against T*.
-# Usage: [SEED=N] bash run.sh [D ...]   (default: 2 4 8 16; the fit's --seed, default 0);
-# writes into a temporary directory.
+# Usage: [SEED=N] [ROWS=N] bash run.sh [D ...]   (default: 2 4 8 16; the fit's --seed,
+# default 0; training rows per side, default 2^16); writes into a temporary directory.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dims=("$@")
 [ ${#dims[@]} -gt 0 ] || dims=(2 4 8 16)
 for d in "${dims[@]}"; do
   work=$(mktemp -d)
-  python "$here/prep.py" "$d" "$work"
+  python "$here/prep.py" "$d" "$work" "${ROWS:-65536}"
   mongeflow fit --source "$work/x.npy" --target "samples:$work/y.npy" --out "$work/run" --seed "${SEED:-0}" --quiet > /dev/null \
     2> "$work/fit.err" || { cat "$work/fit.err"; exit 1; }
   mongeflow apply "$work/run" --input "$work/held_x.npy" --output "$work/mapped.npy" > /dev/null
