@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -211,3 +212,50 @@ def test_the_record_of_the_choice_names_a_setting_given_over_it(tmp_path):
     assert auto_ways and not given_ways
     assert not any(r.startswith("given") for r in auto_why)
     assert given_why[-1] == "given, over the choice above: bidirectional False"
+
+
+def test_the_activation_follows_the_scheme_and_a_given_one_is_named(tmp_path):
+    """The semi-dual fit's network learns each unit's sharpness (beta-softplus: run.json's
+    settings, its `chosen` record and the built network say so); a target with a potential
+    keeps softplus; --activation softplus over the semi-dual choice is built and named."""
+    from mongeflow import cli, runs
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 3)))
+    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 3)))
+    parser = cli._parser()
+    samples = [
+        "fit",
+        "--source",
+        str(tmp_path / "x.npy"),
+        "--target",
+        f"samples:{tmp_path / 'y.npy'}",
+    ]
+    built = {}
+    for name, argv in {
+        "samples": samples,
+        "given": [*samples, "--activation", "softplus"],
+        "gaussian": ["fit", "--source", str(tmp_path / "x.npy"), "--target", "gaussian"],
+    }.items():
+        out = tmp_path / name
+        args = parser.parse_args([*argv, "--out", str(out)])
+        settings = runs.fit_settings(vars(args), out, resume=False, overwrite=False)
+        _, _, _, make = runs.build(settings)
+        built[name] = (
+            settings["activation"],
+            make(jax.random.key(0)).activation,
+            settings["chosen"],
+        )
+    assert built["samples"][:2] == ("beta-softplus", "beta-softplus")
+    assert "sharpness learnt (beta-softplus)" in built["samples"][2][-1]
+    assert built["given"][:2] == ("softplus", "softplus")
+    assert built["given"][2][-1] == "given, over the choice above: activation softplus"
+    assert built["gaussian"][:2] == ("softplus", "softplus")
+    assert not any("given" in r for r in built["gaussian"][2])
+    with pytest.raises(SystemExit):
+        parser.parse_args([*samples, "--activation", "relu", "--out", str(tmp_path / "bad")])
+    from mongeflow.maps.icnn import ACTIVATIONS
+
+    fit_parser = parser._subparsers._group_actions[0].choices["fit"]
+    flag = next(a for a in fit_parser._actions if a.dest == "activation")
+    assert tuple(flag.choices) == ACTIVATIONS

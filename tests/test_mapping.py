@@ -145,3 +145,27 @@ def test_bad_directories(phi, tmp_path):
     meta_file.write_text(json.dumps(legacy))
     with pytest.raises(InputError, match="cannot read"):
         load(tmp_path / "m")
+
+
+def test_a_beta_softplus_map_round_trips_and_an_older_record_reads_as_softplus(phi, tmp_path):
+    """The activation is part of the saved structure; a map.json written before the setting
+    existed (no "activation") is a softplus network and loads as one."""
+    sharp = ICNN(2, jax.random.key(4), widths=(8, 8), activation="beta-softplus")
+    sharp = jax.tree_util.tree_map(lambda a: a + 0.05 if eqx.is_inexact_array(a) else a, sharp)
+    save(MongeMap(sharp, SHIFT, 1.7, Gaussian.standard(2)), tmp_path / "sharp")
+    back = load(tmp_path / "sharp")
+    assert back.potential.activation == "beta-softplus"
+    np.testing.assert_array_equal(
+        back.transport(POINTS), MongeMap(sharp, SHIFT, 1.7).transport(POINTS)
+    )
+
+    save(MongeMap(phi, SHIFT, 1.7, Gaussian.standard(2)), tmp_path / "old")
+    meta_file = tmp_path / "old" / "map.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["potential"].pop("activation") == "softplus"
+    meta_file.write_text(json.dumps(meta))
+    old = load(tmp_path / "old")
+    assert old.potential.activation == "softplus"
+    np.testing.assert_array_equal(
+        old.transport(POINTS), MongeMap(phi, SHIFT, 1.7).transport(POINTS)
+    )

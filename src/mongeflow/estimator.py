@@ -105,6 +105,9 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             :func:`mongeflow.maps.default.auto_widths`.
         strong_convexity: a floor on the potential's curvature (0: none), see
             :func:`mongeflow.maps.default_potential`.
+        activation: the network's activation, ``"softplus"`` or ``"beta-softplus"`` (each
+            unit's sharpness learnt, :class:`mongeflow.maps.ICNN`); ``"auto"``: the scheme's
+            own (beta-softplus for the semi-dual scheme, else softplus).
         scheme_settings: flat settings of the scheme, by their command-line names with
             ``_`` (``{"learning_rate": 0.05}``, ``{"tau": 0.1, "inner_steps": 50}``),
             applied to the scheme chosen or named (:func:`mongeflow.settings.configure`,
@@ -144,6 +147,7 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         validation: float = 0.1,
         widths: tuple[int, ...] | None = None,
         strong_convexity: float = 0.0,
+        activation: str = "auto",
         scheme_settings: Mapping[str, Any] | None = None,
         divergence_settings: Mapping[str, Any] | None = None,
         fallback: bool = True,
@@ -160,6 +164,7 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.validation = validation
         self.widths = widths
         self.strong_convexity = strong_convexity
+        self.activation = activation
         self.scheme_settings = scheme_settings
         self.divergence_settings = divergence_settings
         self.fallback = fallback
@@ -247,7 +252,8 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             default_batch_size(problem, batch) if self.batch_size is None else self.batch_size
         )
         widths = None if self.widths is None else tuple(int(w) for w in self.widths)
-        potential = default_potential(problem.dim, widths, float(self.strong_convexity))
+        activation = scheme.default_activation if self.activation == "auto" else self.activation
+        potential = default_potential(problem.dim, widths, float(self.strong_convexity), activation)
         result = fit(
             problem,
             scheme,

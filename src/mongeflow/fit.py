@@ -606,7 +606,7 @@ def _initial_state(problem: Problem, scheme: Scheme, potential, init_keys) -> Fi
     """Every seed's starting potential (``potential``, a factory ``key -> potential``, or
     :func:`~mongeflow.maps.default_potential`) and scheme state, at step 0."""
     if potential is None:
-        potential = default_potential(problem.dim)
+        potential = default_potential(problem.dim, activation=scheme.default_activation)
     make = potential if not isinstance(potential, Potential) else (lambda _key: potential)
     potentials = eqx.filter_vmap(make)(init_keys)
     n = init_keys.shape[0]

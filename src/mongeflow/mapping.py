@@ -78,6 +78,7 @@ def potential_config(potential: Potential) -> dict[str, Any]:
             else int(potential.quad_factor.shape[1]),
             "linear_skip": potential.linear is not None,
             "strong_convexity": potential.strong_convexity,
+            "activation": potential.activation,
             "dtype": str(potential.input_weight.dtype),
         }
     if isinstance(potential, AffinePotential):
@@ -97,6 +98,7 @@ def potential_skeleton(config: dict[str, Any]) -> Potential:
             quadratic_rank=config["quadratic_rank"],
             linear_skip=config["linear_skip"],
             strong_convexity=config["strong_convexity"],
+            activation=config.get("activation", "softplus"),  # maps saved before it existed
             dtype=dtype,
         )
     if config["class"] == "AffinePotential":

@@ -134,6 +134,11 @@ FIT_OPTIONS = {
         "ICNN hidden widths (automatic: chosen from d, (64, 64) up to d = 32, (2d, 2d) above)",
     ),
     "strong_convexity": (0.0, "α of an added (α/2)|x|² (∇²φ ⪰ αI)"),
+    "activation": (
+        None,
+        "the network's activation: softplus, or beta-softplus (softplus(βu)/β, each unit's "
+        "sharpness β learnt) (automatic: beta-softplus for the semidual scheme, else softplus)",
+    ),
     "float64": (False, "compute in float64"),
     "log_every": (None, "steps between history records (default: about 20 records)"),
     "checkpoint_every": (None, "steps between checkpoints in DIR (default: each history record)"),
@@ -424,6 +429,7 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
     if resume:
         # a list setting is stored as a JSON list (a string "0.01,0.02" by older versions)
         stored = _parsed(read_run(out)["settings"], scheme_opts, divergence_opts)
+        stored.setdefault("activation", "softplus")  # the only one before the setting existed
         changed = [
             f"--{k.replace('_', '-')} {stored.get(k)!r} -> {v!r}"
             for k, v in given.items()
@@ -749,6 +755,10 @@ def build(settings: dict):
     reasons = list(choice.reasons)
     automatic_flat, flat_scheme = flat(choice.scheme), flat(scheme)
     changed = [f"{k} {v}" for k, v in flat_scheme.items() if _differs(automatic_flat.get(k), v)]
+    if settings.get("activation") is None:
+        settings["activation"] = scheme.default_activation
+    elif settings["activation"] != scheme.default_activation:
+        changed.append(f"activation {settings['activation']}")
     if changed:
         reasons.append("given, over the choice above: " + ", ".join(changed))
     settings.setdefault("chosen", reasons)  # a resumed run keeps its record
@@ -758,7 +768,9 @@ def build(settings: dict):
         settings["batch_size"] = default_batch_size(problem, choice.batch_size)
     widths = settings["widths"]
     widths = auto_widths(problem.dim) if widths is None else tuple(widths)
-    potential = default_potential(problem.dim, widths, settings["strong_convexity"])
+    potential = default_potential(
+        problem.dim, widths, settings["strong_convexity"], settings["activation"]
+    )
     settings.update(flat(scheme), **flat(divergence), widths=list(widths))
     return problem, scheme, divergence, potential
 

@@ -21,6 +21,7 @@ VARIANTS = {
     "softplus": dict(nonnegativity="softplus"),
     "quadratic": dict(quadratic_rank=2, linear_skip=True),
     "strong": dict(widths=(16, 16, 16), strong_convexity=0.5),
+    "beta-softplus": dict(widths=(16, 8), activation="beta-softplus", quadratic_rank=2),
 }
 
 

@@ -188,7 +188,7 @@ def test_a_target_without_samples_is_refused_with_the_scheme_named():
 
 
 def test_the_automatic_game_follows_the_dimension():
-    """Both ways (one map update) up to d = 32, 48 000 steps up to d = 16 and 12 000 above;
+    """Both ways (one map update) up to d = 32, 48 000 steps up to d = 4 and 12 000 above;
     one way (two) above d = 32; above d = 64, rate 0.003 and 12 000 steps (at d = 128 rate
     0.01 ran off the W2 benchmark pair)."""
     from mongeflow.auto import SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_HIGH_DIM, SEMIDUAL_MID_DIM
@@ -199,8 +199,8 @@ def test_the_automatic_game_follows_the_dimension():
         )
         return mf.auto.configure(problem)
 
-    assert (SEMIDUAL_MID_DIM, SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_HIGH_DIM) == (16, 32, 64)
-    low, mid, one_way, high = chosen(16), chosen(17), chosen(33), chosen(65)
+    assert (SEMIDUAL_MID_DIM, SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_HIGH_DIM) == (4, 32, 64)
+    low, mid, one_way, high = chosen(4), chosen(5), chosen(33), chosen(65)
     assert low.scheme.bidirectional and low.scheme.map_updates == 1
     assert low.steps == SemiDual.default_steps == 48_000 and low.scheme.learning_rate == 0.01
     assert mid.scheme.bidirectional and mid.scheme.map_updates == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mongeflow.maps.base import Array, Potential
-from mongeflow.maps.icnn import ICNN
+from mongeflow.maps.icnn import ACTIVATIONS, ICNN
 
 
 def auto_widths(dim: int) -> tuple[int, int]:
@@ -19,11 +19,14 @@ def auto_widths(dim: int) -> tuple[int, int]:
 
 
 def default_potential(
-    dim: int, widths: tuple[int, ...] | None = None, strong_convexity: float = 0.0
+    dim: int,
+    widths: tuple[int, ...] | None = None,
+    strong_convexity: float = 0.0,
+    activation: str = "softplus",
 ) -> Callable[[Array], Potential]:
     """A factory ``key -> ICNN``: hidden ``widths`` (default :func:`auto_widths`), a
     full-rank PSD quadratic term (rank min(d, 64), so affine maps are exact), starting at
-    T = id.
+    T = id, with the ``activation`` of :class:`~mongeflow.maps.ICNN`.
 
     Example:
         >>> import jax
@@ -33,6 +36,8 @@ def default_potential(
     widths = auto_widths(dim) if widths is None else tuple(int(w) for w in widths)
     if not widths or min(widths) < 1:
         raise ValueError(f"widths must be positive integers, got {widths}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
 
     def make(key: Array) -> Potential:
         return ICNN(
@@ -42,6 +47,7 @@ def default_potential(
             quadratic_rank=min(dim, 64),
             identity_init=True,
             strong_convexity=strong_convexity,
+            activation=activation,
         )
 
     return make

@@ -11,6 +11,8 @@ import jax.numpy as jnp
 from mongeflow.maps.base import Array, Potential
 
 NonNegativity = Literal["clamp", "softplus"]
+Activation = Literal["softplus", "beta-softplus"]
+ACTIVATIONS = ("softplus", "beta-softplus")
 
 
 def _uniform(key, shape, fan_in, dtype):
@@ -46,10 +48,12 @@ def _identity_quadratic(dim: int, rank: int, scale: float, dtype) -> tuple[Array
 class ICNN(Potential):
     """φ(x) = w_outᵀ z_L + b_out [+ aᵀx] [+ ½ xᵀ Q x] + (α/2)|x|², an input-convex network.
 
-    z_1 = σ(W_0 x + b_0),  z_{k+1} = σ(W^z_k z_k + W^x_k x + b_k), σ = softplus.
-    Convexity in x needs W^z_k ≥ 0 and w_out ≥ 0 (σ is convex and non-decreasing); the input
-    weights W_0, W^x_k are free. Q = diag(softplus(q)) + L Lᵀ is positive semi-definite (as in
-    OTT-JAX's ICNN) and lets the network represent affine maps exactly.
+    z_1 = σ(W_0 x + b_0),  z_{k+1} = σ(W^z_k z_k + W^x_k x + b_k), σ = softplus, or with
+    ``activation="beta-softplus"`` σ_β(u) = softplus(β u)/β with a sharpness β = exp(log β)
+    > 0 of each unit's own, learnt with the other weights (β → ∞ tends to max(u, 0)).
+    Convexity in x needs W^z_k ≥ 0 and w_out ≥ 0 (σ is convex and non-decreasing for every
+    β > 0); the input weights W_0, W^x_k are free. Q = diag(softplus(q)) + L Lᵀ is positive
+    semi-definite (as in OTT-JAX's ICNN) and lets the network represent affine maps exactly.
 
     The default (``widths=(20, 20)``, no quadratic, no linear skip) is the 541-parameter
     network of Dumont, Lacombe & Vialard (2026), initialised as in their example: PyTorch's
@@ -64,6 +68,8 @@ class ICNN(Potential):
         quadratic_rank: rank r of L in the quadratic term; ``None`` for no quadratic term.
         linear_skip: add a free linear term aᵀx to the output.
         strong_convexity: α ≥ 0; adds (α/2)|x|² so ∇²φ ⪰ α I.
+        activation: ``"softplus"`` or ``"beta-softplus"`` (each unit's sharpness learnt,
+            starting at β = 1, where it is softplus).
         identity_init: start at T = id (implies a quadratic term; needs α < 1). The output
             weights are 0 and the quadratic term is (1 − α) I, split between a diagonal and
             a non-zero, trainable factor L (see :func:`_identity_quadratic`). With
@@ -91,6 +97,7 @@ class ICNN(Potential):
     linear: Array | None
     quad_diag: Array | None
     quad_factor: Array | None
+    log_beta: tuple[Array, ...] | None
     nonnegativity: str = eqx.field(static=True)
     strong_convexity: float = eqx.field(static=True)
 
@@ -105,10 +112,15 @@ class ICNN(Potential):
         linear_skip: bool = False,
         strong_convexity: float = 0.0,
         identity_init: bool = False,
+        activation: Activation = "softplus",
         dtype=None,
     ):
         if nonnegativity not in ("clamp", "softplus"):
             raise ValueError(f"nonnegativity must be 'clamp' or 'softplus', got {nonnegativity!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}"
+            )
         widths = tuple(int(w) for w in widths)
         if len(widths) == 0 or min(widths) < 1:
             raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
@@ -148,6 +160,9 @@ class ICNN(Potential):
         else:
             self.quad_diag = jnp.full((dim,), _inverse_softplus(jnp.asarray(1.0)), dtype)
             self.quad_factor = 1e-2 * jax.random.normal(next(keys), (dim, quadratic_rank), dtype)
+        self.log_beta = (
+            tuple(jnp.zeros((w,), dtype) for w in widths) if activation == "beta-softplus" else None
+        )
 
     def _raw(self, w: Array) -> Array:
         """Stored value for a non-negative weight initialised at max(w, 0)."""
@@ -159,10 +174,29 @@ class ICNN(Potential):
         # pass uses the weights as stored (the paper's projected scheme).
         return jax.nn.softplus(w) if self.nonnegativity == "softplus" else w
 
+    @property
+    def activation(self) -> str:
+        """``"beta-softplus"`` when each unit learns its sharpness, else ``"softplus"``."""
+        return "softplus" if self.log_beta is None else "beta-softplus"
+
+    def _sigma(self, a: Array, k: int) -> Array:
+        """σ at layer k's pre-activations (softplus, or softplus(β a)/β)."""
+        if self.log_beta is None:
+            return jax.nn.softplus(a)
+        beta = jnp.exp(self.log_beta[k])
+        return jax.nn.softplus(beta * a) / beta
+
+    def _slopes(self, a: Array, k: int) -> tuple[Array, Array]:
+        """σ'(a) and σ''(a) at layer k: sigmoid(β a) and β sigmoid(β a)(1 − sigmoid(β a))."""
+        beta = 1.0 if self.log_beta is None else jnp.exp(self.log_beta[k])
+        s1 = jax.nn.sigmoid(beta * a)
+        return s1, beta * s1 * (1.0 - s1)
+
     def __call__(self, x: Array) -> Array:
-        z = jax.nn.softplus(self.input_weight @ x + self.input_bias)
-        for wz, wx, b in zip(self.z_weights, self.x_weights, self.biases, strict=True):
-            z = jax.nn.softplus(self._nonneg(wz) @ z + wx @ x + b)
+        z = self._sigma(self.input_weight @ x + self.input_bias, 0)
+        layers = zip(self.z_weights, self.x_weights, self.biases, strict=True)
+        for k, (wz, wx, b) in enumerate(layers, 1):
+            z = self._sigma(self._nonneg(wz) @ z + wx @ x + b, k)
         out = self._nonneg(self.out_weight) @ z + self.out_bias
         if self.linear is not None:
             out = out + self.linear @ x
@@ -189,16 +223,17 @@ class ICNN(Potential):
         """
         a = [self.input_weight @ x + self.input_bias]
         jac = [self.input_weight]
-        for wz, wx, b in zip(self.z_weights, self.x_weights, self.biases, strict=True):
+        layers = zip(self.z_weights, self.x_weights, self.biases, strict=True)
+        for k, (wz, wx, b) in enumerate(layers):
             wz = self._nonneg(wz)
-            s1 = jax.nn.sigmoid(a[-1])
+            s1, _ = self._slopes(a[-1], k)
             jac.append(wz @ (s1[:, None] * jac[-1]) + wx)
-            a.append(wz @ jax.nn.softplus(a[-1]) + wx @ x + b)
+            a.append(wz @ self._sigma(a[-1], k) + wx @ x + b)
         g = self._nonneg(self.out_weight)
         hess = jnp.zeros((x.shape[0], x.shape[0]), x.dtype)
         for k in range(len(a) - 1, -1, -1):
-            s1 = jax.nn.sigmoid(a[k])
-            curvature = g * s1 * (1.0 - s1)  # g_k ⊙ σ''(a_k)
+            s1, s2 = self._slopes(a[k], k)
+            curvature = g * s2  # g_k ⊙ σ''(a_k)
             hess = hess + jac[k].T @ (curvature[:, None] * jac[k])
             if k > 0:
                 g = self._nonneg(self.z_weights[k - 1]).T @ (s1 * g)

@@ -58,6 +58,9 @@ class Scheme(Settings):
     default_steps: ClassVar[int] = 1000
     #: every batch must hold target rows (``Batch.y``), whatever the divergence
     needs_target_samples: ClassVar[bool] = False
+    #: the activation of the default potential's network (:class:`~mongeflow.maps.ICNN`)
+    #: when the fit builds it for this scheme
+    default_activation: ClassVar[str] = "softplus"
 
     def init(self, potential: Potential) -> Any:
         return jnp.zeros((), jnp.int32)

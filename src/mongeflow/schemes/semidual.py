@@ -130,6 +130,11 @@ class SemiDual(Scheme):
     name: ClassVar[str] = "semidual"
     default_steps: ClassVar[int] = 48000
     needs_target_samples: ClassVar[bool] = True
+    #: each unit of both networks learns its sharpness β in softplus(β u)/β. On the
+    #: Wasserstein-2 benchmark pair (both ways, 12 000 steps of 256, one seed) it left 0.17,
+    #: 1.5, 1.7 % L2-UVP at d = 2, 8, 16 against 0.88, 4.5, 4.5 % with softplus; on
+    #: ``dense-pair`` at d = 16, whose potential is softplus-smooth, 0.63 % against 0.33 %.
+    default_activation: ClassVar[str] = "beta-softplus"
 
     def _optimizer(self, updates_per_step: int = 1) -> optax.GradientTransformation:
         """Adam with the scheme's rate, decaying over ``decay_steps`` outer steps of
