@@ -78,7 +78,7 @@ def test_beta_softplus_starts_as_softplus_and_learns_each_units_sharpness():
     big = eqx.tree_at(
         lambda m: m.log_beta, sharp, tuple(jnp.full_like(b, 3.0) for b in sharp.log_beta)
     )
-    u = jnp.array([-1.0, 1.0])
+    u = jnp.linspace(-1.0, 1.0, 8)  # one pre-activation per unit of the first layer
     np.testing.assert_allclose(
         big._sigma(u, 0), jnp.log1p(jnp.exp(jnp.e**3 * u)) / jnp.e**3, rtol=1e-5
     )

@@ -229,10 +229,11 @@ def test_a_named_semidual_fit_gets_its_rules():
 
 def test_semidual_learns_a_w2_benchmark_pair_at_d_2():
     """The W2 benchmark's pair at d = 2, 2^13 rows per side, 1 000 steps at the automatic
-    settings (batch 256, the game played both ways, one map update a step): the held-out
-    L2-UVP is far below the linear map's (measured 3.75 % against 13.9 %; 2 000 steps:
-    2.68 %, 4 000: 1.53 %; played one way with two map updates, 2 000 and 4 000 steps:
-    3.45 % and 1.64 %)."""
+    settings (batch 256, the game played both ways, one map update a step, each unit's
+    sharpness learnt): the held-out L2-UVP is far below the linear map's (measured 0.96 %
+    against 13.9 %; with softplus units 3.71 %, and 2.68 % after 2 000 steps, 1.53 % after
+    4 000; played one way with two map updates, 2 000 and 4 000 steps: 3.45 % and
+    1.64 %)."""
     problem = mf.get_problem("w2-pair", dim=2, n=2**13)
     res = mf.fit(problem, "semidual", steps=1000)
     uvp = float(res.metrics["l2_uvp"][0])
@@ -241,7 +242,7 @@ def test_semidual_learns_a_w2_benchmark_pair_at_d_2():
 
 
 #: the L2-UVP (%) bound of the d = 2 case above
-BOUND_D2 = 5.0
+BOUND_D2 = 2.0
 
 
 def test_more_map_steps_move_the_map_further_towards_the_conjugate(x64):

@@ -88,7 +88,8 @@ class SemiDual(Scheme):
     samples (with 2^18 rows a side: 2.8 %; after 12 000 steps, three seeds: 3.9, 3.4, 4.1 %
     against 5.4, 5.1, 5.6 % one way after 48 000). With it, k = 1 did better than k = 2
     (4.5 % against 5.8 % at d = 16), hence ``map_steps`` 0: k = 1 in the bidirectional
-    game, 2 in the one-way game.
+    game, 2 in the one-way game. (These figures are those of softplus units; the fit's
+    network for this scheme learns each unit's sharpness, :attr:`default_activation`.)
 
     The scheme needs target rows in every batch (``needs_target_samples``) and does not use
     the fit's divergence to move: what it descends is the semi-dual itself; the divergence
