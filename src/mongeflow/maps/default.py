@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mongeflow.maps.base import Array, Potential
-from mongeflow.maps.icnn import ACTIVATIONS, ICNN
+from mongeflow.maps.icnn import ICNN, check_activation
 
 
 def auto_widths(dim: int) -> tuple[int, int]:
@@ -36,8 +36,7 @@ def default_potential(
     widths = auto_widths(dim) if widths is None else tuple(int(w) for w in widths)
     if not widths or min(widths) < 1:
         raise ValueError(f"widths must be positive integers, got {widths}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    check_activation(activation)  # before any network is built (a factory is lazy)
 
     def make(key: Array) -> Potential:
         return ICNN(

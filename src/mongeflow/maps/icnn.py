@@ -15,6 +15,12 @@ Activation = Literal["softplus", "beta-softplus"]
 ACTIVATIONS = ("softplus", "beta-softplus")
 
 
+def check_activation(activation: str) -> None:
+    """Refuse an activation that is not one of :data:`ACTIVATIONS`."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+
+
 def _uniform(key, shape, fan_in, dtype):
     bound = 1.0 / jnp.sqrt(fan_in)
     return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -117,10 +123,7 @@ class ICNN(Potential):
     ):
         if nonnegativity not in ("clamp", "softplus"):
             raise ValueError(f"nonnegativity must be 'clamp' or 'softplus', got {nonnegativity!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}"
-            )
+        check_activation(activation)
         widths = tuple(int(w) for w in widths)
         if len(widths) == 0 or min(widths) < 1:
             raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
