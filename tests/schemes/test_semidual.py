@@ -14,7 +14,7 @@ from mongeflow.maps import AffinePotential
 from mongeflow.problems import Gaussian, PotentialTarget, SamplerSource
 from mongeflow.problems.batch import Batch, Sampler
 from mongeflow.schemes import SemiDual
-from mongeflow.schemes.semidual import expectile
+from mongeflow.schemes.semidual import expectile, jittered
 from tests.conftest import exact_moment_sample
 
 
@@ -180,6 +180,43 @@ def test_the_dual_starts_as_the_map_and_both_stay_feasible(key):
         assert bool(jnp.isfinite(info.objective)) and bool(jnp.isfinite(info.loss))
 
 
+def test_the_jitter_is_measured_in_each_coordinate_s_spread(key):
+    """σ times the rows' standard deviation per coordinate: a constant coordinate gets no
+    noise, a varying one noise of σ times its spread, whatever its scale."""
+    rng = np.random.default_rng(0)
+    rows = jnp.asarray(np.c_[1e3 * rng.standard_normal(4096), np.full(4096, 0.5)], jnp.float32)
+    noisy = jittered(rows, 0.1, key)
+    np.testing.assert_array_equal(noisy[:, 1], rows[:, 1])
+    ratio = float(jnp.std(noisy[:, 0] - rows[:, 0]) / jnp.std(rows[:, 0]))
+    assert ratio == pytest.approx(0.1, rel=0.05)
+    from mongeflow.settings import configure
+
+    with pytest.raises(ValueError, match="jitter must be in"):
+        configure(SemiDual(), {"jitter": -0.1})
+
+
+def test_the_step_jitters_both_sides_rows_only_when_asked(key, monkeypatch):
+    """The step passes the source's and the target's rows through :func:`jittered` with its
+    σ (traced only, with ``jax.eval_shape``), and does not when σ = 0."""
+    import mongeflow.schemes.semidual as semidual
+
+    calls = []
+
+    def recording(rows, scale, k):
+        calls.append((rows.shape, scale))
+        return rows
+
+    monkeypatch.setattr(semidual, "jittered", recording)
+    x = np.random.default_rng(0).standard_normal((64, 2))
+    y = x[::-1] + 1.0
+    phi = mf.default_potential(2, (8, 8))(key)
+    for scale in (0.0, 0.3):
+        scheme = SemiDual(jitter=scale)
+        batch = Batch(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
+        jax.eval_shape(scheme.step, phi, scheme.init(phi), batch, _task(x, y), key)
+    assert calls == [((64, 2), 0.3), ((64, 2), 0.3)]
+
+
 def test_a_target_without_samples_is_refused_with_the_scheme_named():
     source = Gaussian(jnp.zeros(2), jnp.eye(2))
     problem = mf.Problem("v-only", source, PotentialTarget(lambda y: 0.5 * jnp.sum(y**2), 2))
@@ -191,7 +228,12 @@ def test_the_automatic_game_follows_the_dimension():
     """Both ways (one map update) up to d = 32, 48 000 steps up to d = 4 and 12 000 above;
     one way (two) above d = 32; above d = 64, rate 0.003 and 12 000 steps (at d = 128 rate
     0.01 ran off the W2 benchmark pair)."""
-    from mongeflow.auto import SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_HIGH_DIM, SEMIDUAL_MID_DIM
+    from mongeflow.auto import (
+        SEMIDUAL_BIDIRECTIONAL_DIM,
+        SEMIDUAL_HIGH_DIM,
+        SEMIDUAL_JITTER,
+        SEMIDUAL_MID_DIM,
+    )
 
     def chosen(d):
         problem = mf.Problem(
@@ -210,6 +252,10 @@ def test_the_automatic_game_follows_the_dimension():
     assert one_way.steps == 48_000 and one_way.scheme.learning_rate == 0.01
     assert not high.scheme.bidirectional and high.scheme.learning_rate == 0.003
     assert high.steps == high.scheme.decay_steps == 12_000
+    # the rows are jittered only where the game is played one way (limited by its rows)
+    assert low.scheme.jitter == mid.scheme.jitter == chosen(32).scheme.jitter == 0.0
+    assert one_way.scheme.jitter == high.scheme.jitter == SEMIDUAL_JITTER == 0.1
+    assert any("jittered by 0.1" in r for r in high.reasons)
     given = mf.Problem(
         "p", Gaussian(jnp.zeros(20), jnp.eye(20)), mf.EmpiricalTarget(jnp.ones((8, 20)))
     )

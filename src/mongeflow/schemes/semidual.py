@@ -43,6 +43,13 @@ def expectile(diff: Array, level: float) -> Array:
     return jnp.where(diff >= 0, level, 1.0 - level) * diff**2
 
 
+def jittered(rows: Array, scale: float, key: Array) -> Array:
+    """``rows`` plus Gaussian noise of ``scale`` times their standard deviation, coordinate by
+    coordinate (a coordinate constant over the rows gets none)."""
+    spread = jnp.std(rows, axis=0, keepdims=True)
+    return rows + scale * spread * jax.random.normal(key, rows.shape, rows.dtype)
+
+
 class SemiDual(Scheme):
     """The minimax form of W2's semi-dual, with two input-convex potentials.
 
@@ -91,6 +98,16 @@ class SemiDual(Scheme):
     game, 2 in the one-way game. (These figures are those of softplus units; the fit's
     network for this scheme learns each unit's sharpness, :attr:`default_activation`.)
 
+    ``jitter`` σ adds Gaussian noise of σ times the batch's standard deviation, coordinate by
+    coordinate, to the rows of both sides at every step: the game then sees the two laws
+    smoothed by a small Gaussian instead of the same finite rows again and again, which the
+    networks otherwise come to fit (at the price of a bias of order σ² in the map). On the
+    Wasserstein-2 benchmark pair at d = 64 (2^16 rows a side, one way, 48 000 steps of 256,
+    one seed, on a GPU) σ = 0.1 left 3.2 % L2-UVP against 4.5 % without it and 5.9 % with
+    σ = 0.2; with fresh samples at every step (no finite rows to fit) 2.5 % against 2.2 %
+    (its bias); at d = 8 and 16, where the fit is not limited by its rows, 1.5 and 1.8 %
+    with or without it.
+
     The scheme needs target rows in every batch (``needs_target_samples``) and does not use
     the fit's divergence to move: what it descends is the semi-dual itself; the divergence
     gives ``StepInfo.loss`` (at the step's starting map, on a batch of its own) and the fit
@@ -127,6 +144,12 @@ class SemiDual(Scheme):
         False,
         help="play the game both ways: ψ also learns the map from ν to μ, φ its dual (semidual)",
         static=True,
+    )
+    jitter: float = setting(
+        0.0,
+        help="Gaussian noise added to each batch's rows, in units of the batch's standard "
+        "deviation per coordinate (0: none) (semidual)",
+        low=0.0,
     )
     name: ClassVar[str] = "semidual"
     default_steps: ClassVar[int] = 48000
@@ -205,6 +228,9 @@ class SemiDual(Scheme):
         if batch.y is None:
             raise ValueError("the semidual scheme needs target rows in every batch")
         x, y = batch.x, batch.y
+        if self.jitter:
+            key, kx, ky = jax.random.split(key, 3)
+            x, y = jittered(x, self.jitter, kx), jittered(y, self.jitter, ky)
         map_opt, dual_opt = self._optimizers()
         moved, dual, map_state, dual_state, w2_half = self._half(
             potential, state.dual, state.map_state, state.dual_state, x, y, map_opt, dual_opt
