@@ -163,11 +163,13 @@ def choose_divergence(problem: Problem, scheme: Scheme | str | None = None) -> D
     ``benchmarks/twosample/semidual``; the scheme's first settings, 12 000 steps of 1 024
     with one map update a step). At today's settings (48 000 steps of 256, the game played
     both ways up to d = 32, for 12 000 steps above d = 4, one way with two map updates
-    above, each unit's sharpness learnt: :func:`_semidual`,
+    above and the rows jittered by :data:`SEMIDUAL_JITTER` of their spread, each unit's
+    sharpness learnt: :func:`_semidual`,
     :attr:`~mongeflow.schemes.SemiDual.default_activation`), through the command line: 0.24,
-    0.70, 1.77, 1.88, 2.00, 4.71 and 5.07 % on the W2 pairs at d = 2 … 128, 0.17 and 0.57 %
-    on ``dense-pair`` (``benchmarks/readme/output-samples.md``; with softplus units 0.65,
-    1.26, 3.13, 2.80, 3.91, 5.48, 12.9 % and 0.13, 1.06 %).
+    0.70, 1.77, 1.88, 2.00, 3.37 and 4.47 % on the W2 pairs at d = 2 … 128 (4.71 and 5.07 %
+    at d = 64, 128 before the jitter), 0.17 and 0.57 % on ``dense-pair``
+    (``benchmarks/readme/output-samples.md``, ``benchmarks/w2/limits/output-cli.txt``; with
+    softplus units 0.65, 1.26, 3.13, 2.80, 3.91, 5.48, 12.9 % and 0.13, 1.06 %).
 
     The drift against Adam on a sample divergence, measured earlier:
 

@@ -223,13 +223,22 @@ def run_record(run: Run) -> dict:
     return out
 
 
+#: scheme settings added after runs were first saved, with the value that means "as before":
+#: a record without one was made with that value (``jitter``: the semi-dual rows unjittered)
+ADDED_SETTINGS = {"semidual": {"jitter": 0.0}}
+
+
 def differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
     """``key: saved -> now`` for every entry of two nested records that differs (a list
     setting saved as a string by an older version, ``"0.01,0.02"``, is the same as its
-    numbers: :func:`mongeflow.settings.same`)."""
+    numbers: :func:`mongeflow.settings.same`; a setting of :data:`ADDED_SETTINGS` missing from
+    ``saved`` is the same as its value there)."""
+    added = {k: v for table in ADDED_SETTINGS.values() for k, v in table.items()}
     out = []
     for k in sorted(set(saved) | set(now)):
         a, b = saved.get(k), now.get(k)
+        if k not in saved and k in added and same(added[k], b):
+            continue
         if isinstance(a, dict) and isinstance(b, dict):
             out += differences(a, b, f"{prefix}{k}.")
         elif not same(a, b):
@@ -431,6 +440,8 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
         # a list setting is stored as a JSON list (a string "0.01,0.02" by older versions)
         stored = _parsed(read_run(out)["settings"], scheme_opts, divergence_opts)
         stored.setdefault("activation", "softplus")  # the only one before the setting existed
+        for key, value in ADDED_SETTINGS.get(stored.get("scheme"), {}).items():
+            stored.setdefault(key, value)  # saved before the setting existed
         changed = [
             f"--{k.replace('_', '-')} {stored.get(k)!r} -> {v!r}"
             for k, v in given.items()

@@ -195,26 +195,35 @@ def test_the_jitter_is_measured_in_each_coordinate_s_spread(key):
         configure(SemiDual(), {"jitter": -0.1})
 
 
-def test_the_step_jitters_both_sides_rows_only_when_asked(key, monkeypatch):
-    """The step passes the source's and the target's rows through :func:`jittered` with its
-    σ (traced only, with ``jax.eval_shape``), and does not when σ = 0."""
-    import mongeflow.schemes.semidual as semidual
-
-    calls = []
-
-    def recording(rows, scale, k):
-        calls.append((rows.shape, scale))
-        return rows
-
-    monkeypatch.setattr(semidual, "jittered", recording)
-    x = np.random.default_rng(0).standard_normal((64, 2))
-    y = x[::-1] + 1.0
+def test_a_jittered_step_differs_from_the_plain_one_and_repeats_with_its_key(key):
+    """The jittered rows reach the game (the map moves differently), the noise is a function
+    of the step's key (the same key, the same step), and the step's loss, drawn with the
+    step's own key, is the plain step's."""
+    problem = mf.get_problem("gaussian-pair", dim=2, n=512)
+    task = Task(problem, EnergyDistance(), Sampler(problem, 64, target=True))
     phi = mf.default_potential(2, (8, 8))(key)
-    for scale in (0.0, 0.3):
+    batch = task.sample(jax.random.key(1))
+    moved = {}
+    for scale in (0.0, 0.5):
         scheme = SemiDual(jitter=scale)
-        batch = Batch(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
-        jax.eval_shape(scheme.step, phi, scheme.init(phi), batch, _task(x, y), key)
-    assert calls == [((64, 2), 0.3), ((64, 2), 0.3)]
+        step = jax.jit(scheme.step)
+        runs = [step(phi, scheme.init(phi), batch, task, jax.random.key(2)) for _ in range(2)]
+        moved[scale] = [np.asarray(r[0].quad_factor) for r in runs] + [runs[0][2].loss]
+        np.testing.assert_array_equal(moved[scale][0], moved[scale][1])
+    assert np.max(np.abs(moved[0.5][0] - moved[0.0][0])) > 1e-6
+    assert float(moved[0.5][2]) == float(moved[0.0][2])
+
+
+def test_a_run_saved_before_the_jitter_existed_is_no_different_at_its_value():
+    """A checkpoint's record without ``jitter`` was made without it: resuming with jitter 0
+    is the same run, with another jitter a different one."""
+    from mongeflow.runs import differences
+
+    saved = {"scheme": {"name": "semidual", "settings": {"learning_rate": 0.01}}}
+    now = {"scheme": {"name": "semidual", "settings": {"learning_rate": 0.01, "jitter": 0.0}}}
+    assert differences(saved, now) == []
+    now["scheme"]["settings"]["jitter"] = 0.1
+    assert differences(saved, now) == ["scheme.settings.jitter: None -> 0.1"]
 
 
 def test_a_target_without_samples_is_refused_with_the_scheme_named():
