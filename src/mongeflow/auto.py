@@ -166,7 +166,7 @@ def choose_divergence(problem: Problem, scheme: Scheme | str | None = None) -> D
     above and the rows jittered by :data:`SEMIDUAL_JITTER` of their spread, each unit's
     sharpness learnt: :func:`_semidual`,
     :attr:`~mongeflow.schemes.SemiDual.default_activation`), through the command line: 0.24,
-    0.70, 1.77, 1.88, 2.00, 3.37 and 4.47 % on the W2 pairs at d = 2 … 128 (4.71 and 5.07 %
+    0.70, 1.77, 1.88, 2.00, 3.36 and 5.01 % on the W2 pairs at d = 2 … 128 (4.71 and 5.07 %
     at d = 64, 128 before the jitter), 0.17 and 0.57 % on ``dense-pair``
     (``benchmarks/readme/output-samples.md``, ``benchmarks/w2/limits/output-cli.txt``; with
     softplus units 0.65, 1.26, 3.13, 2.80, 3.91, 5.48, 12.9 % and 0.13, 1.06 %).
@@ -321,7 +321,8 @@ SEMIDUAL_HIGH_DIM_STEPS = 12_000
 #: (``SemiDual.jitter``): there the fit is limited by its finite rows. On the benchmark pair
 #: at d = 64 (one seed, on a GPU) 2^16 rows a side left 4.5 % L2-UVP and fresh samples at
 #: every step 2.2 %; the jitter 0.1 brought the 2^16 rows to 3.2 % (0.2: 5.9 %). Through the
-#: command line on a 2-core CPU: 4.71 → 3.37 % at d = 64, 5.07 → 4.47 % at d = 128. On
+#: command line on a 2-core CPU: 4.71 → 3.36 % at d = 64, 5.07 → 5.01 % at d = 128 (another
+#: draw of the noise: 4.47 %); at d = 64 0.05 left 3.74 %, 0.15 3.67 %. On
 #: ``dense-pair`` at d = 64 (9 000 rows a side), which it was not tuned on, 11.4 → 12.9 %,
 #: both worse than the linear map's 6.3 % (12 000 steps instead of 48 000: 8.7 %)
 SEMIDUAL_JITTER = 0.1
