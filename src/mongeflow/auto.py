@@ -338,6 +338,7 @@ def _semidual(problem: Problem, steps: int | None, reasons: list) -> Choice:
     between two networks: its held-out figures do not fall steadily, so no early stop)."""
     d = problem.dim
     high = d > SEMIDUAL_HIGH_DIM
+    one_way = d > SEMIDUAL_BIDIRECTIONAL_DIM
     usual = SemiDual.default_steps
     if high:
         usual = SEMIDUAL_HIGH_DIM_STEPS
@@ -347,8 +348,8 @@ def _semidual(problem: Problem, steps: int | None, reasons: list) -> Choice:
     scheme = SemiDual(
         learning_rate=SEMIDUAL_HIGH_DIM_RATE if high else SemiDual.learning_rate,
         decay_steps=steps,
-        bidirectional=d <= SEMIDUAL_BIDIRECTIONAL_DIM,
-        jitter=0.0 if d <= SEMIDUAL_BIDIRECTIONAL_DIM else SEMIDUAL_JITTER,
+        bidirectional=not one_way,
+        jitter=SEMIDUAL_JITTER if one_way else 0.0,
     )
     game = "both ways" if scheme.bidirectional else "one way"
     if scheme.jitter:

@@ -226,6 +226,7 @@ def run_record(run: Run) -> dict:
 #: scheme settings added after runs were first saved, with the value that means "as before":
 #: a record without one was made with that value (``jitter``: the semi-dual rows unjittered)
 ADDED_SETTINGS = {"semidual": {"jitter": 0.0}}
+_ADDED = {k: v for table in ADDED_SETTINGS.values() for k, v in table.items()}
 
 
 def differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
@@ -233,11 +234,10 @@ def differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
     setting saved as a string by an older version, ``"0.01,0.02"``, is the same as its
     numbers: :func:`mongeflow.settings.same`; a setting of :data:`ADDED_SETTINGS` missing from
     ``saved`` is the same as its value there)."""
-    added = {k: v for table in ADDED_SETTINGS.values() for k, v in table.items()}
     out = []
     for k in sorted(set(saved) | set(now)):
         a, b = saved.get(k), now.get(k)
-        if k not in saved and k in added and same(added[k], b):
+        if k not in saved and k in _ADDED and same(_ADDED[k], b):
             continue
         if isinstance(a, dict) and isinstance(b, dict):
             out += differences(a, b, f"{prefix}{k}.")
