@@ -45,8 +45,15 @@ def run(*args, cwd=None):
         text=True,
         cwd=cwd,
         timeout=600,
-        env={**os.environ, "XDG_CACHE_HOME": str(CACHE)},
+        env=_env(),
     )
+
+
+def _env():
+    """This environment, with the commands' cache in :data:`CACHE`: without a cache that JAX
+    is already given (``JAX_COMPILATION_CACHE_DIR``), so that the command chooses its own."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    return {**env, "XDG_CACHE_HOME": str(CACHE)}
 
 
 def test_help_works():
