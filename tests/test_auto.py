@@ -259,3 +259,66 @@ def test_the_activation_follows_the_scheme_and_a_given_one_is_named(tmp_path):
     fit_parser = parser._subparsers._group_actions[0].choices["fit"]
     flag = next(a for a in fit_parser._actions if a.dest == "activation")
     assert tuple(flag.choices) == ACTIVATIONS
+
+
+def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):
+    """The semi-dual game's widths, (64, 64) up to d = 64, reach the network of every path
+    that builds one (the command line's settings and its record of why, ``mf.fit``, the
+    estimator); the other schemes keep :func:`auto_widths`, (2d, 2d) above d = 32; a width
+    given wins, and a run resumed keeps the widths it was saved with."""
+    import json
+    import sys
+
+    import jax
+
+    from mongeflow import cli, runs
+    from mongeflow.fit import _initial_state
+    from mongeflow.maps.default import auto_widths
+
+    assert mf.SemiDual.default_widths(64) == (64, 64) and auto_widths(64) == (128, 128)
+    assert mf.SemiDual.default_widths(65) == auto_widths(65) == (130, 130)
+    assert mf.Adam.default_widths(40) == auto_widths(40) == (80, 80)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 40)))
+    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 40)))
+    common = ["--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+
+    def network(net):
+        return [w.shape[-2] for w in (net.input_weight, *net.z_weights)]
+
+    def widths(*flags, resume=False):
+        args = cli._parser().parse_args(["fit", *common, *flags, "--out", str(tmp_path / "r")])
+        settings = runs.fit_settings(vars(args), tmp_path / "r", resume=resume, overwrite=False)
+        _, scheme, _, potential = runs.build(settings)
+        assert network(potential(jax.random.key(0))) == settings["widths"]
+        if not resume:
+            runs.start(settings, tmp_path / "r", resume=False)
+        return scheme.name, settings["widths"], settings["chosen"][0]
+
+    chosen = "widths (64, 64) for d = 40 (the semi-dual game's up to d = 64)"
+    assert widths() == ("semidual", [64, 64], chosen)
+    assert widths("--scheme", "adam", "--divergence", "energy")[:2] == ("adam", [80, 80])
+    assert widths("--widths", "32", "16")[:2] == ("semidual", [32, 16])
+    # a run saved with other widths (as before the semi-dual game's were narrowed) keeps them
+    widths()
+    record = json.loads((tmp_path / "r" / "run.json").read_text())
+    record["settings"]["widths"] = [128, 128]
+    (tmp_path / "r" / "run.json").write_text(json.dumps(record))
+    assert widths(resume=True)[:2] == ("semidual", [128, 128])
+
+    class Built(Exception):
+        pass
+
+    def built(problem, scheme, divergence, potential, **kwargs):
+        raise Built(network(potential(jax.random.key(0))))
+
+    # the estimator's network, without a fit (it imports `fit` from the module when it fits)
+    monkeypatch.setattr(sys.modules["mongeflow.fit"], "fit", built)
+    with pytest.raises(Built) as made:
+        mf.MongeTransport().fit(np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy"))
+    assert made.value.args[0] == [64, 64]
+    state = _initial_state(
+        mf.get_problem("gaussian-pair", dim=40, n=64), mf.SemiDual(), None,
+        jax.random.split(jax.random.key(0), 1),
+    )  # fmt: skip
+    assert state.potentials.input_weight.shape == (1, 64, 40)

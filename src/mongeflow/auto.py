@@ -12,7 +12,8 @@ The rules come from measurements on problems the defaults were not tuned on (the
   mini-batch noise a constant rate leaves (7.4 % → 3.9 %, widths 20, raw coordinates), and
   standardising removed most of the rest (3.9 % → 2.3 %).
 - **Widths that grow with d**: (64, 64) up to d = 32, then (2d, 2d); widths 20 were the
-  main error left at d = 16 (2.3 % → 1.0 %).
+  main error left at d = 16 (2.3 % → 1.0 %). (The semi-dual game, for a target known by
+  samples, keeps (64, 64) up to d = 64: :meth:`~mongeflow.schemes.SemiDual.default_widths`.)
 - **Steps**: 2 000, the cap of an early-stopped fit.
 - A divergence whose loss is only a gradient surrogate (a drift field) is followed with the
   explicit scheme instead, since it has no value to descend: 80 steps (:data:`DRIFT_STEPS`),
@@ -164,10 +165,11 @@ def choose_divergence(problem: Problem, scheme: Scheme | str | None = None) -> D
     with one map update a step). At today's settings (48 000 steps of 256, the game played
     both ways up to d = 32, for 12 000 steps above d = 4, one way with two map updates
     above and the rows jittered by :data:`SEMIDUAL_JITTER` of their spread, each unit's
-    sharpness learnt: :func:`_semidual`,
+    sharpness learnt, widths (64, 64) up to d = 64: :func:`_semidual`,
     :attr:`~mongeflow.schemes.SemiDual.default_activation`), through the command line: 0.24,
-    0.70, 1.77, 1.88, 2.00, 3.36 and 5.01 % on the W2 pairs at d = 2 … 128 (4.71 and 5.07 %
-    at d = 64, 128 before the jitter), 0.17 and 0.57 % on ``dense-pair``
+    0.70, 1.77, 1.88, 2.00, 3.46 and 5.01 % on the W2 pairs at d = 2 … 128 (4.71 and 5.07 %
+    at d = 64, 128 before the jitter; 3.36 % at d = 64 with widths (128, 128)), 0.17 and
+    0.57 % on ``dense-pair``
     (``benchmarks/readme/output-samples.md``, ``benchmarks/w2/limits/output-cli.txt``; with
     softplus units 0.65, 1.26, 3.13, 2.80, 3.91, 5.48, 12.9 % and 0.13, 1.06 %).
 
@@ -247,11 +249,11 @@ def choose(
     """
     if scheme is not None:
         return configure_named(scheme, problem, divergence, steps)
+    if automatic and not problem.target.has_potential:
+        return _semidual(problem, steps)
     d = problem.dim
     widths = auto_widths(d)
     reasons = [f"widths {widths} for d = {d}"]
-    if automatic and not problem.target.has_potential:
-        return _semidual(problem, steps, reasons)
     if divergence.loss_is_value:
         return _adam(problem, divergence, steps, reasons)
     else:
@@ -328,15 +330,20 @@ SEMIDUAL_HIGH_DIM_STEPS = 12_000
 SEMIDUAL_JITTER = 0.1
 
 
-def _semidual(problem: Problem, steps: int | None, reasons: list) -> Choice:
+def _semidual(problem: Problem, steps: int | None) -> Choice:
     """The semi-dual scheme (:class:`~mongeflow.schemes.SemiDual`): bidirectional up to
     d = :data:`SEMIDUAL_BIDIRECTIONAL_DIM`, its rate (0.01, or
     :data:`SEMIDUAL_HIGH_DIM_RATE` above d = :data:`SEMIDUAL_HIGH_DIM`) decaying to 0 over
     the run (48 000 steps; :data:`SEMIDUAL_MID_DIM_STEPS` for :data:`SEMIDUAL_MID_DIM` < d ≤
     :data:`SEMIDUAL_BIDIRECTIONAL_DIM`; :data:`SEMIDUAL_HIGH_DIM_STEPS` above d =
     :data:`SEMIDUAL_HIGH_DIM`), batches of :data:`SEMIDUAL_BATCH`, every step run (a game
-    between two networks: its held-out figures do not fall steadily, so no early stop)."""
+    between two networks: its held-out figures do not fall steadily, so no early stop),
+    widths :meth:`SemiDual.default_widths <mongeflow.schemes.SemiDual.default_widths>`."""
     d = problem.dim
+    widths = SemiDual.default_widths(d)
+    reasons = [f"widths {widths} for d = {d}"]
+    if widths != auto_widths(d):
+        reasons[0] += f" (the semi-dual game's up to d = {SemiDual.narrow_dim})"
     high = d > SEMIDUAL_HIGH_DIM
     one_way = d > SEMIDUAL_BIDIRECTIONAL_DIM
     usual = SemiDual.default_steps
@@ -362,7 +369,7 @@ def _semidual(problem: Problem, steps: int | None, reasons: list) -> Choice:
     )
     return Choice(
         scheme,
-        auto_widths(d),
+        widths,
         steps,
         tuple(reasons),
         patience=None,
@@ -396,6 +403,8 @@ def configure_named(
 
     if name not in SCHEMES:
         raise ValueError(unknown("scheme", name, SCHEMES))
+    if name == "semidual":
+        return _semidual(problem, steps)
     d = problem.dim
     widths = auto_widths(d)
     reasons = [f"widths {widths} for d = {d}"]
@@ -403,8 +412,6 @@ def configure_named(
         return choose(problem, divergence, steps)  # the automatic fit itself
     if name == "adam":  # on a loss, or on a velocity's surrogate loss
         return _adam(problem, divergence, steps, reasons)
-    if name == "semidual":
-        return _semidual(problem, steps, reasons)
     registered = SCHEMES[name]
     steps = int(steps or registered.default_steps)
     if name == "explicit":

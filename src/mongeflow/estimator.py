@@ -102,7 +102,8 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         validation: the fraction of rows (of both samples) held out to pick the map and
             stop early, in [0, 0.5).
         widths: the hidden widths of the potential's network (a tuple of ints); ``None``:
-            :func:`mongeflow.maps.default.auto_widths`.
+            the scheme's (:meth:`Scheme.default_widths
+            <mongeflow.schemes.base.Scheme.default_widths>`).
         strong_convexity: a floor on the potential's curvature (0: none), see
             :func:`mongeflow.maps.default_potential`.
         activation: the network's activation, ``"softplus"`` or ``"beta-softplus"`` (each
@@ -251,7 +252,11 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         batch_size = (
             default_batch_size(problem, batch) if self.batch_size is None else self.batch_size
         )
-        widths = None if self.widths is None else tuple(int(w) for w in self.widths)
+        widths = (
+            scheme.default_widths(problem.dim)
+            if self.widths is None
+            else tuple(int(w) for w in self.widths)
+        )
         activation = scheme.default_activation if self.activation == "auto" else self.activation
         potential = default_potential(problem.dim, widths, float(self.strong_convexity), activation)
         result = fit(

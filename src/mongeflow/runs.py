@@ -41,7 +41,6 @@ from mongeflow.io import (
 )
 from mongeflow.mapping import save
 from mongeflow.maps import default_potential
-from mongeflow.maps.default import auto_widths
 from mongeflow.plot import plot_displacement, plot_history, plot_pushforward
 from mongeflow.problems import PROBLEMS, get_problem
 from mongeflow.progress import Progress
@@ -131,7 +130,8 @@ FIT_OPTIONS = {
     "seed": ([0], "seed(s), trained side by side"),
     "widths": (
         None,
-        "ICNN hidden widths (automatic: chosen from d, (64, 64) up to d = 32, (2d, 2d) above)",
+        "ICNN hidden widths (automatic: chosen from d, (64, 64) up to d = 32, (2d, 2d) above; "
+        "semidual: (64, 64) up to d = 64)",
     ),
     "strong_convexity": (0.0, "α of an added (α/2)|x|² (∇²φ ⪰ αI)"),
     "activation": (
@@ -353,7 +353,10 @@ class Checkpoint(Callback):
             raise
         except Exception as err:
             raise ReadError(
-                f"the checkpoint in {str(self.path)!r} does not match this map: {err}"
+                f"the checkpoint in {str(self.path)!r} does not match this map: {err} (a "
+                "checkpoint made with another network, other widths or activation, resumes "
+                "with that network given: potential=mf.default_potential(d, widths, "
+                "activation=...))"
             ) from None
 
     def load(self, run: Run, template: FitState) -> FitState:
@@ -779,7 +782,7 @@ def build(settings: dict):
     if settings["batch_size"] is None:
         settings["batch_size"] = default_batch_size(problem, choice.batch_size)
     widths = settings["widths"]
-    widths = auto_widths(problem.dim) if widths is None else tuple(widths)
+    widths = scheme.default_widths(problem.dim) if widths is None else tuple(widths)
     potential = default_potential(
         problem.dim, widths, settings["strong_convexity"], settings["activation"]
     )

@@ -271,6 +271,18 @@ def test_the_automatic_game_follows_the_dimension():
     assert mf.auto.configure(given, steps=500).steps == 500  # a step count given wins
     assert any("played both ways" in r for r in low.reasons)
     assert any("played one way" in r for r in high.reasons)
+    # widths (64, 64) up to d = 64, where the game is limited by its rows; (2d, 2d) above
+
+    def widths(d):
+        problem = mf.Problem(
+            "pair", Gaussian(jnp.zeros(d), jnp.eye(d)), mf.EmpiricalTarget(jnp.ones((8, d)))
+        )
+        energy = mf.auto.choose_divergence(problem)
+        return mf.auto.choose(problem, energy, automatic=True).widths
+
+    assert widths(4) == widths(5) == widths(33) == widths(64) == (64, 64)
+    assert widths(65) == (130, 130)
+    assert any("widths (64, 64) for d = 33 (the semi-dual game's" in r for r in one_way.reasons)
 
 
 def test_a_named_semidual_fit_gets_its_rules():

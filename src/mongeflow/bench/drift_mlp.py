@@ -21,8 +21,9 @@ pushes μ onto γ, Brenier 1991). The two-sample benchmark
 (:mod:`mongeflow.bench.twosample`) compares them: comparable energy distances, different
 L2-UVP against T*.
 
-Settings (not tuned on the benchmark): the hidden widths of the library's default ICNN
-(:func:`~mongeflow.maps.default.auto_widths`, the same number of layers), SiLU activations,
+Settings (not tuned on the benchmark): the hidden widths of the library's default ICNN for a
+loss (:func:`~mongeflow.maps.default.auto_widths`, the same number of layers; at
+32 < d ≤ 64 twice the semi-dual game's), SiLU activations,
 the last layer zero (f = id at the start), Adam with its rate decaying to 0 over the steps
 (cosine), batches of 256 drawn with replacement from each side, and the network applied to
 standardised inputs: f(x) = x + s · MLP((x − m)/s), m the source sample's mean and s one

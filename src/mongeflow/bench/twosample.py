@@ -45,8 +45,9 @@ The rows (:mod:`mongeflow.bench.rows` unless said):
   the training rows, at its default iterations, 4 × those and ``auto``'s wall time, each
   capped at ``time_cap`` seconds.
 - ``Monge gap (OTT)``: OTT-JAX's ``MongeGapEstimator`` (Uscidda & Cuturi, ICML 2023): an MLP
-  map x ↦ x + MLP(x) (OTT's ``PotentialMLP(is_potential=False)``, hidden widths those of the
-  library's default ICNN, GELU) minimising the Sinkhorn divergence to the target batch
+  map x ↦ x + MLP(x) (OTT's ``PotentialMLP(is_potential=False)``, hidden widths
+  :func:`~mongeflow.maps.default.auto_widths`, at 32 < d ≤ 64 twice the semi-dual game's,
+  GELU) minimising the Sinkhorn divergence to the target batch
   (ε = 0.1 × the mean cost of a target batch) plus 0.1 × the Monge gap for the squared
   Euclidean cost (ε = 0.01 × the mean source–target cost): the settings of OTT's Monge-gap
   tutorial, with the estimator's default optimiser (Adam, rate 10⁻³) and iterations

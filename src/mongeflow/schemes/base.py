@@ -13,6 +13,7 @@ from jax.flatten_util import ravel_pytree
 
 from mongeflow.divergences.base import Task
 from mongeflow.maps.base import Array, IdentityOr, Potential, transport
+from mongeflow.maps.default import auto_widths
 from mongeflow.platform import after
 from mongeflow.problems.batch import Batch
 from mongeflow.settings import Settings
@@ -61,6 +62,12 @@ class Scheme(Settings):
     #: the activation of the default potential's network (:class:`~mongeflow.maps.ICNN`)
     #: when the fit builds it for this scheme
     default_activation: ClassVar[str] = "softplus"
+
+    @classmethod
+    def default_widths(cls, dim: int) -> tuple[int, ...]:
+        """The hidden widths of the default potential's network at dimension ``dim`` when the
+        fit builds it for this scheme: :func:`~mongeflow.maps.default.auto_widths`."""
+        return auto_widths(dim)
 
     def init(self, potential: Potential) -> Any:
         return jnp.zeros((), jnp.int32)
