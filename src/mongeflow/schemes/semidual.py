@@ -177,7 +177,9 @@ class SemiDual(Scheme):
         otherwise, two seeds) (64, 64) left 3.46 and 3.42 % L2-UVP in 248 and 239 s against
         3.36 and 3.63 % in 438 and 422 s for (128, 128), and (256, 256) 5.8 % against
         4.5 % (one seed, before the rows were jittered); on ``dense-pair`` at d = 64 (9 000
-        rows a side, one seed) 10.8 % in 224 s against 12.9 % in 425 s."""
+        rows a side, one seed) 10.8 % in 224 s against 12.9 % in 425 s. At d = 128 (128, 128)
+        left 5.15 and 4.54 % (two seeds) in 153 and 150 s against 5.01 and 4.39 % in 243 and
+        239 s for (256, 256): faster but not better, so (2d, 2d) stays there."""
         return (64, 64) if dim <= cls.narrow_dim else auto_widths(dim)
 
     def _optimizer(self, updates_per_step: int = 1) -> optax.GradientTransformation:
