@@ -20,6 +20,7 @@ term A, ψ's A⁻¹: the conjugate pair); ``"jitter_decay": true`` lets the jitt
 with the rate's cosine.
 """
 
+import dataclasses
 import json
 import sys
 import time
@@ -76,8 +77,7 @@ class Prototype(mf.SemiDual):
         scale = self.jitter * 0.5 * (1.0 + jnp.cos(jnp.pi * done))
         kx, ky = jax.random.split(jax.random.fold_in(key, JITTER_STREAM))
         x, y = jittered(batch.x, scale, kx), jittered(batch.y, scale, ky)
-        plain = mf.SemiDual(**{k: getattr(self, k) for k in ("learning_rate", "decay_steps",
-            "expectile", "expectile_weight", "map_steps", "bidirectional")})  # fmt: skip
+        plain = dataclasses.replace(self, jitter=0.0)  # the scheme's own step, on x and y
         return plain.step(potential, state, batch._replace(x=x, y=y), task, key)
 
 
