@@ -163,13 +163,14 @@ def choose_divergence(problem: Problem, scheme: Scheme | str | None = None) -> D
     d = 8, 16 against the drift's 0.43 and 3.63 % (``benchmarks/w2/semidual``,
     ``benchmarks/twosample/semidual``; the scheme's first settings, 12 000 steps of 1 024
     with one map update a step). At today's settings (48 000 steps of 256, the game played
-    both ways up to d = 32, for 12 000 steps above d = 4, one way with two map updates
-    above and the rows jittered by :data:`SEMIDUAL_JITTER` of their spread, each unit's
-    sharpness learnt, widths (64, 64) up to d = 64: :func:`_semidual`,
-    :attr:`~mongeflow.schemes.SemiDual.default_activation`), through the command line: 0.24,
-    0.70, 1.77, 1.88, 2.00, 3.46 and 5.01 % on the W2 pairs at d = 2 … 128 (4.71 and 5.07 %
-    at d = 64, 128 before the jitter; 3.36 % at d = 64 with widths (128, 128)), 0.17 and
-    0.57 % on ``dense-pair``
+    both ways up to d = 32, one way with two map updates above; above d = 4 the rows
+    jittered by :data:`SEMIDUAL_JITTER` of their spread and the steps following the
+    training rows (:func:`semidual_steps`); each unit's sharpness learnt, widths (64, 64) up
+    to d = 64: :func:`_semidual`, :attr:`~mongeflow.schemes.SemiDual.default_activation`),
+    through the command line: 0.24, 0.70, 1.35, 1.62, 1.68, 3.46 and 5.01 % on the W2 pairs
+    at d = 2 … 128 (1.77, 1.88, 2.00 % at d = 8, 16, 32 after 12 000 steps without the
+    jitter; 4.71 and 5.07 % at d = 64, 128 before the jitter; 3.36 % at d = 64 with widths
+    (128, 128)), 0.16 and 0.47 % on ``dense-pair``
     (``benchmarks/readme/output-samples.md``, ``benchmarks/w2/limits/output-cli.txt``; with
     softplus units 0.65, 1.26, 3.13, 2.80, 3.91, 5.48, 12.9 % and 0.13, 1.06 %).
 
@@ -298,17 +299,28 @@ SEMIDUAL_BATCH = 256
 #: seeds) 3.9, 3.4, 4.1 % after 12 000 steps (:data:`SEMIDUAL_MID_DIM_STEPS`) against 5.4,
 #: 5.1, 5.6 % one way after 48 000; at d = 64, 7.9 % against 5.7 % after 12 000 steps
 SEMIDUAL_BIDIRECTIONAL_DIM = 32
-#: above this dimension (up to :data:`SEMIDUAL_BIDIRECTIONAL_DIM`) the bidirectional game
-#: runs :data:`SEMIDUAL_MID_DIM_STEPS` steps: on the benchmark pair at d = 32 (2^16 rows a
-#: side) a longer run drifted away from T* once its maps fitted the finite samples (softplus
-#: units: 3.1, 4.6, 4.3 % after 24 000 steps, 11.3 % after 48 000 for seed 0; with 2^18
-#: rows 48 000 steps left 2.8 %). With each unit's sharpness learnt (beta-softplus, the
-#: semi-dual default) the networks fit sooner, and 12 000 steps did as well as 48 000 or
-#: better from d = 8 (through the command line, one seed: 1.77 against 2.23 % at d = 8,
-#: 1.88 against 2.13 % at d = 16) in a quarter of the time, but not at d = 4 (0.81
-#: against 0.70 %)
+#: above this dimension the automatic semi-dual game jitters each batch's rows by
+#: :data:`SEMIDUAL_JITTER` of their spread and runs as many steps as its training rows
+#: allow (:func:`semidual_steps`). Without the jitter, longer runs drifted away from T*
+#: once the maps fitted the finite rows (both ways at d = 32 on the benchmark pair, 2^16 rows
+#: a side: 11.3 % L2-UVP after 48 000 steps; with 2^18 rows 2.8 %), and 12 000 steps were
+#: the default from d = 8 to 32 (1.77, 1.88, 2.00 % at d = 8, 16, 32 through the command
+#: line, one seed; 48 000 steps without the jitter: 2.23 % at d = 8, 2.13 % at d = 16). With
+#: the jitter 0.1, 48 000 steps left 1.35, 1.62 and 1.68 % (seed 1 at d = 8, 36 000 steps:
+#: 1.38 % against 1.76 % for the 12 000-step default; the jitter 0.05 at d = 8: 1.58 %, 0.2:
+#: 3.22 %). At d ≤ 4 the fit is limited by compute, not rows (fresh samples at every step did
+#: no better), so neither applies there
 SEMIDUAL_MID_DIM = 4
-SEMIDUAL_MID_DIM_STEPS = 12_000
+#: the fewest steps the automatic semi-dual game runs where its steps follow the training
+#: rows (:func:`semidual_steps`): the default from d = 8 to 32 before they did
+SEMIDUAL_MIN_STEPS = 12_000
+#: where the steps follow the training rows, at most this many passes over the smaller side's
+#: rows (batches of :data:`SEMIDUAL_BATCH`): 48 000 steps for the W2 benchmark pair's
+#: 2^16 × 0.9 rows a side, :data:`SEMIDUAL_MIN_STEPS` for ``dense-pair``'s 8 100 (9 000
+#: rows a side, 10 % held out). On ``dense-pair`` at d = 8 (jitter 0.1) 12 000 steps left
+#: 0.16 % L2-UVP, 36 000 0.25 %, 48 000 0.26 % (0.37 % with the jitter 0.05): the longer
+#: runs fit the rows
+SEMIDUAL_PASSES = 256
 #: above this dimension the automatic semi-dual game runs at rate
 #: :data:`SEMIDUAL_HIGH_DIM_RATE` for :data:`SEMIDUAL_HIGH_DIM_STEPS` steps: at d = 128 on
 #: the benchmark pair, rate 0.01 ran off within 3 000 steps; 0.003 converged, 12 000 steps
@@ -318,9 +330,9 @@ SEMIDUAL_MID_DIM_STEPS = 12_000
 SEMIDUAL_HIGH_DIM = 64
 SEMIDUAL_HIGH_DIM_RATE = 0.003
 SEMIDUAL_HIGH_DIM_STEPS = 12_000
-#: where the game is played one way (d > :data:`SEMIDUAL_BIDIRECTIONAL_DIM`) each batch's
-#: rows are jittered by :data:`SEMIDUAL_JITTER` of their standard deviation
-#: (``SemiDual.jitter``): there the fit is limited by its finite rows. On the benchmark pair
+#: above d = :data:`SEMIDUAL_MID_DIM` each batch's rows are jittered by
+#: :data:`SEMIDUAL_JITTER` of their standard deviation (``SemiDual.jitter``): there the fit
+#: is limited by its finite rows. On the benchmark pair
 #: at d = 64 (one seed, on a GPU) 2^16 rows a side left 4.5 % L2-UVP and fresh samples at
 #: every step 2.2 %; the jitter 0.1 brought the 2^16 rows to 3.2 % (0.2: 5.9 %). Through the
 #: command line on a 2-core CPU: 4.71 → 3.36 % at d = 64, 5.07 → 5.01 % at d = 128 (another
@@ -330,15 +342,43 @@ SEMIDUAL_HIGH_DIM_STEPS = 12_000
 SEMIDUAL_JITTER = 0.1
 
 
+def training_rows(problem: Problem) -> int | None:
+    """The number of rows of the smaller side known by a finite set of rows (an
+    :class:`~mongeflow.problems.EmpiricalSource` or
+    :class:`~mongeflow.problems.EmpiricalTarget`; held-out rows are not in it), or ``None``
+    when both sides can be sampled afresh."""
+    sides = (problem.source, problem.target)
+    rows = [int(s.data.shape[0]) for s in sides if getattr(s, "data", None) is not None]
+    return min(rows) if rows else None
+
+
+def semidual_steps(problem: Problem) -> int:
+    """The automatic semi-dual game's steps: 48 000 (:attr:`SemiDual.default_steps
+    <mongeflow.schemes.SemiDual.default_steps>`) up to d = :data:`SEMIDUAL_MID_DIM`, where
+    the fit is limited by compute; above, as many as :data:`SEMIDUAL_PASSES` passes over the
+    training rows (:func:`training_rows`, batches of :data:`SEMIDUAL_BATCH`), between
+    :data:`SEMIDUAL_MIN_STEPS` and 48 000, where the fit is limited by its rows; above
+    d = :data:`SEMIDUAL_HIGH_DIM`, :data:`SEMIDUAL_HIGH_DIM_STEPS` at a lower rate."""
+    d = problem.dim
+    if d > SEMIDUAL_HIGH_DIM:
+        return SEMIDUAL_HIGH_DIM_STEPS
+    usual = SemiDual.default_steps
+    rows = training_rows(problem)
+    if d <= SEMIDUAL_MID_DIM or rows is None:
+        return usual
+    return max(SEMIDUAL_MIN_STEPS, min(usual, SEMIDUAL_PASSES * rows // SEMIDUAL_BATCH))
+
+
 def _semidual(problem: Problem, steps: int | None) -> Choice:
     """The semi-dual scheme (:class:`~mongeflow.schemes.SemiDual`): bidirectional up to
     d = :data:`SEMIDUAL_BIDIRECTIONAL_DIM`, its rate (0.01, or
     :data:`SEMIDUAL_HIGH_DIM_RATE` above d = :data:`SEMIDUAL_HIGH_DIM`) decaying to 0 over
-    the run (48 000 steps; :data:`SEMIDUAL_MID_DIM_STEPS` for :data:`SEMIDUAL_MID_DIM` < d ≤
-    :data:`SEMIDUAL_BIDIRECTIONAL_DIM`; :data:`SEMIDUAL_HIGH_DIM_STEPS` above d =
-    :data:`SEMIDUAL_HIGH_DIM`), batches of :data:`SEMIDUAL_BATCH`, every step run (a game
-    between two networks: its held-out figures do not fall steadily, so no early stop),
-    widths :meth:`SemiDual.default_widths <mongeflow.schemes.SemiDual.default_widths>`."""
+    the run (:func:`semidual_steps`: 48 000 steps, fewer above d = :data:`SEMIDUAL_MID_DIM`
+    when the training rows are few), each batch's rows jittered by :data:`SEMIDUAL_JITTER`
+    of their spread above d = :data:`SEMIDUAL_MID_DIM`, batches of :data:`SEMIDUAL_BATCH`,
+    every step run (a game between two networks: its held-out figures do not fall
+    steadily, so no early stop), widths :meth:`SemiDual.default_widths
+    <mongeflow.schemes.SemiDual.default_widths>`."""
     d = problem.dim
     widths = SemiDual.default_widths(d)
     reasons = [f"widths {widths} for d = {d}"]
@@ -346,21 +386,23 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         reasons[0] += f" (the semi-dual game's up to d = {SemiDual.narrow_dim})"
     high = d > SEMIDUAL_HIGH_DIM
     one_way = d > SEMIDUAL_BIDIRECTIONAL_DIM
-    usual = SemiDual.default_steps
-    if high:
-        usual = SEMIDUAL_HIGH_DIM_STEPS
-    elif SEMIDUAL_MID_DIM < d <= SEMIDUAL_BIDIRECTIONAL_DIM:
-        usual = SEMIDUAL_MID_DIM_STEPS
+    usual = semidual_steps(problem)
     steps = int(steps or usual)
     scheme = SemiDual(
         learning_rate=SEMIDUAL_HIGH_DIM_RATE if high else SemiDual.learning_rate,
         decay_steps=steps,
         bidirectional=not one_way,
-        jitter=SEMIDUAL_JITTER if one_way else 0.0,
+        jitter=SEMIDUAL_JITTER if d > SEMIDUAL_MID_DIM else 0.0,
     )
     game = "both ways" if scheme.bidirectional else "one way"
     if scheme.jitter:
         game += f", rows jittered by {scheme.jitter:g} of their spread"
+    rows = training_rows(problem)
+    if not high and d > SEMIDUAL_MID_DIM and rows is not None:
+        reasons.append(
+            f"{usual} steps for {rows} training rows (at most {SEMIDUAL_PASSES} passes over "
+            f"them, between {SEMIDUAL_MIN_STEPS} and {SemiDual.default_steps} steps)"
+        )
     reasons.append(
         f"semidual, played {game} (d = {d}), rate {scheme.learning_rate:.3g} decaying to 0 "
         f"over {steps} steps, {scheme.map_updates} map update(s) a step, batch "

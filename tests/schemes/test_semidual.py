@@ -234,36 +234,57 @@ def test_a_target_without_samples_is_refused_with_the_scheme_named():
 
 
 def test_the_automatic_game_follows_the_dimension():
-    """Both ways (one map update) up to d = 32, 48 000 steps up to d = 4 and 12 000 above;
-    one way (two) above d = 32; above d = 64, rate 0.003 and 12 000 steps (at d = 128 rate
-    0.01 ran off the W2 benchmark pair)."""
+    """Both ways (one map update) up to d = 32, one way (two) above; 48 000 steps, but above
+    d = 4 the rows are jittered and the steps follow the training rows (at most 256 passes
+    over the smaller side, at least 12 000); above d = 64, rate 0.003 and 12 000 steps (at
+    d = 128 rate 0.01 ran off the W2 benchmark pair)."""
     from mongeflow.auto import (
         SEMIDUAL_BIDIRECTIONAL_DIM,
         SEMIDUAL_HIGH_DIM,
         SEMIDUAL_JITTER,
         SEMIDUAL_MID_DIM,
+        SEMIDUAL_MIN_STEPS,
+        SEMIDUAL_PASSES,
+        training_rows,
     )
 
-    def chosen(d):
-        problem = mf.Problem(
-            "pair", Gaussian(jnp.zeros(d), jnp.eye(d)), mf.EmpiricalTarget(jnp.ones((8, d)))
+    def chosen(d, rows=8, source_rows=None):
+        source = (
+            Gaussian(jnp.zeros(d), jnp.eye(d))
+            if source_rows is None
+            else mf.EmpiricalSource(jnp.zeros((source_rows, d)))
         )
+        problem = mf.Problem("pair", source, mf.EmpiricalTarget(jnp.ones((rows, d))))
         return mf.auto.configure(problem)
 
     assert (SEMIDUAL_MID_DIM, SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_HIGH_DIM) == (4, 32, 64)
-    low, mid, one_way, high = chosen(4), chosen(5), chosen(33), chosen(65)
+    assert (SEMIDUAL_PASSES, SEMIDUAL_MIN_STEPS) == (256, 12_000)
+    many = 2**16  # the W2 benchmark pair's rows a side: every step of 48 000 allowed
+    low, mid, one_way, high = chosen(4), chosen(5, many), chosen(33, many), chosen(65, many)
     assert low.scheme.bidirectional and low.scheme.map_updates == 1
     assert low.steps == SemiDual.default_steps == 48_000 and low.scheme.learning_rate == 0.01
     assert mid.scheme.bidirectional and mid.scheme.map_updates == 1
-    assert mid.steps == mid.scheme.decay_steps == 12_000 and mid.scheme.learning_rate == 0.01
-    assert chosen(32).steps == 12_000 and chosen(32).scheme.bidirectional
+    assert mid.steps == mid.scheme.decay_steps == 48_000 and mid.scheme.learning_rate == 0.01
+    assert chosen(32, many).steps == 48_000 and chosen(32, many).scheme.bidirectional
     assert not one_way.scheme.bidirectional and one_way.scheme.map_updates == 2
     assert one_way.steps == 48_000 and one_way.scheme.learning_rate == 0.01
     assert not high.scheme.bidirectional and high.scheme.learning_rate == 0.003
     assert high.steps == high.scheme.decay_steps == 12_000
-    # the rows are jittered only where the game is played one way (limited by its rows)
-    assert low.scheme.jitter == mid.scheme.jitter == chosen(32).scheme.jitter == 0.0
-    assert one_way.scheme.jitter == high.scheme.jitter == SEMIDUAL_JITTER == 0.1
+    # the steps follow the smaller side's rows above d = 4: 256 passes of batches of 256
+    assert chosen(8, 30_000).steps == chosen(8, 10**6, source_rows=30_000).steps == 30_000
+    assert chosen(8, 8_100).steps == chosen(64, 8_100).steps == 12_000  # at least 12 000
+    assert chosen(4, 8_100).steps == 48_000  # d ≤ 4: limited by compute, not rows
+    with_rows = mf.Problem(
+        "p", mf.EmpiricalSource(jnp.zeros((50, 3))), mf.EmpiricalTarget(jnp.ones((70, 3)))
+    )
+    assert training_rows(with_rows) == 50
+    fresh = mf.get_problem("gaussian", dim=8)  # sampled afresh on both sides
+    assert training_rows(fresh) is None
+    assert any("30000 steps for 30000 training rows" in r for r in chosen(8, 30_000).reasons)
+    # the rows are jittered above d = 4 (there the fit is limited by its rows)
+    assert low.scheme.jitter == 0.0
+    assert mid.scheme.jitter == chosen(32).scheme.jitter == SEMIDUAL_JITTER == 0.1
+    assert one_way.scheme.jitter == high.scheme.jitter == 0.1
     assert any("jittered by 0.1" in r for r in high.reasons)
     given = mf.Problem(
         "p", Gaussian(jnp.zeros(20), jnp.eye(20)), mf.EmpiricalTarget(jnp.ones((8, 20)))

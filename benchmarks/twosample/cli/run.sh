@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The two-sample default through the command line, no tuning flag: dense-pair at each D
 # (problem seed 0), fit on the training rows, applied to the held-out source rows.
-# Usage: bash run.sh [D ...]   (default: 8 16); writes into a temporary directory.
+# Usage: [FLAGS="..."] bash run.sh [D ...]   (default: 8 16; FLAGS: added to `mongeflow fit`,
+# default none); writes into a temporary directory.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dims=("$@")
@@ -9,7 +10,8 @@ dims=("$@")
 for d in "${dims[@]}"; do
   work=$(mktemp -d)
   python "$here/prep.py" "$d" 0 "$work"
-  mongeflow fit --source "$work/x.npy" --target "samples:$work/y.npy" --out "$work/run" --quiet
+  # shellcheck disable=SC2086
+  mongeflow fit ${FLAGS:-} --source "$work/x.npy" --target "samples:$work/y.npy" --out "$work/run" --quiet
   mongeflow apply "$work/run" --input "$work/held_x.npy" --output "$work/mapped.npy"
-  echo "d = $d: $(python "$here/score.py" "$work"), fit wall time $(python -c "import json; print(round(json.load(open('$work/run/metrics.json'))['wall_time_s']), 's')")"
+  echo "d = $d${FLAGS:+ [$FLAGS]}: $(python "$here/score.py" "$work"), fit wall time $(python -c "import json; print(round(json.load(open('$work/run/metrics.json'))['wall_time_s']), 's')")"
 done
