@@ -296,7 +296,7 @@ SEMIDUAL_BATCH = 256
 #: (:class:`~mongeflow.schemes.SemiDual`). On the Wasserstein-2 benchmark pairs through
 #: the command line (48 000 steps of 256, one seed) it left 0.65, 1.26, 3.13 and 2.80 %
 #: L2-UVP at d = 2, 4, 8, 16 against 1.70, 1.29, 3.50 and 5.95 % one way; at d = 32 (three
-#: seeds) 3.9, 3.4, 4.1 % after 12 000 steps (:data:`SEMIDUAL_MID_DIM_STEPS`) against 5.4,
+#: seeds) 3.9, 3.4, 4.1 % after 12 000 steps (the default there then) against 5.4,
 #: 5.1, 5.6 % one way after 48 000; at d = 64, 7.9 % against 5.7 % after 12 000 steps
 SEMIDUAL_BIDIRECTIONAL_DIM = 32
 #: above this dimension the automatic semi-dual game jitters each batch's rows by
@@ -331,24 +331,23 @@ SEMIDUAL_HIGH_DIM = 64
 SEMIDUAL_HIGH_DIM_RATE = 0.003
 SEMIDUAL_HIGH_DIM_STEPS = 12_000
 #: above d = :data:`SEMIDUAL_MID_DIM` each batch's rows are jittered by
-#: :data:`SEMIDUAL_JITTER` of their standard deviation (``SemiDual.jitter``): there the fit
-#: is limited by its finite rows. On the benchmark pair
+#: :data:`SEMIDUAL_JITTER` of their standard deviation (``SemiDual.jitter``) when a side is
+#: a finite set of rows: there the fit is limited by them. On the benchmark pair
 #: at d = 64 (one seed, on a GPU) 2^16 rows a side left 4.5 % L2-UVP and fresh samples at
 #: every step 2.2 %; the jitter 0.1 brought the 2^16 rows to 3.2 % (0.2: 5.9 %). Through the
 #: command line on a 2-core CPU: 4.71 → 3.36 % at d = 64, 5.07 → 5.01 % at d = 128 (another
 #: draw of the noise: 4.47 %); at d = 64 0.05 left 3.74 %, 0.15 3.67 %. On
-#: ``dense-pair`` at d = 64 (9 000 rows a side), which it was not tuned on, 11.4 → 12.9 %,
-#: both worse than the linear map's 6.3 % (12 000 steps instead of 48 000: 8.7 %)
+#: ``dense-pair`` at d = 64 (9 000 rows a side), which it was not tuned on, 11.4 → 12.9 %
+#: after 48 000 steps, both worse than the linear map's 6.3 %; with the steps that follow
+#: the rows (:func:`semidual_steps`: 12 000 there) and widths (64, 64), 7.4 %
 SEMIDUAL_JITTER = 0.1
 
 
 def training_rows(problem: Problem) -> int | None:
-    """The number of rows of the smaller side known by a finite set of rows (an
-    :class:`~mongeflow.problems.EmpiricalSource` or
-    :class:`~mongeflow.problems.EmpiricalTarget`; held-out rows are not in it), or ``None``
-    when both sides can be sampled afresh."""
-    sides = (problem.source, problem.target)
-    rows = [int(s.data.shape[0]) for s in sides if getattr(s, "data", None) is not None]
+    """The number of training rows of the smaller side known by a finite set of rows
+    (:meth:`Problem.training_sizes <mongeflow.problems.Problem.training_sizes>`: held-out
+    rows are not in it), or ``None`` when both sides can be sampled afresh."""
+    rows = [n for n in problem.training_sizes() if n is not None]
     return min(rows) if rows else None
 
 
@@ -356,7 +355,8 @@ def semidual_steps(problem: Problem) -> int:
     """The automatic semi-dual game's steps: 48 000 (:attr:`SemiDual.default_steps
     <mongeflow.schemes.SemiDual.default_steps>`) up to d = :data:`SEMIDUAL_MID_DIM`, where
     the fit is limited by compute; above, as many as :data:`SEMIDUAL_PASSES` passes over the
-    training rows (:func:`training_rows`, batches of :data:`SEMIDUAL_BATCH`), between
+    training rows (:func:`training_rows`) in batches of :data:`SEMIDUAL_BATCH` (the
+    automatic batch; a batch given instead does not change the count), between
     :data:`SEMIDUAL_MIN_STEPS` and 48 000, where the fit is limited by its rows; above
     d = :data:`SEMIDUAL_HIGH_DIM`, :data:`SEMIDUAL_HIGH_DIM_STEPS` at a lower rate."""
     d = problem.dim
@@ -375,7 +375,9 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     :data:`SEMIDUAL_HIGH_DIM_RATE` above d = :data:`SEMIDUAL_HIGH_DIM`) decaying to 0 over
     the run (:func:`semidual_steps`: 48 000 steps, fewer above d = :data:`SEMIDUAL_MID_DIM`
     when the training rows are few), each batch's rows jittered by :data:`SEMIDUAL_JITTER`
-    of their spread above d = :data:`SEMIDUAL_MID_DIM`, batches of :data:`SEMIDUAL_BATCH`,
+    of their spread above d = :data:`SEMIDUAL_MID_DIM` when a side is a finite set of rows
+    (with fresh samples on both sides there are no rows to fit, only the jitter's bias),
+    batches of :data:`SEMIDUAL_BATCH`,
     every step run (a game between two networks: its held-out figures do not fall
     steadily, so no early stop), widths :meth:`SemiDual.default_widths
     <mongeflow.schemes.SemiDual.default_widths>`."""
@@ -387,18 +389,19 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     high = d > SEMIDUAL_HIGH_DIM
     one_way = d > SEMIDUAL_BIDIRECTIONAL_DIM
     usual = semidual_steps(problem)
+    rows = training_rows(problem)
+    follows_rows = steps is None and not high and d > SEMIDUAL_MID_DIM and rows is not None
     steps = int(steps or usual)
     scheme = SemiDual(
         learning_rate=SEMIDUAL_HIGH_DIM_RATE if high else SemiDual.learning_rate,
         decay_steps=steps,
         bidirectional=not one_way,
-        jitter=SEMIDUAL_JITTER if d > SEMIDUAL_MID_DIM else 0.0,
+        jitter=SEMIDUAL_JITTER if d > SEMIDUAL_MID_DIM and rows is not None else 0.0,
     )
     game = "both ways" if scheme.bidirectional else "one way"
     if scheme.jitter:
         game += f", rows jittered by {scheme.jitter:g} of their spread"
-    rows = training_rows(problem)
-    if not high and d > SEMIDUAL_MID_DIM and rows is not None:
+    if follows_rows:
         reasons.append(
             f"{usual} steps for {rows} training rows (at most {SEMIDUAL_PASSES} passes over "
             f"them, between {SEMIDUAL_MIN_STEPS} and {SemiDual.default_steps} steps)"

@@ -120,7 +120,8 @@ FIT_OPTIONS = {
     ),
     "steps": (
         None,
-        "outer steps, the total when resuming (automatic: chosen from d and the target, "
+        "outer steps, the total when resuming (automatic: chosen from d, the target and "
+        "its training rows, "
         "a cap when the fit stops early)",
     ),
     "batch_size": (
@@ -159,7 +160,7 @@ AUTOMATIC = {
     "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.01 up to d = 64, then 0.003",
     "bidirectional": "semidual: on up to d = 32",
     "map_steps": "semidual: 1 played both ways, 2 one way",
-    "jitter": "semidual: 0 up to d = 4, then 0.1",
+    "jitter": "semidual: 0 up to d = 4 or with no finite rows, then 0.1",
     "decay_steps": "the number of steps: a cosine decay to 0 over the run",
     "tau": "explicit on the drift: min(0.3, 0.6/sqrt(d)); decaying to 0 over the run",
     "inner_steps": "explicit on the drift: 200",

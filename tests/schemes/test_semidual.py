@@ -271,16 +271,30 @@ def test_the_automatic_game_follows_the_dimension():
     assert not high.scheme.bidirectional and high.scheme.learning_rate == 0.003
     assert high.steps == high.scheme.decay_steps == 12_000
     # the steps follow the smaller side's rows above d = 4: 256 passes of batches of 256
-    assert chosen(8, 30_000).steps == chosen(8, 10**6, source_rows=30_000).steps == 30_000
+    assert chosen(8, 30_000).steps == chosen(8, 60_000, source_rows=30_000).steps == 30_000
     assert chosen(8, 8_100).steps == chosen(64, 8_100).steps == 12_000  # at least 12 000
     assert chosen(4, 8_100).steps == 48_000  # d ≤ 4: limited by compute, not rows
     with_rows = mf.Problem(
         "p", mf.EmpiricalSource(jnp.zeros((50, 3))), mf.EmpiricalTarget(jnp.ones((70, 3)))
     )
     assert training_rows(with_rows) == 50
-    fresh = mf.get_problem("gaussian", dim=8)  # sampled afresh on both sides
+    fresh = mf.get_problem("w2-mix3to10", dim=8)  # sampled afresh on both sides
     assert training_rows(fresh) is None
+    fresh_choice = mf.auto.configure(fresh)
+    assert fresh_choice.steps == 48_000 and fresh_choice.scheme.jitter == 0.0  # no rows to fit
+    assert not any("training rows" in r for r in fresh_choice.reasons)
     assert any("30000 steps for 30000 training rows" in r for r in chosen(8, 30_000).reasons)
+    # the held-out rows are not training rows: 20 000 a side, 10 % held out
+    held = mf.auto.configure(mf.get_problem("dense-pair", dim=8, n=20_000, validation=0.1))
+    assert held.steps == 18_000
+    assert any("18000 steps for 18000 training rows" in r for r in held.reasons)
+    # a step count given wins, and the rows' rule is not given as its reason
+    given_steps = mf.auto.configure(
+        mf.Problem("p", Gaussian(jnp.zeros(8), jnp.eye(8)), mf.EmpiricalTarget(jnp.ones((8, 8)))),
+        steps=500,
+    )
+    assert given_steps.steps == 500 and given_steps.scheme.jitter == 0.1
+    assert not any("training rows" in r for r in given_steps.reasons)
     # the rows are jittered above d = 4 (there the fit is limited by its rows)
     assert low.scheme.jitter == 0.0
     assert mid.scheme.jitter == chosen(32).scheme.jitter == SEMIDUAL_JITTER == 0.1

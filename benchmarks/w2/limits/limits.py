@@ -6,9 +6,11 @@ or the network. Each argument is one fit, a JSON object:
 
 ``fresh`` fits ``w2-mix3to10`` (fresh samples of both sides at every step) instead of
 ``w2-pair`` (2^16 fixed rows a side, or ``rows``); ``jitter`` is ``SemiDual``'s (default 0,
-as before the automatic fit jittered the rows above d = 32); the other keys default to the
-automatic fit's settings at that d (both ways up to d = 32, 12 000 steps from d = 8 to 32,
-48 000 otherwise, batch 256), but for ``widths``: :func:`auto_widths`, (128, 128) at
+as before the automatic fit jittered the rows); the other keys default to the automatic
+fit's settings at that d as they were when the figures of ``output-*.txt`` were measured
+(both ways up to d = 32, 12 000 steps from d = 8 to 32, 48 000 otherwise, batch 256; the
+automatic fit runs 48 000 steps on these rows and jitters them above d = 4 since), but for
+``widths``: :func:`auto_widths`, (128, 128) at
 d = 64, as the automatic fit had when the figures of ``output-*.txt`` were measured (its
 widths there are (64, 64) since). Each fit is scored on 4 096 fresh source samples against
 T* (L2-UVP), with the trace of the pushforward's covariance over the target's; one line per
