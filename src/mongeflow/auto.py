@@ -377,10 +377,9 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     when the training rows are few), each batch's rows jittered by :data:`SEMIDUAL_JITTER`
     of their spread above d = :data:`SEMIDUAL_MID_DIM` when a side is a finite set of rows
     (with fresh samples on both sides there are no rows to fit, only the jitter's bias),
-    batches of :data:`SEMIDUAL_BATCH`,
-    every step run (a game between two networks: its held-out figures do not fall
-    steadily, so no early stop), widths :meth:`SemiDual.default_widths
-    <mongeflow.schemes.SemiDual.default_widths>`."""
+    batches of :data:`SEMIDUAL_BATCH`, every step run (a game between two networks: its
+    held-out figures do not fall steadily, so no early stop), widths
+    :meth:`SemiDual.default_widths <mongeflow.schemes.SemiDual.default_widths>`."""
     d = problem.dim
     widths = SemiDual.default_widths(d)
     reasons = [f"widths {widths} for d = {d}"]
@@ -390,13 +389,14 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     one_way = d > SEMIDUAL_BIDIRECTIONAL_DIM
     usual = semidual_steps(problem)
     rows = training_rows(problem)
-    follows_rows = steps is None and not high and d > SEMIDUAL_MID_DIM and rows is not None
+    on_rows = d > SEMIDUAL_MID_DIM and rows is not None  # limited by its finite rows
+    follows_rows = on_rows and steps is None and not high
     steps = int(steps or usual)
     scheme = SemiDual(
         learning_rate=SEMIDUAL_HIGH_DIM_RATE if high else SemiDual.learning_rate,
         decay_steps=steps,
         bidirectional=not one_way,
-        jitter=SEMIDUAL_JITTER if d > SEMIDUAL_MID_DIM and rows is not None else 0.0,
+        jitter=SEMIDUAL_JITTER if on_rows else 0.0,
     )
     game = "both ways" if scheme.bidirectional else "one way"
     if scheme.jitter:
