@@ -351,6 +351,13 @@ def training_rows(problem: Problem) -> int | None:
     return min(rows) if rows else None
 
 
+def _limiting_rows(problem: Problem) -> int | None:
+    """:func:`training_rows` where the semi-dual game is limited by them (above
+    d = :data:`SEMIDUAL_MID_DIM`), else ``None``: there its rows are jittered and its steps
+    follow them."""
+    return training_rows(problem) if problem.dim > SEMIDUAL_MID_DIM else None
+
+
 def semidual_steps(problem: Problem) -> int:
     """The automatic semi-dual game's steps: 48 000 (:attr:`SemiDual.default_steps
     <mongeflow.schemes.SemiDual.default_steps>`) up to d = :data:`SEMIDUAL_MID_DIM`, where
@@ -359,12 +366,11 @@ def semidual_steps(problem: Problem) -> int:
     automatic batch; a batch given instead does not change the count), between
     :data:`SEMIDUAL_MIN_STEPS` and 48 000, where the fit is limited by its rows; above
     d = :data:`SEMIDUAL_HIGH_DIM`, :data:`SEMIDUAL_HIGH_DIM_STEPS` at a lower rate."""
-    d = problem.dim
-    if d > SEMIDUAL_HIGH_DIM:
+    if problem.dim > SEMIDUAL_HIGH_DIM:
         return SEMIDUAL_HIGH_DIM_STEPS
     usual = SemiDual.default_steps
-    rows = training_rows(problem)
-    if d <= SEMIDUAL_MID_DIM or rows is None:
+    rows = _limiting_rows(problem)
+    if rows is None:
         return usual
     return max(SEMIDUAL_MIN_STEPS, min(usual, SEMIDUAL_PASSES * rows // SEMIDUAL_BATCH))
 
@@ -388,15 +394,14 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     high = d > SEMIDUAL_HIGH_DIM
     one_way = d > SEMIDUAL_BIDIRECTIONAL_DIM
     usual = semidual_steps(problem)
-    rows = training_rows(problem)
-    on_rows = d > SEMIDUAL_MID_DIM and rows is not None  # limited by its finite rows
-    follows_rows = on_rows and steps is None and not high
+    rows = _limiting_rows(problem)
+    follows_rows = rows is not None and steps is None and not high
     steps = int(steps or usual)
     scheme = SemiDual(
         learning_rate=SEMIDUAL_HIGH_DIM_RATE if high else SemiDual.learning_rate,
         decay_steps=steps,
         bidirectional=not one_way,
-        jitter=SEMIDUAL_JITTER if on_rows else 0.0,
+        jitter=0.0 if rows is None else SEMIDUAL_JITTER,
     )
     game = "both ways" if scheme.bidirectional else "one way"
     if scheme.jitter:
