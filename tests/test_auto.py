@@ -261,6 +261,37 @@ def test_the_activation_follows_the_scheme_and_a_given_one_is_named(tmp_path):
     assert tuple(flag.choices) == ACTIVATIONS
 
 
+def test_a_run_saved_before_the_jitter_named_its_rows_resumes_as_it_ran(tmp_path):
+    """A command-line run at d = 8 saved when the jitter moved both sides' rows (its record
+    has ``jitter`` but no ``jitter_rows`` or ``jitter_keeps_variance``) resumes so; a new
+    run there jitters the source's rows alone, each coordinate keeping its variance."""
+    import json
+
+    from mongeflow import cli, runs
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 8)))
+    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 8)))
+    given = ["--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+
+    def scheme(out, resume=False):
+        args = cli._parser().parse_args(["fit", *given, "--out", str(out)])
+        settings = runs.fit_settings(vars(args), out, resume=resume, overwrite=False)
+        built = runs.build(settings)[1]  # records the settings it chose
+        if not resume:
+            runs.start(settings, out, resume=False)
+        return built.jitter, built.jitter_rows, built.jitter_keeps_variance
+
+    assert scheme(tmp_path / "new") == (0.1, "source", True)
+    scheme(tmp_path / "old")
+    record = json.loads((tmp_path / "old" / "run.json").read_text())
+    assert record["settings"]["jitter_rows"] == "source"
+    for key in ("jitter_rows", "jitter_keeps_variance"):
+        del record["settings"][key]
+    (tmp_path / "old" / "run.json").write_text(json.dumps(record))
+    assert scheme(tmp_path / "old", resume=True) == (0.1, "both", False)
+
+
 def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):
     """The semi-dual game's widths, (64, 64) up to d = 64, reach the network of every path
     that builds one (the command line's settings and its record of why, ``mf.fit``, the

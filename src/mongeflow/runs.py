@@ -161,6 +161,9 @@ AUTOMATIC = {
     "bidirectional": "semidual: on up to d = 32",
     "map_steps": "semidual: 1 played both ways, 2 one way",
     "jitter": "semidual: 0 up to d = 4 or with no finite rows, then 0.1",
+    "jitter_rows": "semidual, where it jitters: source up to d = 32 when the source is rows, "
+    "else both",
+    "jitter_keeps_variance": "semidual, where it jitters: on when only the source's rows are",
     "decay_steps": "the number of steps: a cosine decay to 0 over the run",
     "tau": "explicit on the drift: min(0.3, 0.6/sqrt(d)); decaying to 0 over the run",
     "inner_steps": "explicit on the drift: 200",
@@ -225,8 +228,11 @@ def run_record(run: Run) -> dict:
 
 
 #: scheme settings added after runs were first saved, with the value that means "as before":
-#: a record without one was made with that value (``jitter``: the semi-dual rows unjittered)
-ADDED_SETTINGS = {"semidual": {"jitter": 0.0}}
+#: a record without one was made with that value (``jitter``: the semi-dual rows unjittered;
+#: ``jitter_rows``, ``jitter_keeps_variance``: the jitter on both sides' rows, as it was)
+ADDED_SETTINGS = {
+    "semidual": {"jitter": 0.0, "jitter_rows": "both", "jitter_keeps_variance": False}
+}
 _ADDED = {k: v for table in ADDED_SETTINGS.values() for k, v in table.items()}
 
 

@@ -14,7 +14,7 @@ from mongeflow.maps import AffinePotential
 from mongeflow.problems import Gaussian, PotentialTarget, SamplerSource
 from mongeflow.problems.batch import Batch, Sampler
 from mongeflow.schemes import SemiDual
-from mongeflow.schemes.semidual import expectile, jittered
+from mongeflow.schemes.semidual import JITTER_STREAM, expectile, jittered
 from tests.conftest import exact_moment_sample
 
 
@@ -195,6 +195,57 @@ def test_the_jitter_is_measured_in_each_coordinate_s_spread(key):
         configure(SemiDual(), {"jitter": -0.1})
 
 
+def test_the_jitter_can_keep_each_coordinate_s_mean_and_variance(key):
+    """With ``keep_variance`` the noisy rows are drawn towards their mean by 1/√(1 + σ²): each
+    coordinate keeps its mean and variance (without it the variance grows by 1 + σ²), and a
+    constant coordinate stays as it was."""
+    rng = np.random.default_rng(0)
+    rows = jnp.asarray(
+        np.c_[3 + 2 * rng.standard_normal(20_000), np.full(20_000, 0.5)], jnp.float32
+    )
+    kept, grown = jittered(rows, 0.5, key, keep_variance=True), jittered(rows, 0.5, key)
+    np.testing.assert_allclose(kept[:, 1], rows[:, 1], rtol=1e-6)
+    assert float(jnp.var(grown[:, 0]) / jnp.var(rows[:, 0])) == pytest.approx(1.25, rel=0.03)
+    assert float(jnp.var(kept[:, 0]) / jnp.var(rows[:, 0])) == pytest.approx(1.0, rel=0.03)
+    assert float(jnp.mean(kept[:, 0])) == pytest.approx(float(jnp.mean(rows[:, 0])), abs=0.05)
+    # the same noise, drawn in: kept = mean + (grown − mean)/√1.25
+    mean = jnp.mean(rows, axis=0, keepdims=True)
+    np.testing.assert_allclose(kept, mean + (grown - mean) / np.sqrt(1.25), rtol=1e-5, atol=1e-5)
+
+
+def test_the_jitter_moves_the_rows_of_the_sides_it_names(key):
+    """``jitter_rows``: the source's rows, the target's or both, each side by its own draw of
+    the noise, split from the step's key folded with ``JITTER_STREAM`` as before the sides
+    were a setting (the same draw whichever other side is jittered); with
+    ``jitter_keeps_variance`` the same noise drawn towards the batch's mean; no jitter, no
+    change."""
+    rng = np.random.default_rng(1)
+    x, y = (jnp.asarray(rng.standard_normal((64, 3)), jnp.float32) for _ in range(2))
+    kx, ky = jax.random.split(jax.random.fold_in(key, JITTER_STREAM))
+    drawn = jittered(x, 0.1, kx), jittered(y, 0.1, ky)
+    seen = {}
+    for rows in ("both", "source", "target"):
+        seen[rows] = SemiDual(jitter=0.1, jitter_rows=rows).jittered_rows(x, y, key)
+    for side in (0, 1):
+        np.testing.assert_array_equal(seen["both"][side], drawn[side])
+    assert np.min(np.abs(np.asarray(drawn[0] - x))) > 0
+    assert np.min(np.abs(np.asarray(drawn[1] - y))) > 0
+    np.testing.assert_array_equal(seen["source"][0], drawn[0])
+    np.testing.assert_array_equal(seen["source"][1], y)
+    np.testing.assert_array_equal(seen["target"][0], x)
+    np.testing.assert_array_equal(seen["target"][1], drawn[1])
+    kept = SemiDual(jitter=0.1, jitter_rows="source", jitter_keeps_variance=True)
+    kept_x, kept_y = kept.jittered_rows(x, y, key)
+    np.testing.assert_array_equal(kept_x, jittered(x, 0.1, kx, keep_variance=True))
+    np.testing.assert_array_equal(kept_y, y)
+    plain = SemiDual(jitter=0.0, jitter_rows="source").jittered_rows(x, y, key)
+    assert plain[0] is x and plain[1] is y
+    from mongeflow.settings import configure
+
+    with pytest.raises(ValueError, match="jitter_rows"):
+        configure(SemiDual(), {"jitter_rows": "neither"})
+
+
 def test_a_jittered_step_differs_from_the_plain_one_and_repeats_with_its_key(key):
     """The jittered rows reach the game (the map moves differently), the noise is a function
     of the step's key (the same key, the same step), and the step's loss, drawn with the
@@ -299,7 +350,18 @@ def test_the_automatic_game_follows_the_dimension():
     assert low.scheme.jitter == 0.0
     assert mid.scheme.jitter == chosen(32).scheme.jitter == SEMIDUAL_JITTER == 0.1
     assert one_way.scheme.jitter == high.scheme.jitter == 0.1
-    assert any("jittered by 0.1" in r for r in high.reasons)
+    # played both ways with the source a set of rows, the source's rows alone, each
+    # coordinate keeping its variance; a source sampled afresh (its rows are not fitted) or
+    # one way, both sides' rows, as drawn
+    rows_both_ways = chosen(5, many, source_rows=many), chosen(32, many, source_rows=many)
+    for choice in rows_both_ways:
+        assert choice.scheme.jitter == 0.1
+        assert choice.scheme.jitter_rows == "source" and choice.scheme.jitter_keeps_variance
+    assert any("the source's rows jittered by 0.1" in r for r in rows_both_ways[0].reasons)
+    for choice in (mid, one_way, high, chosen(33, many, source_rows=many)):
+        assert choice.scheme.jitter == 0.1
+        assert choice.scheme.jitter_rows == "both" and not choice.scheme.jitter_keeps_variance
+    assert any("both sides' rows jittered by 0.1" in r for r in mid.reasons)
     given = mf.Problem(
         "p", Gaussian(jnp.zeros(20), jnp.eye(20)), mf.EmpiricalTarget(jnp.ones((8, 20)))
     )

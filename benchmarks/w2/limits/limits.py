@@ -19,7 +19,9 @@ fit, printed as it ends. Usage: python limits.py SPEC [SPEC ...]
 Two prototypes, not settings of the package: ``"start": "linear"`` starts the game at the
 linear (Bures) map of the standardised training rows instead of the identity (φ's quadratic
 term A, ψ's A⁻¹: the conjugate pair); ``"jitter_decay": true`` lets the jitter fall to 0
-with the rate's cosine.
+with the rate's cosine (on both sides' rows, as drawn, whatever ``jitter_rows`` says). The
+other keys are ``SemiDual``'s settings (``"jitter_rows": "source"``,
+``"jitter_keeps_variance": true``, ...).
 """
 
 import dataclasses

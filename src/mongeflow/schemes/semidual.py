@@ -48,11 +48,18 @@ def expectile(diff: Array, level: float) -> Array:
 JITTER_STREAM = 0x6A17
 
 
-def jittered(rows: Array, scale: float, key: Array) -> Array:
+def jittered(rows: Array, scale: float, key: Array, keep_variance: bool = False) -> Array:
     """``rows`` plus Gaussian noise of ``scale`` times their standard deviation, coordinate by
-    coordinate (a coordinate constant over the rows gets none)."""
+    coordinate (a coordinate constant over the rows gets none). With ``keep_variance`` the
+    noisy rows are then drawn towards the rows' mean by 1/√(1 + ``scale``²), so that each
+    coordinate keeps its mean and variance (as a variance-preserving diffusion's forward
+    step does)."""
     spread = jnp.std(rows, axis=0, keepdims=True)
-    return rows + scale * spread * jax.random.normal(key, rows.shape, rows.dtype)
+    noisy = rows + scale * spread * jax.random.normal(key, rows.shape, rows.dtype)
+    if not keep_variance:
+        return noisy
+    mean = jnp.mean(rows, axis=0, keepdims=True)
+    return mean + (noisy - mean) / jnp.sqrt(1.0 + scale**2)
 
 
 class SemiDual(Scheme):
@@ -104,16 +111,32 @@ class SemiDual(Scheme):
     network for this scheme learns each unit's sharpness, :attr:`default_activation`.)
 
     ``jitter`` σ adds Gaussian noise of σ times the batch's standard deviation, coordinate by
-    coordinate, to the rows of both sides at every step: the game then sees the two laws
-    smoothed by a small Gaussian instead of the same finite rows again and again, which the
-    networks otherwise come to fit (at the price of a bias of order σ² in the map). On the
-    Wasserstein-2 benchmark pair at d = 64 (2^16 rows a side, one way, 48 000 steps of 256,
-    one seed, on a GPU) σ = 0.1 left 3.2 % L2-UVP against 4.5 % without it and 5.9 % with
-    σ = 0.2; with fresh samples at every step (no finite rows to fit) 2.5 % against 2.2 %
-    (its bias); at d = 16 after 12 000 steps 1.77 % against 1.75 % without it. It lets a
-    longer run go on improving where the unjittered game comes to fit its rows: through the
-    command line (both ways, 48 000 steps) 1.35, 1.62, 1.68 % at d = 8, 16, 32 with
-    σ = 0.1, against 2.23 % (d = 8) and 2.13 % (d = 16) without it.
+    coordinate, to the rows of the sides ``jitter_rows`` names (both by default) at every
+    step: the game then sees the two laws smoothed by a small Gaussian instead of the same
+    finite rows again and again, which the networks otherwise come to fit (at the price of a
+    bias of order σ² in the map). On the Wasserstein-2 benchmark pair at d = 64 (2^16 rows a
+    side, one way, 48 000 steps of 256, one seed, on a GPU) σ = 0.1 left 3.2 % L2-UVP
+    against 4.5 % without it and 5.9 % with σ = 0.2; with fresh samples at every step (no
+    finite rows to fit) 2.5 % against 2.2 % (its bias); at d = 16 after 12 000 steps 1.77 %
+    against 1.75 % without it. It lets a longer run go on improving where the unjittered
+    game comes to fit its rows: through the command line (both ways, 48 000 steps) 1.35,
+    1.62, 1.68 % at d = 8, 16, 32 with σ = 0.1 on both sides, against 2.23 % (d = 8) and
+    2.13 % (d = 16) without it.
+
+    ``jitter_rows`` names the sides jittered, and ``jitter_keeps_variance`` draws the noisy
+    rows towards their mean by 1/√(1 + σ²), so that each coordinate keeps its variance. The
+    target's jitter widens the law ψ learns; the source's alone smooths the map's own
+    inputs. Played both ways, on the benchmark pair (in its own coordinates, one seed,
+    48 000 steps, σ = 0.1): at d = 16 both sides left 1.61 %, the target's alone 2.22 %, the
+    source's alone 1.50 %, and keeping its variance 1.39 %; at d = 8 both sides 1.45 %, the
+    source's alone 1.22 %, keeping its variance 1.24 %. Through the command line, the
+    source's alone keeping its variance left 1.38 and 1.39 % (two seeds) at d = 16 against
+    1.62 and 1.65 % for both sides, 1.42 against 1.68 % at d = 32, and 1.41 and 1.53
+    against 1.35 and 1.45 % at d = 8 (within the seeds' spread); on ``dense-pair`` at
+    d = 16 0.62 and 0.67 % against 0.47 and 0.57 % (a cost). Played one way, at d = 64, the
+    source's alone keeping its variance left 4.35 % and both sides keeping theirs 4.00 %,
+    against 3.46 % for both sides as drawn: there ψ is only the target's dual, and the
+    target's jitter is what keeps it off the rows.
 
     The scheme needs target rows in every batch (``needs_target_samples``) and does not use
     the fit's divergence to move: what it descends is the semi-dual itself; the divergence
@@ -158,6 +181,18 @@ class SemiDual(Scheme):
         "deviation per coordinate (0: none) (semidual)",
         static=True,
         low=0.0,
+    )
+    jitter_rows: str = setting(
+        "both",
+        help="whose rows the jitter moves: the source's, the target's or both (semidual)",
+        static=True,
+        choices=("both", "source", "target"),
+    )
+    jitter_keeps_variance: bool = setting(
+        False,
+        help="draw the jittered rows towards their mean by 1/sqrt(1 + jitter^2), so that each "
+        "coordinate keeps its variance (semidual)",
+        static=True,
     )
     name: ClassVar[str] = "semidual"
     default_steps: ClassVar[int] = 48000
@@ -249,13 +284,24 @@ class SemiDual(Scheme):
             phi = apply_update(phi, map_updates)
         return phi, apply_update(psi, dual_updates), phi_state, psi_state, w2_half
 
+    def jittered_rows(self, x: Array, y: Array, key: Array) -> tuple[Array, Array]:
+        """The batch's rows as the game sees them: those of the sides ``jitter_rows`` names
+        moved by :func:`jittered` (``jitter``, ``jitter_keeps_variance``), each side by noise
+        of its own drawn from ``key`` (the step's key, folded with :data:`JITTER_STREAM`, so
+        that the step's other uses of it are unchanged)."""
+        if not self.jitter:
+            return x, y
+        kx, ky = jax.random.split(jax.random.fold_in(key, JITTER_STREAM))
+        if self.jitter_rows != "target":
+            x = jittered(x, self.jitter, kx, self.jitter_keeps_variance)
+        if self.jitter_rows != "source":
+            y = jittered(y, self.jitter, ky, self.jitter_keeps_variance)
+        return x, y
+
     def step(self, potential, state: SemiDualState, batch, task, key):
         if batch.y is None:
             raise ValueError("the semidual scheme needs target rows in every batch")
-        x, y = batch.x, batch.y
-        if self.jitter:  # keys of their own: the step's other uses of `key` stay as they were
-            kx, ky = jax.random.split(jax.random.fold_in(key, JITTER_STREAM))
-            x, y = jittered(x, self.jitter, kx), jittered(y, self.jitter, ky)
+        x, y = self.jittered_rows(batch.x, batch.y, key)
         map_opt, dual_opt = self._optimizers()
         moved, dual, map_state, dual_state, w2_half = self._half(
             potential, state.dual, state.map_state, state.dual_state, x, y, map_opt, dual_opt
