@@ -337,7 +337,7 @@ def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):
     (tmp_path / "r" / "run.json").write_text(json.dumps(record))
     assert widths(resume=True)[:2] == ("semidual", [128, 128])
     # a run saved before the steps followed the rows (48 000 steps, no jitter setting stored)
-    # resumes with those; a new one gets 12 000 steps for its 270 rows and the jitter
+    # resumes with those; a new one gets 8 000 steps for its 270 rows and the jitter
     args = cli._parser().parse_args(["fit", *common, "--out", str(tmp_path / "r")])
     record["settings"]["steps"] = record["settings"]["decay_steps"] = 48_000
     del record["settings"]["jitter"]
@@ -345,7 +345,7 @@ def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):
     resumed = runs.fit_settings(vars(args), tmp_path / "r", resume=True, overwrite=False)
     fresh = runs.fit_settings(vars(args), tmp_path / "new", resume=False, overwrite=False)
     jitters = runs.build(resumed)[1].jitter, runs.build(fresh)[1].jitter  # settle the steps
-    assert (resumed["steps"], fresh["steps"], *jitters) == (48_000, 12_000, 0.0, 0.1)
+    assert (resumed["steps"], fresh["steps"], *jitters) == (48_000, 8_000, 0.0, 0.1)
 
     class Built(Exception):
         pass
