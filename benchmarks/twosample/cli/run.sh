@@ -13,5 +13,5 @@ for d in "${dims[@]}"; do
   # shellcheck disable=SC2086
   mongeflow fit ${FLAGS:-} --source "$work/x.npy" --target "samples:$work/y.npy" --out "$work/run" --quiet
   mongeflow apply "$work/run" --input "$work/held_x.npy" --output "$work/mapped.npy"
-  echo "d = $d${FLAGS:+ [$FLAGS]}: $(python "$here/score.py" "$work"), fit wall time $(python -c "import json; print(round(json.load(open('$work/run/metrics.json'))['wall_time_s']), 's')")"
+  echo "d = $d${FLAGS:+ [$FLAGS]}: $(python "$here/score.py" "$work"), fit wall time $(python -c "import json; m = json.load(open('$work/run/metrics.json')); print(round(m['wall_time_s']), 's, kept step', m['best_step'][0], 'of', m['last_step'])")"
 done

@@ -17,7 +17,7 @@ for d in "${dims[@]}"; do
   "$py" -m mongeflow fit ${FLAGS:-} --source "$work/x.npy" --target "samples:$work/y.npy" --out "$work/run" --seed "${SEED:-0}" --quiet > /dev/null \
     2> "$work/fit.err" || { cat "$work/fit.err"; exit 1; }
   "$py" -m mongeflow apply "$work/run" --input "$work/held_x.npy" --output "$work/mapped.npy" > /dev/null
-  kept=$("$py" -c "import json; m = json.load(open('$work/run/metrics.json')); print('linear map kept' if m.get('linear_kept') else 'trained map kept', round(m['wall_time_s']), 's')")
+  kept=$("$py" -c "import json; m = json.load(open('$work/run/metrics.json')); print('linear map kept' if m.get('linear_kept') else f\"trained map kept (step {m['best_step'][0]} of {m['last_step']})\", round(m['wall_time_s']), 's')")
   echo "d = $d${FLAGS:+ [$FLAGS]}: $("$py" "$here/../../twosample/cli/score.py" "$work"), $kept"
   grep -h "warning" "$work/fit.err" | sed 's/^/    /' || true
 done

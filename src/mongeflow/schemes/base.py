@@ -69,6 +69,14 @@ class Scheme(Settings):
         fit builds it for this scheme: :func:`~mongeflow.maps.default.auto_widths`."""
         return auto_widths(dim)
 
+    @property
+    def settles(self) -> bool:
+        """Whether the scheme's moves shrink to nothing by the end of its schedule (a rate
+        decaying to 0), so that its latest map is its most converged one: the fit then keeps
+        the latest map unless its held-out figure is clearly worse than the lowest
+        (:func:`~mongeflow.fit.fit`'s ``keep_best``). No scheme does unless it says so."""
+        return False
+
     def init(self, potential: Potential) -> Any:
         return jnp.zeros((), jnp.int32)
 

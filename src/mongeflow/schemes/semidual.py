@@ -220,6 +220,17 @@ class SemiDual(Scheme):
         stays there."""
         return (64, 64) if dim <= cls.narrow_dim else auto_widths(dim)
 
+    @property
+    def settles(self) -> bool:
+        """With ``decay_steps``, both rates decay to 0: the game's latest maps are its most
+        converged, while a held-out two-sample figure, blind to optimality, ranks them by its
+        noise. On ``dense-pair`` at d = 8 (one seed) the lowest held-out Sinkhorn divergence,
+        within a tenth of its noise floor, picked step 1 350's map (0.47 % L2-UVP) over the
+        last one's (0.09 %); on the Wasserstein-2 benchmark pairs (d = 4 to 64, 2^16 or 8 192
+        rows a side) and ``dense-pair`` (d = 8 to 64, three seeds at d = 8) the last map was
+        within 0.2 points of L2-UVP (in %) of the history's best every time."""
+        return self.decay_steps > 0
+
     def _optimizer(self, updates_per_step: int = 1) -> optax.GradientTransformation:
         """Adam with the scheme's rate, decaying over ``decay_steps`` outer steps of
         ``updates_per_step`` updates each."""
