@@ -71,10 +71,13 @@ class Scheme(Settings):
 
     @property
     def settles(self) -> bool:
-        """Whether the scheme's moves shrink to nothing by the end of its schedule (a rate
-        decaying to 0), so that its latest map is its most converged one: the fit then keeps
-        the latest map unless its held-out figure is clearly worse than the lowest
-        (:func:`~mongeflow.fit.fit`'s ``keep_best``). No scheme does unless it says so."""
+        """Whether the fit keeps the scheme's last map unless its held-out figure is clearly
+        worse than the lowest (:func:`~mongeflow.fit.fit`'s ``keep_best``): a scheme says so
+        when its moves shrink to nothing by the end of its schedule and its held-out
+        two-sample figures, blind to optimality, would rank its last maps by their noise
+        (the semi-dual game with a decaying rate). An opt-in: False unless the scheme
+        says otherwise (a descent such as Adam, whose held-out figure does fall with the
+        map's error, keeps the usual choice)."""
         return False
 
     def init(self, potential: Potential) -> Any:
