@@ -518,10 +518,9 @@ def fit(
         last = _settled(t, selection, floors)
         returned = pick_seeds(last, t.carry[0], returned)
         returned_step = np.where(last, t.step, returned_step)
-        t.best_step = returned_step
     diverged = np.array([r == "diverging" for r in t.reasons])
     if kept:
-        _warn_if_worse(t.history, selection, t.best_value, t.best_step, floors, seeds, diverged)
+        _warn_if_worse(t.history, selection, t.best_value, returned_step, floors, seeds, diverged)
     # a map chosen by F once F ran off to −∞ (V not convex far out) is not to be trusted:
     # the linear map, a Brenier map whose F is finite, replaces it
     distrust = diverged & problem.target.has_potential & bool(fallback and kept)
