@@ -363,3 +363,65 @@ def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):
         jax.random.split(jax.random.key(0), 1),
     )  # fmt: skip
     assert state.potentials.input_weight.shape == (1, 64, 40)
+
+
+def test_the_semidual_game_reparametrises_its_weights_up_to_d_4(tmp_path, monkeypatch):
+    """Up to d = 4, over 12 000 steps or more, the semi-dual game's networks keep their
+    weights non-negative by a softplus reparametrisation, else by the clamp, on every path
+    that builds the default network (the command line and its record of why, ``mf.fit``,
+    the estimator); other schemes clamp; a value given wins; a run saved before the setting
+    existed resumes with the clamp it ran with; and a checkpoint of one kind refuses to
+    resume the other."""
+    import json
+
+    import jax
+
+    from mongeflow import cli, runs
+    from mongeflow.fit import _initial_state
+
+    long, short = mf.SemiDual(decay_steps=12000), mf.SemiDual(decay_steps=11999)
+    assert [long.default_nonnegativity(d) for d in (2, 4, 5)] == ["softplus", "softplus", "clamp"]
+    assert short.default_nonnegativity(2) == mf.Adam().default_nonnegativity(2) == "clamp"
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 2)))
+    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 2)))
+    given = ["--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+
+    def built(out, *flags, resume=False):
+        args = cli._parser().parse_args(["fit", *given, *flags, "--out", str(out)])
+        settings = runs.fit_settings(vars(args), out, resume=resume, overwrite=False)
+        make = runs.build(settings)[3]
+        if not resume:
+            runs.start(settings, out, resume=False)
+        return make(jax.random.key(0)).nonnegativity, settings["chosen"]
+
+    kind, chosen = built(tmp_path / "auto")
+    assert kind == "softplus" and "softplus reparametrisation (up to d = 4" in chosen[-1]
+    kind, chosen = built(tmp_path / "given", "--nonnegativity", "clamp")
+    assert kind == "clamp" and chosen[-1] == "given, over the choice above: nonnegativity clamp"
+    record = json.loads((tmp_path / "auto" / "run.json").read_text())
+    del record["settings"]["nonnegativity"]  # as saved before the setting existed
+    (tmp_path / "auto" / "run.json").write_text(json.dumps(record))
+    assert built(tmp_path / "auto", resume=True)[0] == "clamp"
+
+    problem = mf.get_problem("gaussian", dim=2)
+    state = _initial_state(problem, long, None, jax.random.split(jax.random.key(0), 1))
+    assert state.potentials.nonnegativity == "softplus"
+    monkeypatch.setattr(mf.SemiDual, "reparametrised_steps", 2)  # a short fit reparametrised
+    from mongeflow.estimator import MongeTransport
+
+    est = MongeTransport(scheme="semidual", max_steps=2)
+    est.fit(np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy"))
+    assert est.result_.potentials.nonnegativity == "softplus"
+
+    common = dict(dim=2, steps=4, log_every=2, final_eval_size=0)
+    mf.fit("gaussian", mf.Adam(), callbacks=[mf.Checkpoint(tmp_path / "ck")], **common)
+    other = mf.default_potential(2, nonnegativity="softplus")
+    with pytest.raises(ValueError, match=r"nonnegativity: 'clamp' -> 'softplus'"):
+        mf.fit(
+            "gaussian",
+            mf.Adam(),
+            potential=other,
+            callbacks=[mf.Checkpoint(tmp_path / "ck", resume=True)],
+            **common,
+        )

@@ -254,6 +254,8 @@ def _parser() -> argparse.ArgumentParser:
             f.add_argument(flag, choices=["all", "best"], default=None, help=shown)
         elif dest == "activation":
             f.add_argument(flag, choices=["softplus", "beta-softplus"], default=None, help=shown)
+        elif dest == "nonnegativity":
+            f.add_argument(flag, choices=["clamp", "softplus"], default=None, help=shown)
         else:
             f.add_argument(flag, default=None, help=shown)
     f.add_argument("--out", required=True, help="the run directory")

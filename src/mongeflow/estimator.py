@@ -258,7 +258,13 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             else tuple(int(w) for w in self.widths)
         )
         activation = scheme.default_activation if self.activation == "auto" else self.activation
-        potential = default_potential(problem.dim, widths, float(self.strong_convexity), activation)
+        potential = default_potential(
+            problem.dim,
+            widths,
+            float(self.strong_convexity),
+            activation,
+            scheme.default_nonnegativity(problem.dim),
+        )
         result = fit(
             problem,
             scheme,

@@ -382,8 +382,9 @@ def fit(
             scheme is named (:func:`mongeflow.auto.choose_divergence`).
         potential: a potential (every seed starts from it), a factory ``key -> potential``
             (each seed initialised from its own key), or ``None`` for
-            :func:`~mongeflow.maps.default_potential` with the scheme's widths and activation
-            (``default_widths``, ``default_activation``).
+            :func:`~mongeflow.maps.default_potential` with the scheme's widths, activation
+            and non-negativity (``default_widths``, ``default_activation``,
+            ``default_nonnegativity``).
         steps: outer steps (default: the scheme's ``default_steps``).
         batch_size: mini-batch size n, a fresh batch at every step (default 256, or 128
             above d = 32 with ``scheme=None`` (:func:`mongeflow.auto.auto_batch_size`), 256
@@ -649,7 +650,10 @@ def _initial_state(problem: Problem, scheme: Scheme, potential, init_keys) -> Fi
     :func:`~mongeflow.maps.default_potential`) and scheme state, at step 0."""
     if potential is None:
         potential = default_potential(
-            problem.dim, scheme.default_widths(problem.dim), activation=scheme.default_activation
+            problem.dim,
+            scheme.default_widths(problem.dim),
+            activation=scheme.default_activation,
+            nonnegativity=scheme.default_nonnegativity(problem.dim),
         )
     make = potential if not isinstance(potential, Potential) else (lambda _key: potential)
     potentials = eqx.filter_vmap(make)(init_keys)

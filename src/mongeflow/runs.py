@@ -140,6 +140,12 @@ FIT_OPTIONS = {
         "the network's activation: softplus, or beta-softplus (softplus(βu)/β, each unit's "
         "sharpness β learnt) (automatic: beta-softplus for the semidual scheme, else softplus)",
     ),
+    "nonnegativity": (
+        None,
+        "how the network's weights stay non-negative: clamp (projected after each update) or "
+        "softplus (W = softplus(W_raw)) (automatic: softplus for the semidual scheme up to "
+        "d = 4 over 12 000 steps or more, else clamp)",
+    ),
     "float64": (False, "compute in float64"),
     "log_every": (None, "steps between history records (default: about 20 records)"),
     "checkpoint_every": (None, "steps between checkpoints in DIR (default: each history record)"),
@@ -293,6 +299,7 @@ class Checkpoint(Callback):
         meta = {
             "step": int(state.step),
             "run": run_record(run),
+            "nonnegativity": getattr(state.potentials, "nonnegativity", None),
             "stopped_at": [int(v) for v in state.stopped_at],
             "history": {k: np.asarray(v).tolist() for k, v in state.history.items()},
             "best_value": None if state.best is None else np.asarray(state.best_value).tolist(),
@@ -382,6 +389,11 @@ class Checkpoint(Callback):
     def _state(self, run: Run, meta: dict, leaves: tuple) -> FitState:
         potentials, states, alive, best = leaves
         changed = differences(meta["run"], run_record(run))
+        kind = getattr(potentials, "nonnegativity", None)
+        # checkpoints written before the record held it were all of clamped networks
+        saved = meta.get("nonnegativity", "clamp" if kind is not None else None)
+        if saved != kind:  # the same leaves would be read as other weights
+            changed.append(f"network's nonnegativity: {saved!r} -> {kind!r}")
         if changed:
             raise ValueError(
                 f"the checkpoint in {str(self.path)!r} was made with other settings: "
@@ -450,6 +462,7 @@ def fit_settings(args: dict, out: Path, *, resume: bool, overwrite: bool) -> dic
         # a list setting is stored as a JSON list (a string "0.01,0.02" by older versions)
         stored = _parsed(read_run(out)["settings"], scheme_opts, divergence_opts)
         stored.setdefault("activation", "softplus")  # the only one before the setting existed
+        stored.setdefault("nonnegativity", "clamp")  # likewise
         for key, value in ADDED_SETTINGS.get(stored.get("scheme"), {}).items():
             stored.setdefault(key, value)  # saved before the setting existed
         changed = [
@@ -781,6 +794,11 @@ def build(settings: dict):
         settings["activation"] = scheme.default_activation
     elif settings["activation"] != scheme.default_activation:
         changed.append(f"activation {settings['activation']}")
+    nonnegativity = scheme.default_nonnegativity(problem.dim)
+    if settings.get("nonnegativity") is None:
+        settings["nonnegativity"] = nonnegativity
+    elif settings["nonnegativity"] != nonnegativity:
+        changed.append(f"nonnegativity {settings['nonnegativity']}")
     if changed:
         reasons.append("given, over the choice above: " + ", ".join(changed))
     settings.setdefault("chosen", reasons)  # a resumed run keeps its record
@@ -791,7 +809,11 @@ def build(settings: dict):
     widths = settings["widths"]
     widths = scheme.default_widths(problem.dim) if widths is None else tuple(widths)
     potential = default_potential(
-        problem.dim, widths, settings["strong_convexity"], settings["activation"]
+        problem.dim,
+        widths,
+        settings["strong_convexity"],
+        settings["activation"],
+        settings["nonnegativity"],
     )
     settings.update(flat(scheme), **flat(divergence), widths=list(widths))
     return problem, scheme, divergence, potential

@@ -23,10 +23,11 @@ def default_potential(
     widths: tuple[int, ...] | None = None,
     strong_convexity: float = 0.0,
     activation: str = "softplus",
+    nonnegativity: str = "clamp",
 ) -> Callable[[Array], Potential]:
     """A factory ``key -> ICNN``: hidden ``widths`` (default :func:`auto_widths`), a
     full-rank PSD quadratic term (rank min(d, 64), so affine maps are exact), starting at
-    T = id, with the ``activation`` of :class:`~mongeflow.maps.ICNN`.
+    T = id, with the ``activation`` and ``nonnegativity`` of :class:`~mongeflow.maps.ICNN`.
 
     Example:
         >>> import jax
@@ -37,6 +38,8 @@ def default_potential(
     if not widths or min(widths) < 1:
         raise ValueError(f"widths must be positive integers, got {widths}")
     check_activation(activation)  # before any network is built (a factory is lazy)
+    if nonnegativity not in ("clamp", "softplus"):
+        raise ValueError(f"nonnegativity must be 'clamp' or 'softplus', got {nonnegativity!r}")
 
     def make(key: Array) -> Potential:
         return ICNN(
@@ -47,6 +50,7 @@ def default_potential(
             identity_init=True,
             strong_convexity=strong_convexity,
             activation=activation,
+            nonnegativity=nonnegativity,
         )
 
     return make

@@ -69,6 +69,12 @@ class Scheme(Settings):
         fit builds it for this scheme: :func:`~mongeflow.maps.default.auto_widths`."""
         return auto_widths(dim)
 
+    def default_nonnegativity(self, dim: int) -> str:
+        """How the default potential's network keeps its weights non-negative at dimension
+        ``dim`` when the fit builds it for this scheme (:class:`~mongeflow.maps.ICNN`'s
+        ``nonnegativity``): ``"clamp"``, projected after each update."""
+        return "clamp"
+
     @property
     def settles(self) -> bool:
         """Whether the fit keeps the scheme's last map unless its held-out figure is clearly

@@ -1,0 +1,160 @@
+"""Whether the semi-dual game stays at the answer: φ regressed onto T* and ψ onto its
+inverse (∇ψ(T*(x)) = x), fresh samples, 48 000 steps each, then the game at the automatic
+settings of ``limits.py`` (both ways up to d = 32; no jitter) from that pair, on the W2
+benchmark pair's 2^16 rows in their own coordinates. Each argument is one fit, a JSON
+object: ``d``, optionally ``steps``, ``fresh``, ``"start": "identity"`` (the usual start, for
+comparison) and ``SemiDual`` settings. One JSON line per fit: the start's and the end's
+L2-UVP on 4 096 fresh source samples and the history's (every few records).
+
+    python fromtrue.py '{"d": 2}' '{"d": 2, "start": "identity"}'
+"""
+
+import json
+import sys
+import time
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import mongeflow as mf
+from mongeflow.maps.base import transport
+from mongeflow.maps.default import default_potential
+from mongeflow.metrics import source_with_map
+from mongeflow.schemes import SemiDual
+from mongeflow.schemes.base import feasible, params_of
+
+warnings.simplefilter("ignore")
+
+
+def regress(net, sample, steps=48000, batch=256, lr=0.01, seed=1):
+    opt = optax.adam(optax.cosine_decay_schedule(lr, steps))
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    st = opt.init(params)
+
+    def loss(params, x, t):
+        return jnp.mean(jnp.sum((transport(eqx.combine(params, static), x) - t) ** 2, -1))
+
+    @jax.jit
+    def chunk(params, st, key):
+        def body(c, k):
+            params, st = c
+            x, t = sample(k, batch)
+            u, st = opt.update(jax.grad(loss)(params, x, t), st, params)
+            return (
+                eqx.partition(
+                    feasible(eqx.combine(optax.apply_updates(params, u), static)),
+                    eqx.is_inexact_array,
+                )[0],
+                st,
+            ), None
+
+        return jax.lax.scan(body, (params, st), jax.random.split(key, 1000))[0]
+
+    key = jax.random.key(seed)
+    for i in range(steps // 1000):
+        params, st = chunk(params, st, jax.random.fold_in(key, i))
+    return eqx.combine(params, static)
+
+
+CACHE = {}
+
+
+def true_pair(d):
+    if d in CACHE:
+        return CACHE[d]
+    p = mf.get_problem("w2-mix3to10", dim=d)
+    tm = jax.vmap(p.true_map)
+
+    def fwd(k, n):
+        x = p.source.sample(k, n)
+        return x, tm(x)
+
+    def inv(k, n):
+        x = p.source.sample(k, n)
+        return tm(x), x
+
+    make = default_potential(d, SemiDual.default_widths(d), activation=SemiDual.default_activation)
+    t = time.perf_counter()
+    phi = regress(make(jax.random.key(0)), fwd)
+    psi = regress(make(jax.random.key(1)), inv)
+    CACHE[d] = (phi, psi, time.perf_counter() - t)
+    return CACHE[d]
+
+
+class FromTrue(SemiDual):
+    def init(self, potential):
+        state = super().init(potential)
+        psi = PSI["psi"]
+        map_opt, dual_opt = self._optimizers()
+        return state._replace(
+            dual=psi, dual_state=(map_opt if self.bidirectional else dual_opt).init(params_of(psi))
+        )
+
+
+PSI = {}
+
+
+def uvp(f, x, true):
+    tx = np.asarray(transport(f, x))
+    true = np.asarray(true)
+    return 100 * np.mean(np.sum((tx - true) ** 2, 1)) / np.sum(np.var(true, 0))
+
+
+for a in sys.argv[1:]:
+    kw = json.loads(a)
+    d = kw.pop("d")
+    fresh = kw.pop("fresh", False)
+    steps = kw.pop("steps", 48000)
+    start = kw.pop("start", "true")
+    phi, psi, tsup = true_pair(d)
+    p = mf.get_problem("w2-mix3to10" if fresh else "w2-pair", dim=d)
+    x, true = source_with_map(mf.get_problem("w2-pair", dim=d), jax.random.key(7), 4096)
+    u0 = uvp(phi, x, true)
+    PSI["psi"] = psi
+    kw.setdefault("bidirectional", d <= 32)
+    scheme = (
+        FromTrue(decay_steps=steps, **kw) if start == "true" else SemiDual(decay_steps=steps, **kw)
+    )
+    make = (
+        (lambda key, phi=phi: phi)
+        if start == "true"
+        else default_potential(
+            d, SemiDual.default_widths(d), activation=SemiDual.default_activation
+        )
+    )
+    t = time.perf_counter()
+    res = mf.fit(
+        p,
+        scheme,
+        potential=make,
+        steps=steps,
+        batch_size=256,
+        seed=0,
+        fallback=False,
+        final_eval_size=0,
+        standardize=False,
+    )
+    h = res.history
+    l2 = np.asarray(h["l2_uvp"]).reshape(len(h["step"]), -1)[:, 0]
+    u1 = (
+        100
+        * float(np.mean(np.sum((np.asarray(res.transport(x)) - np.asarray(true)) ** 2, 1)))
+        / float(np.sum(np.var(np.asarray(true), 0)))
+    )
+    print(
+        json.dumps(
+            dict(
+                spec=a,
+                start_uvp=round(float(u0), 4),
+                end_uvp=round(u1, 4),
+                wall=round(time.perf_counter() - t),
+                sup_wall=round(tsup),
+                hist=[round(float(v), 3) for v in l2[:: max(1, len(l2) // 12)]],
+            )
+        ),
+        flush=True,
+    )
