@@ -25,6 +25,34 @@ from mongeflow.schemes import SemiDual
 from mongeflow.schemes.base import feasible
 
 
+def regress(net, sample, steps=48000, batch=256, lr=0.01, seed=1):
+    """``net`` fitted by Adam (rate ``lr`` decaying to 0 over ``steps``) to the pairs
+    ``sample(key, batch) -> (x, t)``, min mean |∇φ(x) − t|², each update made feasible as the
+    game's are (:func:`~mongeflow.schemes.base.feasible`)."""
+    opt = optax.adam(optax.cosine_decay_schedule(lr, steps))
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    st = opt.init(params)
+
+    def loss(params, x, t):
+        return jnp.mean(jnp.sum((transport(eqx.combine(params, static), x) - t) ** 2, -1))
+
+    @jax.jit
+    def chunk(params, st, key):
+        def body(c, k):
+            params, st = c
+            x, t = sample(k, batch)
+            u, st = opt.update(jax.grad(loss)(params, x, t), st, params)
+            moved = feasible(eqx.combine(optax.apply_updates(params, u), static))
+            return (eqx.partition(moved, eqx.is_inexact_array)[0], st), None
+
+        return jax.lax.scan(body, (params, st), jax.random.split(key, 1000))[0]
+
+    key = jax.random.key(seed)
+    for i in range(steps // 1000):
+        params, st = chunk(params, st, jax.random.fold_in(key, i))
+    return eqx.combine(params, static)
+
+
 def run(d, steps=48000, batch=256, lr=0.01, widths=None, act=None, seed=0, nonneg="clamp"):
     p = mf.get_problem("w2-mix3to10", dim=d)
     widths = widths or SemiDual.default_widths(d)
@@ -39,39 +67,13 @@ def run(d, steps=48000, batch=256, lr=0.01, widths=None, act=None, seed=0, nonne
         activation=act or SemiDual.default_activation,
         nonnegativity=nonneg,
     )
-    opt = optax.adam(optax.cosine_decay_schedule(lr, steps))
-    params, static = eqx.partition(phi, eqx.is_inexact_array)
-    st = opt.init(params)
-    src = p.source
-
-    def loss(params, x, t):
-        f = eqx.combine(params, static)
-        return jnp.mean(jnp.sum((transport(f, x) - t) ** 2, -1))
-
-    @jax.jit
-    def chunk(params, st, key):
-        def body(c, k):
-            params, st = c
-            x = src.sample(k, batch)
-            t = jax.vmap(p.true_map)(x)
-            g = jax.grad(loss)(params, x, t)
-            u, st = opt.update(g, st, params)
-            return (
-                eqx.partition(
-                    feasible(eqx.combine(optax.apply_updates(params, u), static)),
-                    eqx.is_inexact_array,
-                )[0],
-                st,
-            ), None
-
-        (params, st), _ = jax.lax.scan(body, (params, st), jax.random.split(key, 1000))
-        return params, st
-
     t0 = time.perf_counter()
-    key = jax.random.key(seed + 1)
-    for i in range(steps // 1000):
-        params, st = chunk(params, st, jax.random.fold_in(key, i))
-    f = eqx.combine(params, static)
+
+    def sample(key, n):
+        x = p.source.sample(key, n)
+        return x, jax.vmap(p.true_map)(x)
+
+    f = regress(phi, sample, steps, batch, lr, seed=seed + 1)
     x, true = source_with_map(p, jax.random.key(7), 4096)
     tx = np.asarray(transport(f, x))
     true = np.asarray(true)
@@ -89,5 +91,6 @@ def run(d, steps=48000, batch=256, lr=0.01, widths=None, act=None, seed=0, nonne
     )
 
 
-for a in sys.argv[1:]:
-    print(json.dumps(run(**json.loads(a))), flush=True)
+if __name__ == "__main__":
+    for a in sys.argv[1:]:
+        print(json.dumps(run(**json.loads(a))), flush=True)

@@ -14,50 +14,18 @@ import sys
 import time
 import warnings
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
+from capacity import regress  # this folder's script
 
 import mongeflow as mf
 from mongeflow.maps.base import transport
 from mongeflow.maps.default import default_potential
 from mongeflow.metrics import source_with_map
 from mongeflow.schemes import SemiDual
-from mongeflow.schemes.base import feasible, params_of
+from mongeflow.schemes.base import params_of
 
 warnings.simplefilter("ignore")
-
-
-def regress(net, sample, steps=48000, batch=256, lr=0.01, seed=1):
-    opt = optax.adam(optax.cosine_decay_schedule(lr, steps))
-    params, static = eqx.partition(net, eqx.is_inexact_array)
-    st = opt.init(params)
-
-    def loss(params, x, t):
-        return jnp.mean(jnp.sum((transport(eqx.combine(params, static), x) - t) ** 2, -1))
-
-    @jax.jit
-    def chunk(params, st, key):
-        def body(c, k):
-            params, st = c
-            x, t = sample(k, batch)
-            u, st = opt.update(jax.grad(loss)(params, x, t), st, params)
-            return (
-                eqx.partition(
-                    feasible(eqx.combine(optax.apply_updates(params, u), static)),
-                    eqx.is_inexact_array,
-                )[0],
-                st,
-            ), None
-
-        return jax.lax.scan(body, (params, st), jax.random.split(key, 1000))[0]
-
-    key = jax.random.key(seed)
-    for i in range(steps // 1000):
-        params, st = chunk(params, st, jax.random.fold_in(key, i))
-    return eqx.combine(params, static)
 
 
 CACHE = {}
