@@ -399,6 +399,8 @@ def test_the_semidual_game_reparametrises_its_weights_up_to_d_4(tmp_path, monkey
     assert kind == "softplus" and "softplus reparametrisation (up to d = 4" in chosen[-1]
     kind, chosen = built(tmp_path / "given", "--nonnegativity", "clamp")
     assert kind == "clamp" and chosen[-1] == "given, over the choice above: nonnegativity clamp"
+    kind, chosen = built(tmp_path / "short", "--decay-steps", "5000")  # the rule, for these
+    assert kind == "clamp" and chosen[-1].endswith("decay_steps 5000, nonnegativity clamp")
     record = json.loads((tmp_path / "auto" / "run.json").read_text())
     del record["settings"]["nonnegativity"]  # as saved before the setting existed
     (tmp_path / "auto" / "run.json").write_text(json.dumps(record))

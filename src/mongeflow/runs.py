@@ -794,10 +794,9 @@ def build(settings: dict):
         settings["activation"] = scheme.default_activation
     elif settings["activation"] != scheme.default_activation:
         changed.append(f"activation {settings['activation']}")
-    nonnegativity = scheme.default_nonnegativity(problem.dim)
-    if settings.get("nonnegativity") is None:
-        settings["nonnegativity"] = nonnegativity
-    elif settings["nonnegativity"] != nonnegativity:
+    if settings.get("nonnegativity") is None:  # the rule, for the scheme as given
+        settings["nonnegativity"] = scheme.default_nonnegativity(problem.dim)
+    if settings["nonnegativity"] != choice.scheme.default_nonnegativity(problem.dim):
         changed.append(f"nonnegativity {settings['nonnegativity']}")
     if changed:
         reasons.append("given, over the choice above: " + ", ".join(changed))
