@@ -451,9 +451,10 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         f"{SEMIDUAL_BATCH}, every step run, each unit's sharpness learnt "
         f"({SemiDual.default_activation})"
     )
-    if scheme.default_nonnegativity(d) != "clamp":
+    kind = scheme.default_nonnegativity(d)
+    if kind != "clamp":
         reasons[-1] += (
-            f", the weights kept non-negative by a {scheme.default_nonnegativity(d)} "
+            f", the weights kept non-negative by a {kind} "
             f"reparametrisation (up to d = {SemiDual.reparametrised_dim}, over "
             f"{SemiDual.reparametrised_steps} steps or more)"
         )
