@@ -178,6 +178,20 @@ def test_a_sample_target_gets_the_semidual_scheme_by_default(tmp_path, monkeypat
     assert SEMIDUAL_BATCH > 180 and settings["batch_size"] == 180
 
 
+def test_the_one_way_semidual_game_runs_at_a_lower_rate():
+    """Played both ways (up to d = 32) the automatic semi-dual game keeps the scheme's rate;
+    played one way it runs at SEMIDUAL_ONE_WAY_RATE, and its record of why says so."""
+    from mongeflow.auto import SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_ONE_WAY_RATE
+
+    assert SEMIDUAL_ONE_WAY_RATE < mf.SemiDual.learning_rate
+    for d in (SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_BIDIRECTIONAL_DIM + 1, 64, 128):
+        config = mf.auto.configure(mf.get_problem("gaussian-pair", dim=d, n=2000))
+        one_way = d > SEMIDUAL_BIDIRECTIONAL_DIM
+        rate = SEMIDUAL_ONE_WAY_RATE if one_way else mf.SemiDual.learning_rate
+        assert config.scheme.bidirectional != one_way and config.scheme.learning_rate == rate
+        assert any(f"rate {rate:.3g} decaying to 0" in r for r in config.reasons)
+
+
 @pytest.mark.slow  # 10 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_drift_setting_alone_asks_for_the_constrained_drifting_model():
     """On a sample target with nothing named, a setting only the drift or the explicit

@@ -163,7 +163,7 @@ RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every", "log_every", "str
 #: (:func:`mongeflow.auto.choose`, :func:`~mongeflow.auto.choose_divergence`): dest -> the
 #: one-line rule ``mongeflow fit --help`` shows. Help text only: it sets no value.
 AUTOMATIC = {
-    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.01 up to d = 64, then 0.003",
+    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.01 up to d = 32, then 0.003",
     "bidirectional": "semidual: on up to d = 32",
     "map_steps": "semidual: 1 played both ways, 2 one way",
     "jitter": "semidual: 0 up to d = 4 or with no finite rows, then 0.1",
