@@ -287,8 +287,8 @@ def test_a_target_without_samples_is_refused_with_the_scheme_named():
 def test_the_automatic_game_follows_the_dimension():
     """Both ways (one map update) up to d = 32, one way (two) above; 48 000 steps, but above
     d = 4 the rows are jittered and the steps follow the training rows (at most 256 passes
-    over the smaller side, at least 8 000); above d = 64, rate 0.003 and 12 000 steps (at
-    d = 128 rate 0.01 ran off the W2 benchmark pair)."""
+    over the smaller side, at least 8 000); one way, rate 0.003; above d = 64, 12 000 steps
+    (at d = 128 rate 0.01 ran off the W2 benchmark pair)."""
     from mongeflow.auto import (
         SEMIDUAL_BIDIRECTIONAL_DIM,
         SEMIDUAL_HIGH_DIM,
@@ -318,7 +318,7 @@ def test_the_automatic_game_follows_the_dimension():
     assert mid.steps == mid.scheme.decay_steps == 48_000 and mid.scheme.learning_rate == 0.01
     assert chosen(32, many).steps == 48_000 and chosen(32, many).scheme.bidirectional
     assert not one_way.scheme.bidirectional and one_way.scheme.map_updates == 2
-    assert one_way.steps == 48_000 and one_way.scheme.learning_rate == 0.01
+    assert one_way.steps == 48_000 and one_way.scheme.learning_rate == 0.003
     assert not high.scheme.bidirectional and high.scheme.learning_rate == 0.003
     assert high.steps == high.scheme.decay_steps == 12_000
     # the steps follow the smaller side's rows above d = 4: 256 passes of batches of 256
