@@ -154,7 +154,11 @@ def test_a_sample_target_gets_the_semidual_scheme_by_default(tmp_path, monkeypat
 
     problem = mf.get_problem("gaussian-pair", dim=3, n=4000)
     config = mf.auto.configure(problem)
-    assert config.scheme == mf.SemiDual(decay_steps=mf.SemiDual.default_steps, bidirectional=True)
+    assert config.scheme == mf.SemiDual(
+        learning_rate=mf.auto.SEMIDUAL_REPARAMETRISED_RATE,  # d = 3: reparametrised networks
+        decay_steps=mf.SemiDual.default_steps,
+        bidirectional=True,
+    )
     assert config.divergence.name == "energy" and config.patience is None
     assert config.batch_size == SEMIDUAL_BATCH
     # a divergence named without a scheme keeps its own rules
@@ -178,10 +182,15 @@ def test_a_sample_target_gets_the_semidual_scheme_by_default(tmp_path, monkeypat
     assert SEMIDUAL_BATCH > 180 and settings["batch_size"] == 180
 
 
-def test_the_one_way_semidual_game_runs_at_a_lower_rate():
-    """Played both ways (up to d = 32) the automatic semi-dual game keeps the scheme's rate;
-    played one way it runs at SEMIDUAL_ONE_WAY_RATE, and its record of why says so."""
-    from mongeflow.auto import SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_ONE_WAY_RATE
+def test_the_one_way_semidual_game_runs_slower_with_its_weights_decayed():
+    """Played both ways (up to d = 32) the automatic semi-dual game keeps the scheme's rate
+    and no weight decay; played one way on finite rows it runs at SEMIDUAL_ONE_WAY_RATE with
+    the weights decayed by SEMIDUAL_WEIGHT_DECAY, and its record of why says so."""
+    from mongeflow.auto import (
+        SEMIDUAL_BIDIRECTIONAL_DIM,
+        SEMIDUAL_ONE_WAY_RATE,
+        SEMIDUAL_WEIGHT_DECAY,
+    )
 
     assert SEMIDUAL_ONE_WAY_RATE < mf.SemiDual.learning_rate
     for d in (SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_BIDIRECTIONAL_DIM + 1, 64, 128):
@@ -190,6 +199,9 @@ def test_the_one_way_semidual_game_runs_at_a_lower_rate():
         rate = SEMIDUAL_ONE_WAY_RATE if one_way else mf.SemiDual.learning_rate
         assert config.scheme.bidirectional != one_way and config.scheme.learning_rate == rate
         assert any(f"rate {rate:.3g} decaying to 0" in r for r in config.reasons)
+        decayed = any("weights decayed by" in r for r in config.reasons)
+        assert config.scheme.weight_decay == (SEMIDUAL_WEIGHT_DECAY if one_way else 0.0)
+        assert decayed == one_way
 
 
 @pytest.mark.slow  # 10 s cold on 2 cores; `pytest -m slow` runs it
@@ -304,6 +316,35 @@ def test_a_run_saved_before_the_jitter_named_its_rows_resumes_as_it_ran(tmp_path
         del record["settings"][key]
     (tmp_path / "old" / "run.json").write_text(json.dumps(record))
     assert scheme(tmp_path / "old", resume=True) == (0.1, "both", False)
+
+
+def test_a_run_saved_before_the_weight_decay_resumes_without_it(tmp_path):
+    """A command-line run played one way (d = 33) saved before ``weight_decay`` existed (its
+    record has no such setting) resumes without it, the optimiser state it saved being
+    Adam's; a new run there decays the weights."""
+    import json
+
+    from mongeflow import cli, runs
+    from mongeflow.auto import SEMIDUAL_WEIGHT_DECAY
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 33)))
+    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 33)))
+    given = ["--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+
+    def decay(out, resume=False):
+        args = cli._parser().parse_args(["fit", *given, "--out", str(out)])
+        settings = runs.fit_settings(vars(args), out, resume=resume, overwrite=False)
+        built = runs.build(settings)[1]
+        if not resume:
+            runs.start(settings, out, resume=False)
+        return built.weight_decay
+
+    assert decay(tmp_path / "old") == SEMIDUAL_WEIGHT_DECAY
+    record = json.loads((tmp_path / "old" / "run.json").read_text())
+    del record["settings"]["weight_decay"]
+    (tmp_path / "old" / "run.json").write_text(json.dumps(record))
+    assert decay(tmp_path / "old", resume=True) == 0.0
 
 
 def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):

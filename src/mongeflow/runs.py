@@ -163,13 +163,15 @@ RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every", "log_every", "str
 #: (:func:`mongeflow.auto.choose`, :func:`~mongeflow.auto.choose_divergence`): dest -> the
 #: one-line rule ``mongeflow fit --help`` shows. Help text only: it sets no value.
 AUTOMATIC = {
-    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.01 up to d = 32, then 0.003",
+    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.02 up to d = 4 "
+    "(reparametrised networks), 0.01 up to d = 32, then 0.003",
     "bidirectional": "semidual: on up to d = 32",
     "map_steps": "semidual: 1 played both ways, 2 one way",
     "jitter": "semidual: 0 up to d = 4 or with no finite rows, then 0.1",
     "jitter_rows": "semidual, where it jitters: source up to d = 32 when the source is rows, "
     "else both",
     "jitter_keeps_variance": "semidual, where it jitters: on when only the source's rows are",
+    "weight_decay": "semidual: 0.01 where it jitters and is played one way (d > 32), else 0",
     "decay_steps": "the number of steps: a cosine decay to 0 over the run",
     "tau": "explicit on the drift: min(0.3, 0.6/sqrt(d)); decaying to 0 over the run",
     "inner_steps": "explicit on the drift: 200",
@@ -235,9 +237,15 @@ def run_record(run: Run) -> dict:
 
 #: scheme settings added after runs were first saved, with the value that means "as before":
 #: a record without one was made with that value (``jitter``: the semi-dual rows unjittered;
-#: ``jitter_rows``, ``jitter_keeps_variance``: the jitter on both sides' rows, as it was)
+#: ``jitter_rows``, ``jitter_keeps_variance``: the jitter on both sides' rows, as it was;
+#: ``weight_decay``: none)
 ADDED_SETTINGS = {
-    "semidual": {"jitter": 0.0, "jitter_rows": "both", "jitter_keeps_variance": False}
+    "semidual": {
+        "jitter": 0.0,
+        "jitter_rows": "both",
+        "jitter_keeps_variance": False,
+        "weight_decay": 0.0,
+    }
 }
 _ADDED = {k: v for table in ADDED_SETTINGS.values() for k, v in table.items()}
 

@@ -1,6 +1,7 @@
 """The semi-dual scheme: its fixed point is the Gaussian optimum, where its objective is
 W2²/2 in closed form; it needs target rows; it learns a W2 benchmark pair."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -265,6 +266,51 @@ def test_a_jittered_step_differs_from_the_plain_one_and_repeats_with_its_key(key
     assert float(moved[0.5][2]) == float(moved[0.0][2])
 
 
+def test_weight_decay_shrinks_the_layers_and_not_the_affine_part(key):
+    """With ``weight_decay`` λ the dual's first update (one way, a constant rate r) takes
+    r λ W more off each layer weight and log-sharpness W than without, and leaves the biases
+    and the quadratic term as they were; a potential without a network decays nothing; a
+    record without the setting was made without it."""
+    from mongeflow.runs import ADDED_SETTINGS
+
+    problem = mf.get_problem("gaussian-pair", dim=2, n=512)
+    task = Task(problem, EnergyDistance(), Sampler(problem, 64, target=True))
+    phi = mf.default_potential(2, (8, 8), activation="beta-softplus")(key)
+    sharp = tuple(jnp.full_like(b, 0.3) for b in phi.log_beta)  # log β = 0 would not show it
+    phi = eqx.tree_at(lambda p: p.log_beta, phi, sharp)
+    mask = phi.decayed()
+    names = {jax.tree_util.keystr(p): m for p, m in jax.tree_util.tree_flatten_with_path(mask)[0]}
+    assert {n for n, m in names.items() if m} == {
+        ".input_weight",
+        ".z_weights[0]",
+        ".x_weights[0]",
+        ".out_weight",
+        ".log_beta[0]",
+        ".log_beta[1]",
+    }
+    assert not jax.tree_util.tree_reduce(
+        lambda a, b: a or b, mf.maps.AffinePotential(2).decayed(), False
+    )
+    batch = task.sample(jax.random.key(1))
+    rate, lam = 0.01, 0.5
+    duals = {}
+    for wd in (0.0, lam):
+        scheme = SemiDual(learning_rate=rate, weight_decay=wd, map_steps=1)
+        duals[wd] = scheme.step(phi, scheme.init(phi), batch, task, jax.random.key(2))[1].dual
+    for (path, plain), decayed, before, on in zip(
+        jax.tree_util.tree_flatten_with_path(duals[0.0])[0],
+        jax.tree_util.tree_leaves(duals[lam]),
+        jax.tree_util.tree_leaves(phi),
+        jax.tree_util.tree_leaves(mask),
+        strict=True,
+    ):
+        expected = plain - rate * lam * before if on else plain
+        if jax.tree_util.keystr(path) in (".z_weights[0]", ".out_weight"):  # clamped at 0
+            expected = jnp.maximum(expected, 0.0)
+        np.testing.assert_allclose(decayed, expected, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+    assert ADDED_SETTINGS["semidual"]["weight_decay"] == 0.0
+
+
 def test_a_run_saved_before_the_jitter_existed_is_no_different_at_its_value():
     """A checkpoint's record without ``jitter`` was made without it: resuming with jitter 0
     is the same run, with another jitter a different one."""
@@ -287,7 +333,8 @@ def test_a_target_without_samples_is_refused_with_the_scheme_named():
 def test_the_automatic_game_follows_the_dimension():
     """Both ways (one map update) up to d = 32, one way (two) above; 48 000 steps, but above
     d = 4 the rows are jittered and the steps follow the training rows (at most 256 passes
-    over the smaller side, at least 8 000); one way, rate 0.003; above d = 64, 12 000 steps
+    over the smaller side, at least 8 000); rate 0.02 up to d = 4 (reparametrised networks),
+    0.01 both ways above, 0.003 one way; above d = 64, 12 000 steps
     (at d = 128 rate 0.01 ran off the W2 benchmark pair)."""
     from mongeflow.auto import (
         SEMIDUAL_BIDIRECTIONAL_DIM,
@@ -313,7 +360,7 @@ def test_the_automatic_game_follows_the_dimension():
     many = 2**16  # the W2 benchmark pair's rows a side: every step of 48 000 allowed
     low, mid, one_way, high = chosen(4), chosen(5, many), chosen(33, many), chosen(65, many)
     assert low.scheme.bidirectional and low.scheme.map_updates == 1
-    assert low.steps == SemiDual.default_steps == 48_000 and low.scheme.learning_rate == 0.01
+    assert low.steps == SemiDual.default_steps == 48_000 and low.scheme.learning_rate == 0.02
     assert mid.scheme.bidirectional and mid.scheme.map_updates == 1
     assert mid.steps == mid.scheme.decay_steps == 48_000 and mid.scheme.learning_rate == 0.01
     assert chosen(32, many).steps == 48_000 and chosen(32, many).scheme.bidirectional

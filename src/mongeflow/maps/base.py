@@ -36,6 +36,12 @@ class Potential(eqx.Module):
         """Whether the constrained parameters satisfy their constraints."""
         return jnp.asarray(True)
 
+    def decayed(self) -> Self:
+        """A tree like the potential's parameters, ``True`` at those that weight decay
+        shrinks towards 0 (the mask of AdamW, Loshchilov & Hutter, ICLR 2019): none here;
+        a network marks its layers' weights."""
+        return jax.tree_util.tree_map(lambda _: False, self)
+
 
 class Identity(Potential):
     """φ(x) = ½|x|², so T = id."""

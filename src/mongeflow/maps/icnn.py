@@ -259,6 +259,15 @@ class ICNN(Potential):
             (tuple(jnp.maximum(w, 0.0) for w in self.z_weights), jnp.maximum(self.out_weight, 0)),
         )
 
+    def decayed(self) -> Self:
+        """``True`` at the layers' weights (W_0, W^z_k, W^x_k, w_out; for
+        ``nonnegativity="softplus"`` their stored W_raw) and the sharpnesses' log β (towards
+        β = 1, softplus), ``False`` at the biases and the linear and quadratic terms: weight
+        decay then shrinks the network's units and smooths them, not the affine part of its
+        map."""
+        weights = ("input_weight", "z_weights", "x_weights", "out_weight", "log_beta")
+        return jax.tree_util.tree_map_with_path(lambda path, _: path[0].name in weights, self)
+
     def is_feasible(self) -> Array:
         if self.nonnegativity == "softplus":
             return jnp.asarray(True)
