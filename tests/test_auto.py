@@ -287,26 +287,39 @@ def test_the_activation_follows_the_scheme_and_a_given_one_is_named(tmp_path):
     assert tuple(flag.choices) == ACTIVATIONS
 
 
+def _command_line_scheme(tmp_path, dim):
+    """``built(out, resume=False)``: the scheme ``runs.build`` makes for ``mongeflow fit`` on
+    300 rows a side of dimension ``dim`` written under ``tmp_path``, the run started (its
+    run.json written) when it is new."""
+    from mongeflow import cli, runs
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, dim)))
+    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, dim)))
+    given = ["--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+
+    def built(out, resume=False):
+        args = cli._parser().parse_args(["fit", *given, "--out", str(out)])
+        settings = runs.fit_settings(vars(args), out, resume=resume, overwrite=False)
+        scheme = runs.build(settings)[1]  # records the settings it chose
+        if not resume:
+            runs.start(settings, out, resume=False)
+        return scheme
+
+    return built
+
+
 def test_a_run_saved_before_the_jitter_named_its_rows_resumes_as_it_ran(tmp_path):
     """A command-line run at d = 8 saved when the jitter moved both sides' rows (its record
     has ``jitter`` but no ``jitter_rows`` or ``jitter_keeps_variance``) resumes so; a new
     run there jitters the source's rows alone, each coordinate keeping its variance."""
     import json
 
-    from mongeflow import cli, runs
-
-    rng = np.random.default_rng(0)
-    np.save(tmp_path / "x.npy", rng.normal(size=(300, 8)))
-    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 8)))
-    given = ["--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+    built = _command_line_scheme(tmp_path, 8)
 
     def scheme(out, resume=False):
-        args = cli._parser().parse_args(["fit", *given, "--out", str(out)])
-        settings = runs.fit_settings(vars(args), out, resume=resume, overwrite=False)
-        built = runs.build(settings)[1]  # records the settings it chose
-        if not resume:
-            runs.start(settings, out, resume=False)
-        return built.jitter, built.jitter_rows, built.jitter_keeps_variance
+        s = built(out, resume)
+        return s.jitter, s.jitter_rows, s.jitter_keeps_variance
 
     assert scheme(tmp_path / "new") == (0.1, "source", True)
     scheme(tmp_path / "old")
@@ -324,21 +337,12 @@ def test_a_run_saved_before_the_weight_decay_resumes_without_it(tmp_path):
     Adam's; a new run there decays the weights."""
     import json
 
-    from mongeflow import cli, runs
     from mongeflow.auto import SEMIDUAL_WEIGHT_DECAY
 
-    rng = np.random.default_rng(0)
-    np.save(tmp_path / "x.npy", rng.normal(size=(300, 33)))
-    np.save(tmp_path / "y.npy", 1.0 + 0.5 * rng.normal(size=(300, 33)))
-    given = ["--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+    built = _command_line_scheme(tmp_path, 33)
 
     def decay(out, resume=False):
-        args = cli._parser().parse_args(["fit", *given, "--out", str(out)])
-        settings = runs.fit_settings(vars(args), out, resume=resume, overwrite=False)
-        built = runs.build(settings)[1]
-        if not resume:
-            runs.start(settings, out, resume=False)
-        return built.weight_decay
+        return built(out, resume).weight_decay
 
     assert decay(tmp_path / "old") == SEMIDUAL_WEIGHT_DECAY
     record = json.loads((tmp_path / "old" / "run.json").read_text())
