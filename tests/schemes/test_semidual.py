@@ -269,8 +269,9 @@ def test_a_jittered_step_differs_from_the_plain_one_and_repeats_with_its_key(key
 def test_weight_decay_shrinks_the_layers_and_not_the_affine_part(key):
     """With ``weight_decay`` λ the dual's first update (one way, a constant rate r) takes
     r λ W more off each layer weight and log-sharpness W than without, and leaves the biases
-    and the quadratic term as they were; a potential without a network decays nothing; a
-    record without the setting was made without it."""
+    and the quadratic term as they were; a potential without a network decays nothing, nor
+    do a reparametrised network's stored softplus⁻¹(W); a record without the setting was
+    made without it."""
     from mongeflow.runs import ADDED_SETTINGS
 
     problem = mf.get_problem("gaussian-pair", dim=2, n=512)
@@ -291,6 +292,13 @@ def test_weight_decay_shrinks_the_layers_and_not_the_affine_part(key):
     assert not jax.tree_util.tree_reduce(
         lambda a, b: a or b, mf.maps.AffinePotential(2).decayed(), False
     )
+    # a reparametrised network stores softplus⁻¹(W): decay would pull W to softplus(0)
+    soft = mf.default_potential(2, (8, 8), nonnegativity="softplus")(key).decayed()
+    assert not soft.out_weight and not any(soft.z_weights) and soft.input_weight
+    # a network that is not a Potential trains with nothing decayed
+    from mongeflow.schemes.semidual import _decayed
+
+    assert _decayed({"w": jnp.ones(3)}) == {"w": False}
     batch = task.sample(jax.random.key(1))
     rate, lam = 0.01, 0.5
     duals = {}

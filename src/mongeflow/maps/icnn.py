@@ -260,12 +260,15 @@ class ICNN(Potential):
         )
 
     def decayed(self) -> Self:
-        """``True`` at the layers' weights (W_0, W^z_k, W^x_k, w_out; for
-        ``nonnegativity="softplus"`` their stored W_raw) and the sharpnesses' log β (towards
-        β = 1, softplus), ``False`` at the biases and the linear and quadratic terms: weight
-        decay then shrinks the network's units and smooths them, not the affine part of its
-        map."""
-        weights = ("input_weight", "z_weights", "x_weights", "out_weight", "log_beta")
+        """``True`` at the layers' weights (W_0, W^z_k, W^x_k, w_out) and the sharpnesses'
+        log β (towards β = 1, softplus), ``False`` at the biases and the linear and quadratic
+        terms: weight decay then shrinks the network's units and smooths them, not the affine
+        part of its map. With ``nonnegativity="softplus"`` the non-negative weights are
+        stored as W_raw = softplus⁻¹(W), which decay would pull towards W = softplus(0), not
+        0: they are left out."""
+        weights = ("input_weight", "x_weights", "log_beta")
+        if self.nonnegativity == "clamp":
+            weights += ("z_weights", "out_weight")
         return jax.tree_util.tree_map_with_path(lambda path, _: path[0].name in weights, self)
 
     def is_feasible(self) -> Array:

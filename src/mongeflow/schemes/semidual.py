@@ -62,6 +62,14 @@ def jittered(rows: Array, scale: float, key: Array, keep_variance: bool = False)
     return mean + (noisy - mean) / jnp.sqrt(1.0 + scale**2)
 
 
+def _decayed(params):
+    """Weight decay's mask: :meth:`Potential.decayed <mongeflow.maps.Potential.decayed>`,
+    and nothing for a network that is not a :class:`~mongeflow.maps.Potential`."""
+    if isinstance(params, Potential):
+        return params.decayed()
+    return jax.tree_util.tree_map(lambda _: False, params)
+
+
 class SemiDual(Scheme):
     """The minimax form of W2's semi-dual, with two input-convex potentials.
 
@@ -280,9 +288,7 @@ class SemiDual(Scheme):
                 self.learning_rate, self.decay_steps * updates_per_step
             )
         if self.weight_decay:
-            return optax.adamw(
-                rate, b1=0.5, b2=0.9, weight_decay=self.weight_decay, mask=lambda p: p.decayed()
-            )
+            return optax.adamw(rate, b1=0.5, b2=0.9, weight_decay=self.weight_decay, mask=_decayed)
         return optax.adam(rate, b1=0.5, b2=0.9)
 
     @property
