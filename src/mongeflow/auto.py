@@ -447,14 +447,14 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     rows = _limiting_rows(problem)
     follows_rows = rows is not None and steps is None and not high
     steps = int(steps or usual)
-    jitter = {}  # none without rows to fit; played both ways, the source's rows alone
+    off_rows = {}  # what keeps the game off finite rows: none without them
     if rows is not None:
-        jitter = {"jitter": SEMIDUAL_JITTER}
+        off_rows = {"jitter": SEMIDUAL_JITTER}
         if one_way:
-            jitter["weight_decay"] = SEMIDUAL_WEIGHT_DECAY
+            off_rows["weight_decay"] = SEMIDUAL_WEIGHT_DECAY
         source_rows = problem.training_sizes()[0] is not None
         if not one_way and source_rows:
-            jitter.update(jitter_rows=SEMIDUAL_JITTER_ROWS, jitter_keeps_variance=True)
+            off_rows.update(jitter_rows=SEMIDUAL_JITTER_ROWS, jitter_keeps_variance=True)
     rate = SemiDual.learning_rate
     if one_way:
         rate = SEMIDUAL_ONE_WAY_RATE
@@ -464,7 +464,7 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         learning_rate=rate,
         decay_steps=steps,
         bidirectional=not one_way,
-        **jitter,
+        **off_rows,
     )
     game = "both ways" if scheme.bidirectional else "one way"
     if scheme.jitter:
