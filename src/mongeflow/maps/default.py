@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mongeflow.maps.base import Array, Potential
-from mongeflow.maps.icnn import ICNN, check_activation
+from mongeflow.maps.icnn import ICNN, check_activation, check_nonnegativity
 
 
 def auto_widths(dim: int) -> tuple[int, int]:
@@ -38,8 +38,7 @@ def default_potential(
     if not widths or min(widths) < 1:
         raise ValueError(f"widths must be positive integers, got {widths}")
     check_activation(activation)  # before any network is built (a factory is lazy)
-    if nonnegativity not in ("clamp", "softplus"):
-        raise ValueError(f"nonnegativity must be 'clamp' or 'softplus', got {nonnegativity!r}")
+    check_nonnegativity(nonnegativity)
 
     def make(key: Array) -> Potential:
         return ICNN(

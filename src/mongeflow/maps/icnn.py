@@ -15,6 +15,15 @@ Activation = Literal["softplus", "beta-softplus"]
 ACTIVATIONS = ("softplus", "beta-softplus")
 
 
+NONNEGATIVITIES = ("clamp", "softplus")
+
+
+def check_nonnegativity(nonnegativity: str) -> None:
+    """Refuse a way of keeping the weights non-negative not in :data:`NONNEGATIVITIES`."""
+    if nonnegativity not in NONNEGATIVITIES:
+        raise ValueError(f"nonnegativity must be 'clamp' or 'softplus', got {nonnegativity!r}")
+
+
 def check_activation(activation: str) -> None:
     """Refuse an activation that is not one of :data:`ACTIVATIONS`."""
     if activation not in ACTIVATIONS:
@@ -121,8 +130,7 @@ class ICNN(Potential):
         activation: Activation = "softplus",
         dtype=None,
     ):
-        if nonnegativity not in ("clamp", "softplus"):
-            raise ValueError(f"nonnegativity must be 'clamp' or 'softplus', got {nonnegativity!r}")
+        check_nonnegativity(nonnegativity)
         check_activation(activation)
         widths = tuple(int(w) for w in widths)
         if len(widths) == 0 or min(widths) < 1:

@@ -65,9 +65,7 @@ def jittered(rows: Array, scale: float, key: Array, keep_variance: bool = False)
 def _decayed(params):
     """Weight decay's mask: :meth:`Potential.decayed <mongeflow.maps.Potential.decayed>`,
     and nothing for a network that is not a :class:`~mongeflow.maps.Potential`."""
-    if isinstance(params, Potential):
-        return params.decayed()
-    return jax.tree_util.tree_map(lambda _: False, params)
+    return params.decayed() if isinstance(params, Potential) else Potential.decayed(params)
 
 
 class SemiDual(Scheme):
