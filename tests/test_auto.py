@@ -287,10 +287,10 @@ def test_the_activation_follows_the_scheme_and_a_given_one_is_named(tmp_path):
     assert tuple(flag.choices) == ACTIVATIONS
 
 
-def _command_line_scheme(tmp_path, dim):
+def _command_line_scheme(tmp_path, dim, *flags):
     """``built(out, resume=False)``: the scheme ``runs.build`` makes for ``mongeflow fit`` on
-    300 rows a side of dimension ``dim`` written under ``tmp_path``, the run started (its
-    run.json written) when it is new."""
+    300 rows a side of dimension ``dim`` written under ``tmp_path`` (``flags`` added), the
+    run started (its run.json written) when it is new."""
     from mongeflow import cli, runs
 
     rng = np.random.default_rng(0)
@@ -299,7 +299,7 @@ def _command_line_scheme(tmp_path, dim):
     given = ["--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
 
     def built(out, resume=False):
-        args = cli._parser().parse_args(["fit", *given, "--out", str(out)])
+        args = cli._parser().parse_args(["fit", *given, *flags, "--out", str(out)])
         settings = runs.fit_settings(vars(args), out, resume=resume, overwrite=False)
         scheme = runs.build(settings)[1]  # records the settings it chose
         if not resume:
@@ -349,6 +349,67 @@ def test_a_run_saved_before_the_weight_decay_resumes_without_it(tmp_path):
     del record["settings"]["weight_decay"]
     (tmp_path / "old" / "run.json").write_text(json.dumps(record))
     assert decay(tmp_path / "old", resume=True) == 0.0
+
+
+def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_network(tmp_path, monkeypatch):
+    """At d = 4 the automatic game's rate is 0.03 for its reparametrised network; a network
+    whose weights are clamped (asked for on the command line, by a shorter decay for the
+    estimator, or given to ``mf.fit``) gets 0.01 with the reason recorded, and a rate given
+    is kept."""
+    import importlib
+    import json
+
+    from mongeflow.auto import SEMIDUAL_REPARAMETRISED_RATE, configure, rate_for_network
+    from mongeflow.maps.default import default_potential
+
+    assert SEMIDUAL_REPARAMETRISED_RATE == 0.03 and mf.SemiDual.learning_rate == 0.01
+
+    def rate(*flags):
+        out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        scheme = _command_line_scheme(tmp_path, 4, *flags)(out)
+        chosen = json.loads((out / "run.json").read_text())["settings"]["chosen"]
+        return scheme.learning_rate, [c for c in chosen if "clamped" in c]
+
+    assert rate() == (0.03, [])
+    learnt, why = rate("--nonnegativity", "clamp")
+    assert learnt == 0.01 and why == [
+        "rate 0.01, not 0.03: the network's weights are clamped, not reparametrised"
+    ]
+    assert rate("--nonnegativity", "clamp", "--learning-rate", "0.02") == (0.02, [])
+    assert rate("--decay-steps", "5000")[0] == 0.01  # the clamp is the rule for a short decay
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 4)), 1.0 + 0.5 * rng.normal(size=(300, 4))
+    problem = mf.data_problem(x, mf.EmpiricalTarget(y))
+    assert configure(problem).scheme.learning_rate == 0.03
+    clamped = default_potential(4, (8, 8), nonnegativity="clamp")
+    assert configure(problem, nonnegativity="clamp").scheme.learning_rate == 0.01
+    given = configure(problem, mf.SemiDual(learning_rate=0.03), nonnegativity="clamp")
+    assert given.scheme.learning_rate == 0.03  # a scheme given is used as given
+
+    class Trained(Exception):
+        """The scheme a fit was about to run (the fit stopped before its first step)."""
+
+    class Peek(mf.Callback):
+        def on_start(self, run, state):
+            raise Trained(run.scheme)
+
+    with pytest.raises(Trained) as ran:  # the 48 000 steps of the automatic game not run
+        mf.fit(problem, potential=clamped, callbacks=[Peek()])
+    assert ran.value.args[0].learning_rate == 0.01
+
+    def stop(problem, scheme, *args, **kwargs):
+        raise Trained(scheme)
+
+    monkeypatch.setattr(importlib.import_module("mongeflow.fit"), "fit", stop)
+    for settings, learnt in (({}, 0.03), ({"decay-steps": 5000}, 0.01)):
+        with pytest.raises(Trained) as ran:
+            mf.MongeTransport(scheme_settings=settings).fit(x, y)
+        assert ran.value.args[0].learning_rate == learnt
+    # any other scheme, or a reparametrised network, comes back as it is
+    assert rate_for_network(mf.Adam(), "clamp") == (mf.Adam(), None)
+    reparametrised = mf.SemiDual(learning_rate=0.03)
+    assert rate_for_network(reparametrised, "softplus") == (reparametrised, None)
 
 
 def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):
@@ -424,8 +485,8 @@ def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):
     assert state.potentials.input_weight.shape == (1, 64, 40)
 
 
-def test_the_semidual_game_reparametrises_its_weights_up_to_d_4(tmp_path, monkeypatch):
-    """Up to d = 4, over 12 000 steps or more, the semi-dual game's networks keep their
+def test_the_semidual_game_reparametrises_its_weights_up_to_d_8(tmp_path, monkeypatch):
+    """Up to d = 8, over 12 000 steps or more, the semi-dual game's networks keep their
     weights non-negative by a softplus reparametrisation, else by the clamp, on every path
     that builds the default network (the command line and its record of why, ``mf.fit``,
     the estimator); other schemes clamp; a value given wins; a run saved before the setting
@@ -439,7 +500,7 @@ def test_the_semidual_game_reparametrises_its_weights_up_to_d_4(tmp_path, monkey
     from mongeflow.fit import _initial_state
 
     long, short = mf.SemiDual(decay_steps=12000), mf.SemiDual(decay_steps=11999)
-    assert [long.default_nonnegativity(d) for d in (2, 4, 5)] == ["softplus", "softplus", "clamp"]
+    assert [long.default_nonnegativity(d) for d in (2, 8, 9)] == ["softplus", "softplus", "clamp"]
     assert short.default_nonnegativity(2) == mf.Adam().default_nonnegativity(2) == "clamp"
     rng = np.random.default_rng(0)
     np.save(tmp_path / "x.npy", rng.normal(size=(300, 2)))
@@ -455,7 +516,7 @@ def test_the_semidual_game_reparametrises_its_weights_up_to_d_4(tmp_path, monkey
         return make(jax.random.key(0)).nonnegativity, settings["chosen"]
 
     kind, chosen = built(tmp_path / "auto")
-    assert kind == "softplus" and "softplus reparametrisation (up to d = 4" in chosen[-1]
+    assert kind == "softplus" and "softplus reparametrisation (up to d = 8" in chosen[-1]
     kind, chosen = built(tmp_path / "given", "--nonnegativity", "clamp")
     assert kind == "clamp" and chosen[-1] == "given, over the choice above: nonnegativity clamp"
     kind, chosen = built(tmp_path / "short", "--decay-steps", "5000")  # the rule, for these

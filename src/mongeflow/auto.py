@@ -346,14 +346,16 @@ SEMIDUAL_HIGH_DIM_STEPS = 12_000
 #: 4.14 % against 6.89 %, where the linear map has 6.32 %
 SEMIDUAL_ONE_WAY_RATE = 0.003
 #: the automatic semi-dual game's rate where its networks are reparametrised
-#: (``SemiDual.default_nonnegativity``: up to d = 4, over 12 000 steps or more). On the
-#: benchmark pair (2^16 rows a side, 48 000 steps, through the command line, seeds 0, 1, 2)
-#: it left 0.38, 0.45, 0.52 % L2-UVP at d = 4 against 0.44, 0.53, 0.59 % at 0.01 (0.03:
-#: 0.39 %, 0.005: 0.56 %, seed 0), and 0.10, 0.07 % at d = 2 (seeds 0, 1) against 0.09,
-#: 0.10 %; on ``dense-pair`` (not tuned on) 0.15, 0.16 % at d = 2, 4 against 0.16, 0.15 %.
-#: With the clamp 0.02 did worse at d = 4 (0.95 against 0.77 %, 12 000 steps), so the rate
-#: follows the network's kind
-SEMIDUAL_REPARAMETRISED_RATE = 0.02
+#: (``SemiDual.default_nonnegativity``: up to d = 8, over 12 000 steps or more). On the
+#: benchmark pair (2^16 rows a side, 48 000 steps, through the command line): at d = 4
+#: 0.02 left 0.38, 0.45, 0.52 % L2-UVP (seeds 0, 1, 2) against 0.44, 0.53, 0.59 % at 0.01
+#: (0.005: 0.56 %), 0.03 0.39, 0.45 % (seeds 0, 1); at d = 2 0.03 left 0.08 % against
+#: 0.10 at 0.02 and 0.09 at 0.01 (seed 0); at d = 8 (the network reparametrised there
+#: since) 0.03 left 1.04, 1.10 % (seeds 0, 1) against 1.09, 1.19 % at 0.02 (0.05: 1.04 %),
+#: where the clamped network at 0.01 had 1.37, 1.53 %. With the clamp 0.02 did worse at
+#: d = 4 (0.95 against 0.77 %, 12 000 steps), so the rate follows the network's kind
+#: (:func:`rate_for_network`)
+SEMIDUAL_REPARAMETRISED_RATE = 0.03
 #: the automatic semi-dual game's weight decay (``SemiDual.weight_decay``, AdamW on the
 #: layers' weights) where it is played one way and a side is a finite set of rows: like the
 #: jitter and the lower rate, it keeps the game from fitting them. On the benchmark pair at
@@ -503,6 +505,27 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     )
 
 
+def rate_for_network(scheme: Scheme, nonnegativity: str | None) -> tuple[Scheme, str | None]:
+    """``(scheme, reason)``: the automatic semi-dual game's rate re-chosen for the network it
+    trains. :data:`SEMIDUAL_REPARAMETRISED_RATE` suits the reparametrised networks it was
+    chosen for; a network whose weights are clamped instead (``--nonnegativity clamp``, a
+    shorter ``decay_steps``, a potential given) gets ``SemiDual.learning_rate``, with the
+    reason; any other scheme or network comes back as it is, with ``None``. Call it only
+    where the rate was not given."""
+    if (
+        not isinstance(scheme, SemiDual)
+        or nonnegativity != "clamp"
+        or scheme.learning_rate != SEMIDUAL_REPARAMETRISED_RATE
+    ):
+        return scheme, None
+    rate = SemiDual.learning_rate
+    reason = (
+        f"rate {rate:g}, not {SEMIDUAL_REPARAMETRISED_RATE:g}: the network's weights are "
+        "clamped, not reparametrised"
+    )
+    return dataclasses.replace(scheme, learning_rate=rate), reason
+
+
 def configure_named(
     name: str, problem: Problem, divergence: Divergence, steps: int | None = None
 ) -> Choice:
@@ -590,11 +613,14 @@ def configure(
     steps: int | None = None,
     batch_size: int | None = None,
     patience: int | None | str = "auto",
+    nonnegativity: str | None = None,
 ) -> Configuration:
     """The complete configuration of a fit of ``problem``: a value given is used as given;
     a registered name gets the rules of :func:`configure_named` /
     :func:`configure_divergence`; ``None`` (and ``patience="auto"``) the automatic choice
-    (:func:`choose_divergence`, :func:`choose`).
+    (:func:`choose_divergence`, :func:`choose`). ``nonnegativity``: that of the network
+    given (:class:`~mongeflow.maps.ICNN`), for the scheme's rate where it is chosen
+    (:func:`rate_for_network`); ``None`` for the scheme's own network.
 
     Raises:
         ValueError: a setting out of its range, or a divergence the problem cannot serve.
@@ -622,6 +648,8 @@ def configure(
         scheme, chosen_steps, auto_patience = choice.scheme, choice.steps, choice.patience
         auto_batch = choice.batch_size
         reasons.extend(choice.reasons)
+        scheme, why = rate_for_network(scheme, nonnegativity)
+        reasons += [why] if why else []
     else:
         usual, chosen_steps = scheme.default_steps, steps
         if scheme.name == "semidual":  # a game: every step run, its batch (_semidual)

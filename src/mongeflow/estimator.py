@@ -198,6 +198,7 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             choose,
             choose_divergence,
             configure_divergence,
+            rate_for_network,
         )
         from mongeflow.fit import default_batch_size, fit
         from mongeflow.io import data_problem
@@ -243,12 +244,18 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         divergence = _configured(divergence, self.divergence_settings, "divergence")
 
         scheme, steps, patience, batch = self.scheme, self.max_steps, "auto", AUTO_BATCH
-        if isinstance(scheme, str):
+        chosen = isinstance(scheme, str)
+        if chosen:
             named = named_scheme if isinstance(named_scheme, str) else None
             choice = choose(problem, divergence, steps, named, automatic)
             scheme, steps, patience = choice.scheme, choice.steps, choice.patience
             batch = choice.batch_size
         scheme = _configured(scheme, self.scheme_settings, "scheme")
+        rate_given = any(
+            str(k).replace("-", "_") == "learning_rate" for k in self.scheme_settings or {}
+        )
+        if chosen and not rate_given:  # the automatic rate, for the network trained
+            scheme, _ = rate_for_network(scheme, scheme.default_nonnegativity(problem.dim))
         batch_size = (
             default_batch_size(problem, batch) if self.batch_size is None else self.batch_size
         )

@@ -384,7 +384,8 @@ def fit(
             (each seed initialised from its own key), or ``None`` for
             :func:`~mongeflow.maps.default_potential` with the scheme's widths, activation
             and non-negativity (``default_widths``, ``default_activation``,
-            ``default_nonnegativity``).
+            ``default_nonnegativity``). Where the scheme is chosen, its rate follows the
+            network given (:func:`mongeflow.auto.rate_for_network`).
         steps: outer steps (default: the scheme's ``default_steps``).
         batch_size: mini-batch size n, a fresh batch at every step (default 256, or 128
             above d = 32 with ``scheme=None`` (:func:`mongeflow.auto.auto_batch_size`), 256
@@ -465,7 +466,8 @@ def fit(
         (1,)
     """
     problem = _posed(problem, dim, standardize, per_feature)
-    config = configure(problem, scheme, divergence, steps, batch_size, patience)
+    network = _nonnegativity(potential)
+    config = configure(problem, scheme, divergence, steps, batch_size, patience, network)
     seeds = (seed,) if isinstance(seed, int) else tuple(int(s) for s in seed)
     if not seeds:
         raise ValueError("at least one seed is needed")
@@ -643,6 +645,15 @@ def _posed(problem, dim, standardize: bool, per_feature: bool) -> Problem:
     if per_feature and not standardize:
         raise ValueError("per_feature=True is a kind of standardisation: it needs standardize")
     return standardize_problem(problem, per_feature=per_feature) if standardize else problem
+
+
+def _nonnegativity(potential) -> str | None:
+    """How the network of ``potential`` (a value or a factory ``key -> potential``, traced
+    for its structure, not built) keeps its weights non-negative; ``None`` for none given
+    or a potential without the setting."""
+    if potential is not None and not isinstance(potential, Potential) and callable(potential):
+        potential = eqx.filter_eval_shape(potential, jax.random.key(0))
+    return getattr(potential, "nonnegativity", None)
 
 
 def _initial_state(problem: Problem, scheme: Scheme, potential, init_keys) -> FitState:

@@ -19,7 +19,13 @@ import equinox as eqx
 import numpy as np
 
 from mongeflow import __version__ as _version
-from mongeflow.auto import asks_for_drift, choose, choose_divergence, configure_divergence
+from mongeflow.auto import (
+    asks_for_drift,
+    choose,
+    choose_divergence,
+    configure_divergence,
+    rate_for_network,
+)
 from mongeflow.divergences import DIVERGENCES
 from mongeflow.files import (
     LOCK_FILE,
@@ -796,14 +802,19 @@ def build(settings: dict):
     )
     settings.update(scheme=scheme.name, steps=choice.steps)
     reasons = list(choice.reasons)
-    automatic_flat, flat_scheme = flat(choice.scheme), flat(scheme)
+    if settings.get("nonnegativity") is None:  # the rule, for the scheme as given
+        settings["nonnegativity"] = scheme.default_nonnegativity(problem.dim)
+    automatic_scheme = choice.scheme
+    if "learning_rate" not in given:  # the automatic rate, for the network trained
+        scheme, why = rate_for_network(scheme, settings["nonnegativity"])
+        automatic_scheme, _ = rate_for_network(automatic_scheme, settings["nonnegativity"])
+        reasons += [why] if why else []
+    automatic_flat, flat_scheme = flat(automatic_scheme), flat(scheme)
     changed = [f"{k} {v}" for k, v in flat_scheme.items() if _differs(automatic_flat.get(k), v)]
     if settings.get("activation") is None:
         settings["activation"] = scheme.default_activation
     elif settings["activation"] != scheme.default_activation:
         changed.append(f"activation {settings['activation']}")
-    if settings.get("nonnegativity") is None:  # the rule, for the scheme as given
-        settings["nonnegativity"] = scheme.default_nonnegativity(problem.dim)
     if settings["nonnegativity"] != choice.scheme.default_nonnegativity(problem.dim):
         changed.append(f"nonnegativity {settings['nonnegativity']}")
     if changed:

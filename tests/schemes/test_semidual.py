@@ -341,7 +341,7 @@ def test_a_target_without_samples_is_refused_with_the_scheme_named():
 def test_the_automatic_game_follows_the_dimension():
     """Both ways (one map update) up to d = 32, one way (two) above; 48 000 steps, but above
     d = 4 the rows are jittered and the steps follow the training rows (at most 256 passes
-    over the smaller side, at least 8 000); rate 0.02 up to d = 4 (reparametrised networks),
+    over the smaller side, at least 8 000); rate 0.03 up to d = 8 (reparametrised networks),
     0.01 both ways above, 0.003 one way; above d = 64, 12 000 steps
     (at d = 128 rate 0.01 ran off the W2 benchmark pair)."""
     from mongeflow.auto import (
@@ -366,9 +366,12 @@ def test_the_automatic_game_follows_the_dimension():
     assert (SEMIDUAL_MID_DIM, SEMIDUAL_BIDIRECTIONAL_DIM, SEMIDUAL_HIGH_DIM) == (4, 32, 64)
     assert (SEMIDUAL_PASSES, SEMIDUAL_MIN_STEPS) == (256, 8_000)
     many = 2**16  # the W2 benchmark pair's rows a side: every step of 48 000 allowed
-    low, mid, one_way, high = chosen(4), chosen(5, many), chosen(33, many), chosen(65, many)
+    low, mid, one_way, high = chosen(4), chosen(9, many), chosen(33, many), chosen(65, many)
     assert low.scheme.bidirectional and low.scheme.map_updates == 1
-    assert low.steps == SemiDual.default_steps == 48_000 and low.scheme.learning_rate == 0.02
+    assert low.steps == SemiDual.default_steps == 48_000 and low.scheme.learning_rate == 0.03
+    jittered = chosen(8, many)  # the rows jittered, the networks still reparametrised
+    assert jittered.scheme.jitter == SEMIDUAL_JITTER and jittered.scheme.learning_rate == 0.03
+    assert jittered.scheme.default_nonnegativity(8) == "softplus"
     assert mid.scheme.bidirectional and mid.scheme.map_updates == 1
     assert mid.steps == mid.scheme.decay_steps == 48_000 and mid.scheme.learning_rate == 0.01
     assert chosen(32, many).steps == 48_000 and chosen(32, many).scheme.bidirectional
