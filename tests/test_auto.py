@@ -354,8 +354,8 @@ def test_a_run_saved_before_the_weight_decay_resumes_without_it(tmp_path):
 def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_network(tmp_path, monkeypatch):
     """At d = 4 the automatic game's rate is 0.03 for its reparametrised network; a network
     whose weights are clamped (asked for on the command line, by a shorter decay for the
-    estimator, or given to ``mf.fit``) gets 0.01 with the reason recorded, and a rate given
-    is kept."""
+    estimator, or given to ``mf.fit``) gets 0.01 with the reason recorded; a rate given is
+    kept (and listed as given), and a run resumes at the rate it was saved with."""
     import importlib
     import json
 
@@ -363,20 +363,33 @@ def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_network(tmp_pat
     from mongeflow.maps.default import default_potential
 
     assert SEMIDUAL_REPARAMETRISED_RATE == 0.03 and mf.SemiDual.learning_rate == 0.01
+    why = "rate 0.01, not 0.03: the network's weights are clamped, not reparametrised"
 
-    def rate(*flags):
-        out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
-        scheme = _command_line_scheme(tmp_path, 4, *flags)(out)
+    def rate(*flags, out=None):
+        resume = out is not None
+        out = out or tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        scheme = _command_line_scheme(tmp_path, 4, *flags)(out, resume)
         chosen = json.loads((out / "run.json").read_text())["settings"]["chosen"]
-        return scheme.learning_rate, [c for c in chosen if "clamped" in c]
+        return scheme.learning_rate, [c for c in chosen if "clamped" in c or "given" in c]
 
     assert rate() == (0.03, [])
-    learnt, why = rate("--nonnegativity", "clamp")
-    assert learnt == 0.01 and why == [
-        "rate 0.01, not 0.03: the network's weights are clamped, not reparametrised"
-    ]
-    assert rate("--nonnegativity", "clamp", "--learning-rate", "0.02") == (0.02, [])
+    assert rate("--nonnegativity", "clamp") == (
+        0.01,
+        [why, "given, over the choice above: nonnegativity clamp"],
+    )
+    assert rate("--nonnegativity", "clamp", "--learning-rate", "0.03") == (
+        0.03,
+        [why, "given, over the choice above: learning_rate 0.03, nonnegativity clamp"],
+    )
     assert rate("--decay-steps", "5000")[0] == 0.01  # the clamp is the rule for a short decay
+    # resumed (every stored setting given): the rate it was saved with
+    clamped_run = tmp_path / "clamped"
+    _command_line_scheme(tmp_path, 4, "--nonnegativity", "clamp")(clamped_run)
+    assert rate("--nonnegativity", "clamp", out=clamped_run)[0] == 0.01
+    record = json.loads((clamped_run / "run.json").read_text())
+    record["settings"]["learning_rate"] = 0.02  # as saved by an earlier version
+    (clamped_run / "run.json").write_text(json.dumps(record))
+    assert rate("--nonnegativity", "clamp", out=clamped_run)[0] == 0.02
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(300, 4)), 1.0 + 0.5 * rng.normal(size=(300, 4))
@@ -402,14 +415,25 @@ def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_network(tmp_pat
         raise Trained(scheme)
 
     monkeypatch.setattr(importlib.import_module("mongeflow.fit"), "fit", stop)
-    for settings, learnt in (({}, 0.03), ({"decay-steps": 5000}, 0.01)):
+    for settings, learnt in (
+        ({}, 0.03),
+        ({"decay-steps": 5000}, 0.01),
+        ({"learning_rate": 0.03, "decay_steps": 5000}, 0.03),
+    ):
         with pytest.raises(Trained) as ran:
             mf.MongeTransport(scheme_settings=settings).fit(x, y)
         assert ran.value.args[0].learning_rate == learnt
-    # any other scheme, or a reparametrised network, comes back as it is
-    assert rate_for_network(mf.Adam(), "clamp") == (mf.Adam(), None)
+    short = mf.SemiDual(learning_rate=0.03, decay_steps=5000)  # a scheme given: as given
+    with pytest.raises(Trained) as ran:
+        mf.MongeTransport(scheme=short).fit(x, y)
+    assert ran.value.args[0] == short
+    # any other scheme or network, or a choice made for a clamped network, comes back as it is
+    adam = mf.Adam(learning_rate=0.03)
+    assert rate_for_network(adam, "clamp", "softplus") == (adam, None)
     reparametrised = mf.SemiDual(learning_rate=0.03)
-    assert rate_for_network(reparametrised, "softplus") == (reparametrised, None)
+    assert rate_for_network(reparametrised, "softplus", "softplus") == (reparametrised, None)
+    assert rate_for_network(reparametrised, "clamp", "clamp") == (reparametrised, None)
+    assert rate_for_network(reparametrised, "clamp", "softplus")[0].learning_rate == 0.01
 
 
 def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):

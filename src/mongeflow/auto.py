@@ -505,15 +505,19 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     )
 
 
-def rate_for_network(scheme: Scheme, nonnegativity: str | None) -> tuple[Scheme, str | None]:
+def rate_for_network(
+    scheme: Scheme, nonnegativity: str | None, chosen_for: str
+) -> tuple[Scheme, str | None]:
     """``(scheme, reason)``: the automatic semi-dual game's rate re-chosen for the network it
     trains. :data:`SEMIDUAL_REPARAMETRISED_RATE` suits the reparametrised networks it was
-    chosen for; a network whose weights are clamped instead (``--nonnegativity clamp``, a
+    chosen for (``chosen_for``, the choice's own ``default_nonnegativity``, is not
+    ``"clamp"``); a network whose weights are clamped instead (``--nonnegativity clamp``, a
     shorter ``decay_steps``, a potential given) gets ``SemiDual.learning_rate``, with the
-    reason; any other scheme or network comes back as it is, with ``None``. Call it only
-    where the rate was not given."""
+    reason; any other scheme, choice or network comes back as it is, with ``None``. Call it
+    only where the rate was not given."""
     if (
         not isinstance(scheme, SemiDual)
+        or chosen_for == "clamp"
         or nonnegativity != "clamp"
         or scheme.learning_rate != SEMIDUAL_REPARAMETRISED_RATE
     ):
@@ -619,8 +623,9 @@ def configure(
     a registered name gets the rules of :func:`configure_named` /
     :func:`configure_divergence`; ``None`` (and ``patience="auto"``) the automatic choice
     (:func:`choose_divergence`, :func:`choose`). ``nonnegativity``: that of the network
-    given (:class:`~mongeflow.maps.ICNN`), for the scheme's rate where it is chosen
-    (:func:`rate_for_network`); ``None`` for the scheme's own network.
+    given (:class:`~mongeflow.maps.ICNN`), ``None`` for the scheme's own: a clamped network
+    where the chosen rate is the reparametrised networks' gets ``SemiDual.learning_rate``
+    (:func:`rate_for_network`).
 
     Raises:
         ValueError: a setting out of its range, or a divergence the problem cannot serve.
@@ -648,7 +653,8 @@ def configure(
         scheme, chosen_steps, auto_patience = choice.scheme, choice.steps, choice.patience
         auto_batch = choice.batch_size
         reasons.extend(choice.reasons)
-        scheme, why = rate_for_network(scheme, nonnegativity)
+        chosen_for = scheme.default_nonnegativity(problem.dim)
+        scheme, why = rate_for_network(scheme, nonnegativity, chosen_for)
         reasons += [why] if why else []
     else:
         usual, chosen_steps = scheme.default_steps, steps

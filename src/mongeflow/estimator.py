@@ -255,7 +255,11 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             str(k).replace("-", "_") == "learning_rate" for k in self.scheme_settings or {}
         )
         if chosen and not rate_given:  # the automatic rate, for the network trained
-            scheme, _ = rate_for_network(scheme, scheme.default_nonnegativity(problem.dim))
+            scheme, _ = rate_for_network(
+                scheme,
+                scheme.default_nonnegativity(problem.dim),
+                choice.scheme.default_nonnegativity(problem.dim),
+            )
         batch_size = (
             default_batch_size(problem, batch) if self.batch_size is None else self.batch_size
         )

@@ -384,8 +384,10 @@ def fit(
             (each seed initialised from its own key), or ``None`` for
             :func:`~mongeflow.maps.default_potential` with the scheme's widths, activation
             and non-negativity (``default_widths``, ``default_activation``,
-            ``default_nonnegativity``). Where the scheme is chosen, its rate follows the
-            network given (:func:`mongeflow.auto.rate_for_network`).
+            ``default_nonnegativity``). Where the scheme is chosen, a clamped network given
+            where the chosen rate is the reparametrised networks' gets the clamped one's
+            (:func:`mongeflow.auto.rate_for_network`; a potential that wraps its network,
+            with no ``nonnegativity`` of its own, keeps the chosen rate).
         steps: outer steps (default: the scheme's ``default_steps``).
         batch_size: mini-batch size n, a fresh batch at every step (default 256, or 128
             above d = 32 with ``scheme=None`` (:func:`mongeflow.auto.auto_batch_size`), 256
@@ -466,7 +468,8 @@ def fit(
         (1,)
     """
     problem = _posed(problem, dim, standardize, per_feature)
-    network = _nonnegativity(potential)
+    chosen = scheme is None or isinstance(scheme, str)  # the rate follows the network
+    network = _nonnegativity(potential) if chosen else None
     config = configure(problem, scheme, divergence, steps, batch_size, patience, network)
     seeds = (seed,) if isinstance(seed, int) else tuple(int(s) for s in seed)
     if not seeds:

@@ -150,7 +150,7 @@ FIT_OPTIONS = {
         None,
         "how the network's weights stay non-negative: clamp (projected after each update) or "
         "softplus (W = softplus(W_raw)) (automatic: softplus for the semidual scheme up to "
-        "d = 4 over 12 000 steps or more, else clamp)",
+        "d = 8 over 12 000 steps or more, else clamp)",
     ),
     "float64": (False, "compute in float64"),
     "log_every": (None, "steps between history records (default: about 20 records)"),
@@ -169,8 +169,8 @@ RESUMABLE = {"steps", "eval_size", "keep", "checkpoint_every", "log_every", "str
 #: (:func:`mongeflow.auto.choose`, :func:`~mongeflow.auto.choose_divergence`): dest -> the
 #: one-line rule ``mongeflow fit --help`` shows. Help text only: it sets no value.
 AUTOMATIC = {
-    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.02 up to d = 4 "
-    "(reparametrised networks), 0.01 up to d = 32, then 0.003",
+    "learning_rate": "adam: 0.1 up to d = 16, then 1.6/d; semidual: 0.03 for reparametrised "
+    "networks (up to d = 8), 0.01 for clamped ones up to d = 32, then 0.003",
     "bidirectional": "semidual: on up to d = 32",
     "map_steps": "semidual: 1 played both ways, 2 one way",
     "jitter": "semidual: 0 up to d = 4 or with no finite rows, then 0.1",
@@ -805,10 +805,14 @@ def build(settings: dict):
     if settings.get("nonnegativity") is None:  # the rule, for the scheme as given
         settings["nonnegativity"] = scheme.default_nonnegativity(problem.dim)
     automatic_scheme = choice.scheme
-    if "learning_rate" not in given:  # the automatic rate, for the network trained
-        scheme, why = rate_for_network(scheme, settings["nonnegativity"])
-        automatic_scheme, _ = rate_for_network(automatic_scheme, settings["nonnegativity"])
-        reasons += [why] if why else []
+    # the automatic rate, for the network trained (a rate given is kept, and listed below
+    # when it differs from that rule's)
+    chosen_for = choice.scheme.default_nonnegativity(problem.dim)
+    automatic_scheme, why = rate_for_network(
+        automatic_scheme, settings["nonnegativity"], chosen_for
+    )
+    if "learning_rate" not in given:
+        scheme, _ = rate_for_network(scheme, settings["nonnegativity"], chosen_for)
     automatic_flat, flat_scheme = flat(automatic_scheme), flat(scheme)
     changed = [f"{k} {v}" for k, v in flat_scheme.items() if _differs(automatic_flat.get(k), v)]
     if settings.get("activation") is None:
@@ -817,6 +821,7 @@ def build(settings: dict):
         changed.append(f"activation {settings['activation']}")
     if settings["nonnegativity"] != choice.scheme.default_nonnegativity(problem.dim):
         changed.append(f"nonnegativity {settings['nonnegativity']}")
+    reasons += [why] if why else []
     if changed:
         reasons.append("given, over the choice above: " + ", ".join(changed))
     settings.setdefault("chosen", reasons)  # a resumed run keeps its record
