@@ -804,13 +804,10 @@ def build(settings: dict):
     reasons = list(choice.reasons)
     if settings.get("nonnegativity") is None:  # the rule, for the scheme as given
         settings["nonnegativity"] = scheme.default_nonnegativity(problem.dim)
-    automatic_scheme = choice.scheme
     # the automatic rate, for the network trained (a rate given is kept, and listed below
     # when it differs from that rule's)
     chosen_for = choice.scheme.default_nonnegativity(problem.dim)
-    automatic_scheme, why = rate_for_network(
-        automatic_scheme, settings["nonnegativity"], chosen_for
-    )
+    automatic_scheme, why = rate_for_network(choice.scheme, settings["nonnegativity"], chosen_for)
     if "learning_rate" not in given:
         scheme, _ = rate_for_network(scheme, settings["nonnegativity"], chosen_for)
     automatic_flat, flat_scheme = flat(automatic_scheme), flat(scheme)
@@ -819,7 +816,7 @@ def build(settings: dict):
         settings["activation"] = scheme.default_activation
     elif settings["activation"] != scheme.default_activation:
         changed.append(f"activation {settings['activation']}")
-    if settings["nonnegativity"] != choice.scheme.default_nonnegativity(problem.dim):
+    if settings["nonnegativity"] != chosen_for:
         changed.append(f"nonnegativity {settings['nonnegativity']}")
     reasons += [why] if why else []
     if changed:
