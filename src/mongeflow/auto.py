@@ -457,10 +457,11 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         source_rows = problem.training_sizes()[0] is not None
         if not one_way and source_rows:
             off_rows.update(jitter_rows=SEMIDUAL_JITTER_ROWS, jitter_keeps_variance=True)
+    kind = SemiDual(decay_steps=steps).default_nonnegativity(d)  # the network's
     rate = SemiDual.learning_rate
     if one_way:
         rate = SEMIDUAL_ONE_WAY_RATE
-    elif SemiDual(decay_steps=steps).default_nonnegativity(d) != "clamp":
+    elif kind != "clamp":
         rate = SEMIDUAL_REPARAMETRISED_RATE
     scheme = SemiDual(
         learning_rate=rate,
@@ -488,7 +489,6 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         f"{SEMIDUAL_BATCH}, every step run, each unit's sharpness learnt "
         f"({SemiDual.default_activation})"
     )
-    kind = scheme.default_nonnegativity(d)
     if kind != "clamp":
         reasons[-1] += (
             f", the weights kept non-negative by a {kind} "
