@@ -323,6 +323,21 @@ def test_fit_help_marks_the_automatic_settings():
     assert "automatic" not in _help_of(r.stdout, "--inner-learning-rate")
 
 
+def test_the_networks_choices_on_the_command_line_are_the_networks_own(tmp_path):
+    from mongeflow.maps.icnn import ACTIVATIONS, NONNEGATIVITIES
+
+    r = run_here("fit", "--help")
+    assert r.returncode == 0
+    assert "{" + ",".join(ACTIVATIONS) + "}" in _help_of(r.stdout, "--activation")
+    assert "{" + ",".join(NONNEGATIVITIES) + "}" in _help_of(r.stdout, "--nonnegativity")
+    r = run_here(
+        "fit", "--problem", "gaussian-shift", "--dim", "2", "--activation", "relu",
+        "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert r.returncode != 0
+    assert "invalid choice: 'relu'" in r.stderr and "beta-softplus" in r.stderr
+
+
 def test_the_automatic_settings_of_the_help_cover_what_the_fit_chooses(tmp_path):
     """Every scheme or divergence setting that the automatic fit sets to other than the
     registered value is marked automatic in --help (runs.AUTOMATIC)."""

@@ -550,3 +550,28 @@ def test_the_sinkhorn_divergence_warns_when_it_rose_by_a_floor_and_not_on_an_uns
     said = [str(w.message) for w in caught if issubclass(w.category, mf.FitWarning)]
     assert len(said) == 1 and said[0].startswith("seed 0: the held-out Sinkhorn divergence")
     assert "fit the training rows" in said[0]
+
+
+def test_a_tie_with_the_linear_map_is_said_to_be_one():
+    """A trained map within the held-out figure's noise of the linear map is kept with a
+    warning that the figure cannot tell the two apart; a worse one is replaced and said so."""
+    from types import SimpleNamespace
+
+    from mongeflow.fit import _warn_against_linear
+
+    comparison = {
+        "figure": "sinkhorn_divergence",
+        "map": np.array([62.0, 90.0]),
+        "linear": np.array([82.0, 60.0]),
+        "noise": np.array([44.0, 5.0]),
+        "verdict": np.array(["tie", "worse"]),
+    }
+    problem = SimpleNamespace(validation=np.zeros((900, 64)))
+    with pytest.warns(mf.FitWarning) as caught:
+        _warn_against_linear(comparison, np.array([False, True]), np.array([9, 9]), (0, 1), problem)
+    tie, worse = (str(w.message) for w in caught)
+    assert tie.startswith("seed 0: the trained map does not beat the linear (Bures) map")
+    assert "on 900 held-out rows 62 against the linear map's 82 (noise 44)" in tie
+    assert "cannot tell them apart" in tie and "the trained map is kept" in tie
+    assert "--validation" in tie
+    assert "cannot tell" not in worse and "the linear map is kept instead" in worse

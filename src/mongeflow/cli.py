@@ -28,7 +28,7 @@ from mongeflow import interrupts
 _HEAVY = {
     "numpy": (),  # as np
     "mongeflow.problems": ("PROBLEMS",),
-    "mongeflow.runs": ("AUTOMATIC", "FIT_OPTIONS", "MAX_DIM", "setting_options"),
+    "mongeflow.runs": ("AUTOMATIC", "FIT_OPTIONS", "MAX_DIM", "OPTION_CHOICES", "setting_options"),
     "mongeflow.settings": ("closest", "did_you_mean", "unknown"),
 }
 
@@ -82,6 +82,7 @@ else:
 PROBLEMS = _LaterMapping("PROBLEMS")
 AUTOMATIC = _LaterMapping("AUTOMATIC")
 FIT_OPTIONS = _LaterMapping("FIT_OPTIONS")
+OPTION_CHOICES = _LaterMapping("OPTION_CHOICES")
 setting_options = _later_function("setting_options")
 closest = _later_function("closest")
 did_you_mean = _later_function("did_you_mean")
@@ -250,12 +251,8 @@ def _parser() -> argparse.ArgumentParser:
             f.add_argument(flag, type=int, default=None, help=shown)
         elif dest in ("strong_convexity", "validation"):
             f.add_argument(flag, type=float, default=None, help=shown)
-        elif dest == "keep":
-            f.add_argument(flag, choices=["all", "best"], default=None, help=shown)
-        elif dest == "activation":
-            f.add_argument(flag, choices=["softplus", "beta-softplus"], default=None, help=shown)
-        elif dest == "nonnegativity":
-            f.add_argument(flag, choices=["clamp", "softplus"], default=None, help=shown)
+        elif dest in OPTION_CHOICES:
+            f.add_argument(flag, choices=list(OPTION_CHOICES[dest]), default=None, help=shown)
         else:
             f.add_argument(flag, default=None, help=shown)
     f.add_argument("--out", required=True, help="the run directory")

@@ -874,11 +874,18 @@ def _warn_against_linear(comparison, linear_kept, returned_step, seeds, problem)
                 action = "the linear map is kept instead (it is a Brenier map too)"
             else:
                 action = "the trained map is kept, but it is no better than the linear map"
+            if verdict == "tie":  # within the figure's noise: neither is shown the better
+                action = (
+                    "the two are within the figure's noise on these rows, so it cannot tell "
+                    f"them apart; {action}. More held-out rows (--validation) may separate "
+                    "them; more steps, more data or another scheme may help"
+                )
+            else:
+                action += ". More steps, more data or another scheme may help"
             warnings.warn(
                 f"seed {seed}: the trained map does not beat the linear (Bures) map: {name}"
                 f"{where} {mine:.4g} against the linear map's {linear:.4g} (noise "
-                f"{comparison['noise'][i]:.2g}); {action}. More steps, more data or another "
-                "scheme may help",
+                f"{comparison['noise'][i]:.2g}); {action}",
                 FitWarning,
                 stacklevel=3,
             )

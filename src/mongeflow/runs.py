@@ -47,6 +47,7 @@ from mongeflow.io import (
 )
 from mongeflow.mapping import save
 from mongeflow.maps import default_potential
+from mongeflow.maps.icnn import ACTIVATIONS, NONNEGATIVITIES
 from mongeflow.plot import plot_displacement, plot_history, plot_pushforward
 from mongeflow.problems import PROBLEMS, get_problem
 from mongeflow.progress import Progress
@@ -56,6 +57,12 @@ from mongeflow.settings import configure, flat, options, record, same, unknown
 #: the largest --dim: a fit holds dense d × d matrices (the map's Jacobians, per sample; a
 #: Gaussian's covariance), so beyond this the problem alone fills a machine's memory
 MAX_DIM = 10_000
+#: the values that those of fit's own options with a fixed set of them may take
+OPTION_CHOICES = {
+    "keep": ("all", "best"),
+    "activation": ACTIVATIONS,
+    "nonnegativity": NONNEGATIVITIES,
+}
 #: fit's own options (not scheme or divergence settings): dest -> (default, help)
 FIT_OPTIONS = {
     "problem": (
