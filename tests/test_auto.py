@@ -411,6 +411,18 @@ def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_network(tmp_pat
         mf.fit(problem, potential=clamped, callbacks=[Peek()])
     assert ran.value.args[0].learning_rate == 0.01
 
+    class Wrapped(mf.Potential):  # a user's potential around a clamped network
+        inner: mf.Potential
+
+        def __call__(self, x):
+            return self.inner(x)
+
+    for kind, expected in (("clamp", 0.01), ("softplus", 0.03)):
+        inner = default_potential(4, (8, 8), nonnegativity=kind)(jax.random.key(0))
+        with pytest.raises(Trained) as ran:
+            mf.fit(problem, potential=Wrapped(inner), callbacks=[Peek()])
+        assert ran.value.args[0].learning_rate == expected, kind
+
     def stop(problem, scheme, *args, **kwargs):
         raise Trained(scheme)
 

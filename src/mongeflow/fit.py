@@ -651,12 +651,21 @@ def _posed(problem, dim, standardize: bool, per_feature: bool) -> Problem:
 
 
 def _nonnegativity(potential) -> str | None:
-    """How the network of ``potential`` (a value or a factory ``key -> potential``, traced
-    for its structure, not built) keeps its weights non-negative; ``None`` for none given
-    or a potential without the setting."""
+    """How the networks of ``potential`` (a value or a factory ``key -> potential``, traced
+    for its structure, not built) keep their weights non-negative: ``"clamp"`` where any
+    module in it with the setting (the potential itself, or one it wraps) clamps them, else
+    that setting; ``None`` for none given or no such module."""
     if potential is not None and not isinstance(potential, Potential) and callable(potential):
         potential = eqx.filter_eval_shape(potential, jax.random.key(0))
-    return getattr(potential, "nonnegativity", None)
+
+    def has_setting(node) -> bool:
+        return isinstance(node, eqx.Module) and isinstance(
+            getattr(node, "nonnegativity", None), str
+        )
+
+    nodes = jax.tree_util.tree_leaves(potential, is_leaf=has_setting)
+    kinds = sorted({node.nonnegativity for node in nodes if has_setting(node)})
+    return "clamp" if "clamp" in kinds else (kinds[0] if kinds else None)
 
 
 def _initial_state(problem: Problem, scheme: Scheme, potential, init_keys) -> FitState:
