@@ -886,8 +886,9 @@ def _warn_against_linear(comparison, linear_kept, returned_step, seeds, problem)
             if verdict == "tie":  # within the figure's noise: neither is shown the better
                 action = (
                     "the two are within the figure's noise on these rows, so it cannot tell "
-                    f"them apart; {action}. More held-out rows (--validation) may separate "
-                    "them; more steps, more data or another scheme may help"
+                    f"them apart; {action}. A larger held-out share of the rows (validation; "
+                    "--validation on the command line) may separate them; more steps, more "
+                    "data or another scheme may help"
                 )
             else:
                 action += ". More steps, more data or another scheme may help"
