@@ -386,8 +386,8 @@ def fit(
             and non-negativity (``default_widths``, ``default_activation``,
             ``default_nonnegativity``). Where the scheme is chosen, a clamped network given
             where the chosen rate is the reparametrised networks' gets the clamped one's
-            (:func:`mongeflow.auto.rate_for_network`; a potential that wraps its network,
-            with no ``nonnegativity`` of its own, keeps the chosen rate).
+            (:func:`mongeflow.auto.rate_for_network`; a potential that wraps a clamped
+            network counts as clamped).
         steps: outer steps (default: the scheme's ``default_steps``).
         batch_size: mini-batch size n, a fresh batch at every step (default 256, or 128
             above d = 32 with ``scheme=None`` (:func:`mongeflow.auto.auto_batch_size`), 256
