@@ -3,7 +3,9 @@ onto T* of the W2 benchmark pair (``w2-mix3to10``, fresh samples at every step, 
 rate decaying to 0, the weights kept feasible as in the game) and score it on 4 096 fresh
 source samples (L2-UVP). Each argument is one fit, a JSON object: ``d``, and optionally
 ``steps`` (48 000), ``batch`` (256), ``lr`` (0.01), ``widths`` (the game's), ``act`` (the
-game's activation), ``nonneg`` ("clamp" or "softplus"), ``seed``. One JSON line per fit.
+game's activation), ``nonneg`` ("clamp" or "softplus"), ``seed``, ``inverse`` (regress
+∇φ(T*(x)) onto x instead, the dual's job in the game, scored in units of the source's
+variance). One JSON line per fit.
 
     python capacity.py '{"d": 8}' '{"d": 8, "widths": [64, 64, 32]}'
 """
@@ -53,7 +55,9 @@ def regress(net, sample, steps=48000, batch=256, lr=0.01, seed=1):
     return eqx.combine(params, static)
 
 
-def run(d, steps=48000, batch=256, lr=0.01, widths=None, act=None, seed=0, nonneg="clamp"):
+def run(
+    d, steps=48000, batch=256, lr=0.01, widths=None, act=None, seed=0, nonneg="clamp", inverse=False
+):
     p = mf.get_problem("w2-mix3to10", dim=d)
     widths = widths or SemiDual.default_widths(d)
     from mongeflow.maps.icnn import ICNN
@@ -71,10 +75,13 @@ def run(d, steps=48000, batch=256, lr=0.01, widths=None, act=None, seed=0, nonne
 
     def sample(key, n):
         x = p.source.sample(key, n)
-        return x, jax.vmap(p.true_map)(x)
+        pair = x, jax.vmap(p.true_map)(x)
+        return pair[::-1] if inverse else pair
 
     f = regress(phi, sample, steps, batch, lr, seed=seed + 1)
     x, true = source_with_map(p, jax.random.key(7), 4096)
+    if inverse:
+        x, true = true, x
     tx = np.asarray(transport(f, x))
     true = np.asarray(true)
     uvp = 100 * np.mean(np.sum((tx - true) ** 2, 1)) / np.sum(np.var(true, 0))
@@ -86,6 +93,7 @@ def run(d, steps=48000, batch=256, lr=0.01, widths=None, act=None, seed=0, nonne
         widths=list(widths),
         act=act,
         nonneg=nonneg,
+        inverse=inverse,
         uvp=float(uvp),
         wall=time.perf_counter() - t0,
     )

@@ -2,11 +2,15 @@
 inverse (∇ψ(T*(x)) = x), fresh samples, 48 000 steps each, then the game at the automatic
 settings of ``limits.py`` (both ways up to d = 32; no jitter) from that pair, on the W2
 benchmark pair's 2^16 rows in their own coordinates. Each argument is one fit, a JSON
-object: ``d``, optionally ``steps``, ``fresh``, ``"start": "identity"`` (the usual start, for
-comparison) and ``SemiDual`` settings. One JSON line per fit: the start's and the end's
-L2-UVP on 4 096 fresh source samples and the history's (every few records).
+object: ``d``, optionally ``steps``, ``fresh``, ``"start"`` (``"true"``: both networks
+regressed, the default; ``"identity"``: the usual start, for comparison; ``"phi"`` or
+``"psi"``: that network regressed, the other at the usual start), ``"nonneg"`` (the networks'
+non-negativity, ``"clamp"`` by default, or ``"softplus"``) and ``SemiDual`` settings. One
+JSON line per fit: the start's and the end's L2-UVP on 4 096 fresh source samples and the
+history's (every few records).
 
     python fromtrue.py '{"d": 2}' '{"d": 2, "start": "identity"}'
+    python fromtrue.py '{"d": 8, "nonneg": "softplus", "steps": 12000, "learning_rate": 0.001}'
 """
 
 import json
@@ -31,9 +35,9 @@ warnings.simplefilter("ignore")
 CACHE = {}
 
 
-def true_pair(d):
-    if d in CACHE:
-        return CACHE[d]
+def true_pair(d, nonneg):
+    if (d, nonneg) in CACHE:
+        return CACHE[d, nonneg]
     p = mf.get_problem("w2-mix3to10", dim=d)
     tm = jax.vmap(p.true_map)
 
@@ -45,18 +49,27 @@ def true_pair(d):
         x = p.source.sample(k, n)
         return tm(x), x
 
-    make = default_potential(d, SemiDual.default_widths(d), activation=SemiDual.default_activation)
+    make = network(d, nonneg)
     t = time.perf_counter()
     phi = regress(make(jax.random.key(0)), fwd)
     psi = regress(make(jax.random.key(1)), inv)
-    CACHE[d] = (phi, psi, time.perf_counter() - t)
-    return CACHE[d]
+    CACHE[d, nonneg] = (phi, psi, time.perf_counter() - t)
+    return CACHE[d, nonneg]
+
+
+def network(d, nonneg):
+    """The game's network at d, its weights kept non-negative by ``nonneg``."""
+    return default_potential(
+        d, SemiDual.default_widths(d), activation=SemiDual.default_activation, nonnegativity=nonneg
+    )
 
 
 class FromTrue(SemiDual):
     def init(self, potential):
         state = super().init(potential)
         psi = PSI["psi"]
+        if psi is None:  # φ alone starts next to the answer
+            return state
         map_opt, dual_opt = self._optimizers()
         return state._replace(
             dual=psi, dual_state=(map_opt if self.bidirectional else dual_opt).init(params_of(psi))
@@ -78,22 +91,16 @@ for a in sys.argv[1:]:
     fresh = kw.pop("fresh", False)
     steps = kw.pop("steps", 48000)
     start = kw.pop("start", "true")
-    phi, psi, tsup = true_pair(d)
+    nonneg = kw.pop("nonneg", "clamp")
+    phi, psi, tsup = true_pair(d, nonneg)
     p = mf.get_problem("w2-mix3to10" if fresh else "w2-pair", dim=d)
     x, true = source_with_map(mf.get_problem("w2-pair", dim=d), jax.random.key(7), 4096)
     u0 = uvp(phi, x, true)
-    PSI["psi"] = psi
+    PSI["psi"] = None if start == "phi" else psi
     kw.setdefault("bidirectional", d <= 32)
-    scheme = (
-        FromTrue(decay_steps=steps, **kw) if start == "true" else SemiDual(decay_steps=steps, **kw)
-    )
-    make = (
-        (lambda key, phi=phi: phi)
-        if start == "true"
-        else default_potential(
-            d, SemiDual.default_widths(d), activation=SemiDual.default_activation
-        )
-    )
+    game = SemiDual if start == "identity" else FromTrue
+    scheme = game(decay_steps=steps, **kw)
+    make = (lambda key, phi=phi: phi) if start in ("true", "phi") else network(d, nonneg)
     t = time.perf_counter()
     res = mf.fit(
         p,
