@@ -204,6 +204,25 @@ def test_the_one_way_semidual_game_runs_slower_with_its_weights_decayed():
         assert decayed == one_way
 
 
+def test_a_decay_that_reaches_no_weight_of_the_potential_given_is_said_to():
+    """The automatic one-way game decays the layers' weights; a potential given whose
+    ``decayed()`` marks none (an affine map) plays the same game, and the record of why
+    says the decay reaches none of its weights instead of saying they decayed."""
+    problem = mf.get_problem("gaussian-pair", dim=40, n=2000)
+    said = "reaches no weight of the potential given"
+    for decays in (None, True):
+        reasons = mf.auto.configure(problem, decays=decays).reasons
+        assert any("weights decayed by" in r for r in reasons)
+        assert not any(said in r for r in reasons)
+    undecayed = mf.auto.configure(problem, decays=False)
+    assert any(said in r for r in undecayed.reasons)
+    assert not any("weights decayed by" in r for r in undecayed.reasons)
+    assert undecayed.scheme.weight_decay == mf.auto.SEMIDUAL_WEIGHT_DECAY
+    with pytest.warns(mf.FitWarning):  # 3 steps: a short fit, and said so
+        res = mf.fit(problem, potential=mf.maps.AffinePotential(40), steps=3)
+    assert any(said in r for r in res.chosen)
+
+
 @pytest.mark.slow  # 10 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_drift_setting_alone_asks_for_the_constrained_drifting_model():
     """On a sample target with nothing named, a setting only the drift or the explicit

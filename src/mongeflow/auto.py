@@ -477,7 +477,7 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         kept = " (each coordinate's variance kept)" if scheme.jitter_keeps_variance else ""
         game += f", {rows_moved} rows jittered by {scheme.jitter:g} of their spread{kept}"
     if scheme.weight_decay:
-        game += f", the layers' weights decayed by {scheme.weight_decay:g} (AdamW)"
+        game += _DECAYED.format(scheme.weight_decay)
     if follows_rows:
         reasons.append(
             f"{usual} steps for {rows} training rows (at most {SEMIDUAL_PASSES} passes over "
@@ -618,6 +618,7 @@ def configure(
     batch_size: int | None = None,
     patience: int | None | str = "auto",
     nonnegativity: str | None = None,
+    decays: bool | None = None,
 ) -> Configuration:
     """The complete configuration of a fit of ``problem``: a value given is used as given;
     a registered name gets the rules of :func:`configure_named` /
@@ -625,7 +626,9 @@ def configure(
     (:func:`choose_divergence`, :func:`choose`). ``nonnegativity``: that of the network
     given (:class:`~mongeflow.maps.ICNN`), ``None`` for the scheme's own: a clamped network
     where the chosen rate is the reparametrised networks' gets ``SemiDual.learning_rate``
-    (:func:`rate_for_network`).
+    (:func:`rate_for_network`). ``decays``: whether weight decay reaches any weight of the
+    network given (:func:`~mongeflow.maps.base.decays_any`), ``None`` for the scheme's own:
+    where it reaches none, the chosen decay's reason says so.
 
     Raises:
         ValueError: a setting out of its range, or a divergence the problem cannot serve.
@@ -656,6 +659,8 @@ def configure(
         chosen_for = scheme.default_nonnegativity(problem.dim)
         scheme, why = rate_for_network(scheme, nonnegativity, chosen_for)
         reasons += [why] if why else []
+        if decays is False and getattr(scheme, "weight_decay", 0.0):
+            reasons = [_undecayed(r, scheme.weight_decay) for r in reasons]
     else:
         usual, chosen_steps = scheme.default_steps, steps
         if scheme.name == "semidual":  # a game: every step run, its batch (_semidual)
@@ -680,6 +685,20 @@ def configure(
         short=steps is not None and steps < min(usual, MIN_STEPS),
         usual_steps=int(usual),
     )
+
+
+def _undecayed(reason: str, weight_decay: float) -> str:
+    """``reason`` with its sentence on the layers' weight decay (:func:`_semidual`) saying
+    that the decay reaches no weight of the potential given."""
+    return reason.replace(
+        _DECAYED.format(weight_decay),
+        f", weight decay {weight_decay:g} (AdamW), which reaches no weight of the potential "
+        "given (its decayed() marks none)",
+    )
+
+
+#: the automatic semi-dual game's sentence on its weight decay (:func:`_semidual`)
+_DECAYED = ", the layers' weights decayed by {:g} (AdamW)"
 
 
 def asks_for_drift(problem: Problem, given: Mapping[str, object]) -> bool:

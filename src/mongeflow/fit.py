@@ -36,7 +36,7 @@ from mongeflow.loop import (
     pick_seeds,
     solve,
 )
-from mongeflow.maps.base import Array, Potential, transport
+from mongeflow.maps.base import Array, Potential, decays_any, transport
 from mongeflow.maps.default import default_potential
 from mongeflow.maps.monge import MongeMap
 from mongeflow.metrics import (
@@ -387,7 +387,9 @@ def fit(
             ``default_nonnegativity``). Where the scheme is chosen, a clamped network given
             where the chosen rate is the reparametrised networks' gets the clamped one's
             (:func:`mongeflow.auto.rate_for_network`; a potential that wraps a clamped
-            network counts as clamped).
+            network counts as clamped). Weight decay reaches the weights a potential's
+            :meth:`~mongeflow.maps.Potential.decayed` marks (a wrapper's: those of the
+            networks it holds); where a chosen decay reaches none, ``chosen`` says so.
         steps: outer steps (default: the scheme's ``default_steps``).
         batch_size: mini-batch size n, a fresh batch at every step (default 256, or 128
             above d = 32 with ``scheme=None`` (:func:`mongeflow.auto.auto_batch_size`), 256
@@ -470,7 +472,8 @@ def fit(
     problem = _posed(problem, dim, standardize, per_feature)
     chosen = scheme is None or isinstance(scheme, str)  # the rate follows the network
     network = _nonnegativity(potential) if chosen else None
-    config = configure(problem, scheme, divergence, steps, batch_size, patience, network)
+    decays = _decays(potential) if chosen else None
+    config = configure(problem, scheme, divergence, steps, batch_size, patience, network, decays)
     seeds = (seed,) if isinstance(seed, int) else tuple(int(s) for s in seed)
     if not seeds:
         raise ValueError("at least one seed is needed")
@@ -650,13 +653,26 @@ def _posed(problem, dim, standardize: bool, per_feature: bool) -> Problem:
     return standardize_problem(problem, per_feature=per_feature) if standardize else problem
 
 
+def _structure(potential):
+    """``potential`` itself, or for a factory ``key -> potential`` its structure (traced,
+    not built)."""
+    if potential is not None and not isinstance(potential, Potential) and callable(potential):
+        return eqx.filter_eval_shape(potential, jax.random.key(0))
+    return potential
+
+
+def _decays(potential) -> bool | None:
+    """Whether weight decay reaches any weight of ``potential`` (a value or a factory,
+    :func:`~mongeflow.maps.base.decays_any`); ``None`` for none given."""
+    return None if potential is None else decays_any(_structure(potential))
+
+
 def _nonnegativity(potential) -> str | None:
     """How the networks of ``potential`` (a value or a factory ``key -> potential``, traced
     for its structure, not built) keep their weights non-negative: ``"clamp"`` where any
     module in it with the setting (the potential itself, or one it wraps) clamps them, else
     that setting; ``None`` for none given or no such module."""
-    if potential is not None and not isinstance(potential, Potential) and callable(potential):
-        potential = eqx.filter_eval_shape(potential, jax.random.key(0))
+    potential = _structure(potential)
 
     def has_setting(node) -> bool:
         return isinstance(node, eqx.Module) and isinstance(

@@ -26,6 +26,16 @@ def test_expectile_weighs_the_two_signs():
     )
 
 
+class Shifted(mf.maps.Potential):
+    """A user's potential around another one: φ(x) = inner(x) + ⟨shift, x⟩."""
+
+    inner: mf.maps.Potential
+    shift: jax.Array
+
+    def __call__(self, x):
+        return self.inner(x) + jnp.sum(self.shift * x)
+
+
 def _sqrtm(m):
     w, q = np.linalg.eigh(m)
     return (q * np.sqrt(w)) @ q.T
@@ -295,10 +305,19 @@ def test_weight_decay_shrinks_the_layers_and_not_the_affine_part(key):
     # a reparametrised network stores softplus⁻¹(W): decay would pull W to softplus(0)
     soft = mf.default_potential(2, (8, 8), nonnegativity="softplus")(key).decayed()
     assert not soft.out_weight and not any(soft.z_weights) and soft.input_weight
-    # a network that is not a Potential trains with nothing decayed
-    from mongeflow.schemes.semidual import _decayed
+    # a network that is not a Potential trains with nothing decayed but the potentials it
+    # holds, and a wrapper around a network decays that network's weights
+    from mongeflow.maps.base import decay_mask, decays_any
 
-    assert _decayed({"w": jnp.ones(3)}) == {"w": False}
+    def leaves(tree):
+        return jax.tree_util.tree_leaves(tree)
+
+    assert decay_mask({"w": jnp.ones(3)}) == {"w": False}
+    assert leaves(decay_mask({"w": jnp.ones(3), "phi": phi})) == [*leaves(mask), False]
+    wrapped = Shifted(phi, jnp.ones(2))
+    assert leaves(wrapped.decayed().inner) == leaves(mask) and not wrapped.decayed().shift
+    assert decays_any(wrapped) and decays_any(phi)
+    assert not decays_any(Shifted(mf.maps.AffinePotential(2), jnp.ones(2)))
     batch = task.sample(jax.random.key(1))
     rate, lam = 0.01, 0.5
     duals = {}

@@ -38,9 +38,30 @@ class Potential(eqx.Module):
 
     def decayed(self) -> Self:
         """A tree like the potential's parameters, ``True`` at those that weight decay
-        shrinks towards 0 (the mask of AdamW, Loshchilov & Hutter, ICLR 2019): none here;
-        a network marks its layers' weights."""
-        return jax.tree_util.tree_map(lambda _: False, self)
+        shrinks towards 0 (the mask of AdamW, Loshchilov & Hutter, ICLR 2019): those that
+        each potential it holds marks (a wrapper around a network decays that network's
+        weights), and none of its own; a network marks its layers' weights."""
+
+        def inner(node) -> bool:
+            return isinstance(node, Potential) and node is not self
+
+        def mark(node):
+            return node.decayed() if inner(node) else False
+
+        return jax.tree_util.tree_map(mark, self, is_leaf=inner)
+
+
+def decay_mask(potential) -> Potential:
+    """:meth:`Potential.decayed` of ``potential``; for a module that is not a
+    :class:`Potential`, the marks of the potentials it holds, and nothing else."""
+    if isinstance(potential, Potential):
+        return potential.decayed()
+    return Potential.decayed(potential)
+
+
+def decays_any(potential) -> bool:
+    """Whether weight decay reaches any parameter of ``potential`` (:func:`decay_mask`)."""
+    return any(jax.tree_util.tree_leaves(decay_mask(potential)))
 
 
 class Identity(Potential):

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mongeflow.maps.base import Array, Potential, transport
+from mongeflow.maps.base import Array, Potential, decay_mask, transport
 from mongeflow.maps.default import auto_widths
 from mongeflow.schemes.base import (
     DECAY_HELP,
@@ -60,12 +60,6 @@ def jittered(rows: Array, scale: float, key: Array, keep_variance: bool = False)
         return noisy
     mean = jnp.mean(rows, axis=0, keepdims=True)
     return mean + (noisy - mean) / jnp.sqrt(1.0 + scale**2)
-
-
-def _decayed(params):
-    """Weight decay's mask: :meth:`Potential.decayed <mongeflow.maps.Potential.decayed>`,
-    and nothing for a network that is not a :class:`~mongeflow.maps.Potential`."""
-    return params.decayed() if isinstance(params, Potential) else Potential.decayed(params)
 
 
 class SemiDual(Scheme):
@@ -292,7 +286,8 @@ class SemiDual(Scheme):
                 self.learning_rate, self.decay_steps * updates_per_step
             )
         if self.weight_decay:
-            return optax.adamw(rate, b1=0.5, b2=0.9, weight_decay=self.weight_decay, mask=_decayed)
+            decay = self.weight_decay
+            return optax.adamw(rate, b1=0.5, b2=0.9, weight_decay=decay, mask=decay_mask)
         return optax.adam(rate, b1=0.5, b2=0.9)
 
     @property
