@@ -471,8 +471,8 @@ def fit(
     """
     problem = _posed(problem, dim, standardize, per_feature)
     chosen = scheme is None or isinstance(scheme, str)  # the rate follows the network
-    network = _nonnegativity(potential) if chosen else None
-    decays = _decays(potential) if chosen else None
+    given = _structure(potential) if chosen else None  # traced once, for both
+    network, decays = _nonnegativity(given), _decays(given)
     config = configure(problem, scheme, divergence, steps, batch_size, patience, network, decays)
     seeds = (seed,) if isinstance(seed, int) else tuple(int(s) for s in seed)
     if not seeds:
