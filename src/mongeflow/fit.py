@@ -472,7 +472,8 @@ def fit(
     problem = _posed(problem, dim, standardize, per_feature)
     chosen = scheme is None or isinstance(scheme, str)  # the rate follows the network
     given = _structure(potential) if chosen else None  # traced once, for both
-    network, decays = _nonnegativity(given), _decays(given)
+    network = _nonnegativity(given)
+    decays = None if given is None else decays_any(given)
     config = configure(problem, scheme, divergence, steps, batch_size, patience, network, decays)
     seeds = (seed,) if isinstance(seed, int) else tuple(int(s) for s in seed)
     if not seeds:
@@ -661,18 +662,11 @@ def _structure(potential):
     return potential
 
 
-def _decays(potential) -> bool | None:
-    """Whether weight decay reaches any weight of ``potential`` (a value or a factory,
-    :func:`~mongeflow.maps.base.decays_any`); ``None`` for none given."""
-    return None if potential is None else decays_any(_structure(potential))
-
-
 def _nonnegativity(potential) -> str | None:
-    """How the networks of ``potential`` (a value or a factory ``key -> potential``, traced
-    for its structure, not built) keep their weights non-negative: ``"clamp"`` where any
-    module in it with the setting (the potential itself, or one it wraps) clamps them, else
-    that setting; ``None`` for none given or no such module."""
-    potential = _structure(potential)
+    """How the networks of ``potential`` (a potential, or a factory's :func:`_structure`)
+    keep their weights non-negative: ``"clamp"`` where any module in it with the setting
+    (the potential itself, or one it wraps) clamps them, else that setting; ``None`` for
+    none given or no such module."""
 
     def has_setting(node) -> bool:
         return isinstance(node, eqx.Module) and isinstance(

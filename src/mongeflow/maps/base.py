@@ -51,7 +51,7 @@ class Potential(eqx.Module):
         return jax.tree_util.tree_map(mark, self, is_leaf=inner)
 
 
-def decay_mask(potential) -> Potential:
+def decay_mask(potential):
     """:meth:`Potential.decayed` of ``potential``; for a module that is not a
     :class:`Potential`, the marks of the potentials it holds, and nothing else."""
     if isinstance(potential, Potential):
