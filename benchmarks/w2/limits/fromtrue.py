@@ -65,6 +65,9 @@ def network(d, nonneg):
 
 
 class FromTrue(SemiDual):
+    """The game with ψ given (``PSI["psi"]``) instead of a copy of the starting φ (none
+    given: the usual start)."""
+
     def init(self, potential):
         state = super().init(potential)
         psi = PSI["psi"]
@@ -85,51 +88,56 @@ def uvp(f, x, true):
     return 100 * np.mean(np.sum((tx - true) ** 2, 1)) / np.sum(np.var(true, 0))
 
 
-for a in sys.argv[1:]:
-    kw = json.loads(a)
-    d = kw.pop("d")
-    fresh = kw.pop("fresh", False)
-    steps = kw.pop("steps", 48000)
-    start = kw.pop("start", "true")
-    nonneg = kw.pop("nonneg", "clamp")
-    phi, psi, tsup = true_pair(d, nonneg)
-    p = mf.get_problem("w2-mix3to10" if fresh else "w2-pair", dim=d)
-    x, true = source_with_map(mf.get_problem("w2-pair", dim=d), jax.random.key(7), 4096)
-    u0 = uvp(phi, x, true)
-    PSI["psi"] = None if start == "phi" else psi
-    kw.setdefault("bidirectional", d <= 32)
-    game = SemiDual if start == "identity" else FromTrue
-    scheme = game(decay_steps=steps, **kw)
-    make = (lambda key, phi=phi: phi) if start in ("true", "phi") else network(d, nonneg)
-    t = time.perf_counter()
-    res = mf.fit(
-        p,
-        scheme,
-        potential=make,
-        steps=steps,
-        batch_size=256,
-        seed=0,
-        fallback=False,
-        final_eval_size=0,
-        standardize=False,
-    )
-    h = res.history
-    l2 = np.asarray(h["l2_uvp"]).reshape(len(h["step"]), -1)[:, 0]
-    u1 = (
-        100
-        * float(np.mean(np.sum((np.asarray(res.transport(x)) - np.asarray(true)) ** 2, 1)))
-        / float(np.sum(np.var(np.asarray(true), 0)))
-    )
-    print(
-        json.dumps(
-            dict(
-                spec=a,
-                start_uvp=round(float(u0), 4),
-                end_uvp=round(u1, 4),
-                wall=round(time.perf_counter() - t),
-                sup_wall=round(tsup),
-                hist=[round(float(v), 3) for v in l2[:: max(1, len(l2) // 12)]],
-            )
-        ),
-        flush=True,
-    )
+def main(args):
+    for a in args:
+        kw = json.loads(a)
+        d = kw.pop("d")
+        fresh = kw.pop("fresh", False)
+        steps = kw.pop("steps", 48000)
+        start = kw.pop("start", "true")
+        nonneg = kw.pop("nonneg", "clamp")
+        phi, psi, tsup = true_pair(d, nonneg)
+        p = mf.get_problem("w2-mix3to10" if fresh else "w2-pair", dim=d)
+        x, true = source_with_map(mf.get_problem("w2-pair", dim=d), jax.random.key(7), 4096)
+        u0 = uvp(phi, x, true)
+        PSI["psi"] = None if start == "phi" else psi
+        kw.setdefault("bidirectional", d <= 32)
+        game = SemiDual if start == "identity" else FromTrue
+        scheme = game(decay_steps=steps, **kw)
+        make = (lambda key, phi=phi: phi) if start in ("true", "phi") else network(d, nonneg)
+        t = time.perf_counter()
+        res = mf.fit(
+            p,
+            scheme,
+            potential=make,
+            steps=steps,
+            batch_size=256,
+            seed=0,
+            fallback=False,
+            final_eval_size=0,
+            standardize=False,
+        )
+        h = res.history
+        l2 = np.asarray(h["l2_uvp"]).reshape(len(h["step"]), -1)[:, 0]
+        u1 = (
+            100
+            * float(np.mean(np.sum((np.asarray(res.transport(x)) - np.asarray(true)) ** 2, 1)))
+            / float(np.sum(np.var(np.asarray(true), 0)))
+        )
+        print(
+            json.dumps(
+                dict(
+                    spec=a,
+                    start_uvp=round(float(u0), 4),
+                    end_uvp=round(u1, 4),
+                    wall=round(time.perf_counter() - t),
+                    sup_wall=round(tsup),
+                    hist=[round(float(v), 3) for v in l2[:: max(1, len(l2) // 12)]],
+                )
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

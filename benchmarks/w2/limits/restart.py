@@ -17,31 +17,16 @@ import warnings
 
 import jax
 import numpy as np
-from capacity import regress  # this folder's script
+from capacity import regress  # this folder's scripts
+from fromtrue import PSI, FromTrue
 
 import mongeflow as mf
 from mongeflow.maps.base import transport
 from mongeflow.maps.default import default_potential
 from mongeflow.metrics import source_with_map
 from mongeflow.schemes import SemiDual
-from mongeflow.schemes.base import params_of
 
 warnings.simplefilter("ignore")
-
-
-class FromPair(SemiDual):
-    """The game with ψ given (:data:`DUAL`) instead of a copy of the starting φ."""
-
-    def init(self, potential):
-        state = super().init(potential)
-        map_opt, dual_opt = self._optimizers()
-        psi = DUAL["psi"]
-        return state._replace(
-            dual=psi, dual_state=(map_opt if self.bidirectional else dual_opt).init(params_of(psi))
-        )
-
-
-DUAL = {}
 
 
 def uvp(f, x, true):
@@ -74,11 +59,11 @@ def run(d, steps=12000, rate=0.001, rounds=1, seed=0):
             return t_hat(rows), rows
 
         phi = regress(make(jax.random.key(seed + 10 + 2 * r)), fwd)
-        DUAL["psi"] = regress(make(jax.random.key(seed + 11 + 2 * r)), inv)
+        PSI["psi"] = regress(make(jax.random.key(seed + 11 + 2 * r)), inv)
         u_phi = uvp(lambda z, phi=phi: transport(phi, z), x, true)
         res = mf.fit(
             p,
-            FromPair(learning_rate=rate, decay_steps=steps, bidirectional=d <= 32),
+            FromTrue(learning_rate=rate, decay_steps=steps, bidirectional=d <= 32),
             potential=lambda key, phi=phi: phi,
             steps=steps,
             batch_size=256,
