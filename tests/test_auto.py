@@ -223,6 +223,22 @@ def test_a_decay_that_reaches_no_weight_of_the_potential_given_is_said_to():
     assert any(said in r for r in res.chosen)
 
 
+def test_the_record_of_a_fit_of_a_potential_given_does_not_describe_the_default_network():
+    """The automatic choice names the default network's widths, units and weights; a fit
+    that trains a potential given (here an affine map) keeps the choice of the game and
+    leaves those words out, since they do not describe what was trained."""
+    problem = mf.get_problem("gaussian-pair", dim=3, n=500)
+    network = ("widths (", "sharpness learnt", "reparametrisation")
+    default = mf.auto.configure(problem).reasons
+    assert all(any(w in r for r in default) for w in network)
+    for reasons in (
+        mf.auto.configure(problem, given=True).reasons,
+        mf.fit(problem, potential=mf.maps.AffinePotential(3), steps=3).chosen,
+    ):
+        assert not any(w in r for r in reasons for w in network)
+        assert any("semidual, played both ways" in r and "potential given" in r for r in reasons)
+
+
 @pytest.mark.slow  # 10 s cold on 2 cores; `pytest -m slow` runs it
 def test_a_drift_setting_alone_asks_for_the_constrained_drifting_model():
     """On a sample target with nothing named, a setting only the drift or the explicit

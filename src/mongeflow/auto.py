@@ -486,15 +486,8 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     reasons.append(
         f"semidual, played {game} (d = {d}), rate {scheme.learning_rate:.3g} decaying to 0 "
         f"over {steps} steps, {scheme.map_updates} map update(s) a step, batch "
-        f"{SEMIDUAL_BATCH}, every step run, each unit's sharpness learnt "
-        f"({SemiDual.default_activation})"
+        f"{SEMIDUAL_BATCH}, every step run" + _network_words(kind)
     )
-    if kind != "clamp":
-        reasons[-1] += (
-            f", the weights kept non-negative by a {kind} "
-            f"reparametrisation (up to d = {SemiDual.reparametrised_dim}, over "
-            f"{SemiDual.reparametrised_steps} steps or more)"
-        )
     return Choice(
         scheme,
         widths,
@@ -619,6 +612,7 @@ def configure(
     patience: int | None | str = "auto",
     nonnegativity: str | None = None,
     decays: bool | None = None,
+    given: bool = False,
 ) -> Configuration:
     """The complete configuration of a fit of ``problem``: a value given is used as given;
     a registered name gets the rules of :func:`configure_named` /
@@ -628,7 +622,9 @@ def configure(
     where the chosen rate is the reparametrised networks' gets ``SemiDual.learning_rate``
     (:func:`rate_for_network`). ``decays``: whether weight decay reaches any weight of the
     network given (:func:`~mongeflow.maps.base.decays_any`), ``None`` for the scheme's own:
-    where it reaches none, the chosen decay's reason says so.
+    where it reaches none, the chosen decay's reason says so. ``given``: whether the fit
+    trains a potential given rather than the default network; then the reasons leave out
+    the default network's widths, units and weights.
 
     Raises:
         ValueError: a setting out of its range, or a divergence the problem cannot serve.
@@ -661,6 +657,8 @@ def configure(
         reasons += [why] if why else []
         if decays is False and getattr(scheme, "weight_decay", 0.0):
             reasons = [_undecayed(r, scheme.weight_decay) for r in reasons]
+        if given:
+            reasons = _on_given(reasons)
     else:
         usual, chosen_steps = scheme.default_steps, steps
         if scheme.name == "semidual":  # a game: every step run, its batch (_semidual)
@@ -685,6 +683,29 @@ def configure(
         short=steps is not None and steps < min(usual, MIN_STEPS),
         usual_steps=int(usual),
     )
+
+
+def _network_words(kind: str) -> str:
+    """The automatic semi-dual game's words on the default network it trains, whose weights
+    are kept non-negative by ``kind`` (:func:`_semidual`)."""
+    words = f", each unit's sharpness learnt ({SemiDual.default_activation})"
+    if kind != "clamp":
+        words += (
+            f", the weights kept non-negative by a {kind} "
+            f"reparametrisation (up to d = {SemiDual.reparametrised_dim}, over "
+            f"{SemiDual.reparametrised_steps} steps or more)"
+        )
+    return words
+
+
+def _on_given(reasons: list[str]) -> list[str]:
+    """``reasons`` for a fit of a potential given: without the default network's widths
+    and the words on its units and weights, which do not describe the potential given."""
+    kept = [r for r in reasons if not r.startswith("widths ")]
+    for kind in ("softplus", "clamp"):  # the longer words first
+        words = _network_words(kind)
+        kept = [r.replace(words, ", the potential given trained as given") for r in kept]
+    return kept
 
 
 def _undecayed(reason: str, weight_decay: float) -> str:

@@ -474,7 +474,17 @@ def fit(
     given = _structure(potential) if chosen else None  # traced once, for both
     network = _nonnegativity(given)
     decays = None if given is None else decays_any(given)
-    config = configure(problem, scheme, divergence, steps, batch_size, patience, network, decays)
+    config = configure(
+        problem,
+        scheme,
+        divergence,
+        steps,
+        batch_size,
+        patience,
+        network,
+        decays,
+        given=potential is not None,
+    )
     seeds = (seed,) if isinstance(seed, int) else tuple(int(s) for s in seed)
     if not seeds:
         raise ValueError("at least one seed is needed")
