@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from capacity import regress  # this folder's scripts
+from fromtrue import network, uvp
 
 import mongeflow as mf
 from mongeflow.maps.base import transport
-from mongeflow.maps.default import default_potential
 from mongeflow.maps.icnn import ICNN
 from mongeflow.metrics import source_with_map
 from mongeflow.schemes import SemiDual
@@ -32,14 +32,9 @@ from mongeflow.schemes import SemiDual
 warnings.simplefilter("ignore")
 
 
-def uvp(f, x, true):
-    tx = np.asarray(transport(f, x))
-    return 100 * float(np.mean(np.sum((tx - true) ** 2, 1)) / np.sum(np.var(true, 0)))
-
-
 def icnn(module):
     """The ICNN inside a potential (the default potential may wrap it)."""
-    found = [m for m in jax.tree.leaves(module, is_leaf=lambda m: isinstance(m, ICNN))]
+    found = jax.tree.leaves(module, is_leaf=lambda m: isinstance(m, ICNN))
     return next(m for m in found if isinstance(m, ICNN))
 
 
@@ -98,12 +93,7 @@ def run(d, lr=0.01, seed=0):
         return rows, jax.vmap(q.true_map)(rows)
 
     tuned = regress(game, sample, lr=lr, seed=seed + 1)
-    make = default_potential(
-        d,
-        SemiDual.default_widths(d),
-        activation=SemiDual.default_activation,
-        nonnegativity=SemiDual(decay_steps=48000).default_nonnegativity(d),
-    )
+    make = network(d, SemiDual(decay_steps=48000).default_nonnegativity(d))
     fresh = regress(make(jax.random.key(seed + 10)), sample, lr=lr, seed=seed + 1)
     kx, ky = jax.random.split(jax.random.key(11))
     xs, ys = q.source.sample(kx, 2**16), q.target.sample(ky, 2**16)
@@ -116,9 +106,9 @@ def run(d, lr=0.01, seed=0):
         lr=lr,
         semidual=objective,
         seed=seed,
-        game=round(uvp(game, x, true), 4),
-        game_tuned=round(uvp(tuned, x, true), 4),
-        fresh_tuned=round(uvp(fresh, x, true), 4),
+        game=round(float(uvp(game, x, true)), 4),
+        game_tuned=round(float(uvp(tuned, x, true)), 4),
+        fresh_tuned=round(float(uvp(fresh, x, true)), 4),
         tails=dict(game=tails(game, x, true), game_tuned=tails(tuned, x, true)),
         near_zero=dict(game=near_zero(game), game_tuned=near_zero(tuned), fresh=near_zero(fresh)),
         wall=round(time.perf_counter() - t0),

@@ -27,12 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from fromtrue import network  # this folder's scripts
 
 import mongeflow as mf
 from mongeflow.maps.base import transport
-from mongeflow.maps.default import default_potential
 from mongeflow.metrics import source_with_map
-from mongeflow.schemes import SemiDual
 from mongeflow.schemes.base import feasible
 
 warnings.simplefilter("ignore")
@@ -53,12 +52,7 @@ def run(d, steps=48000, batch=256, lr=0.003, lam=None, b1=0.9, b2=0.999, seed=0)
     p = mf.get_problem("w2-pair", dim=d)
     xt, true = source_with_map(p, jax.random.key(7), 4096)
     true = np.asarray(true)
-    make = default_potential(
-        d,
-        SemiDual.default_widths(d),
-        activation=SemiDual.default_activation,
-        nonnegativity="softplus",
-    )
+    make = network(d, "softplus")
     nets = (make(jax.random.key(seed)), make(jax.random.key(seed)))
     opt = optax.adam(optax.cosine_decay_schedule(lr, steps), b1=b1, b2=b2)
     params, static = eqx.partition(nets, eqx.is_inexact_array)
