@@ -32,6 +32,12 @@ from mongeflow.schemes import SemiDual
 warnings.simplefilter("ignore")
 
 
+def play(p, seed=0):
+    """φ of the automatic game on problem ``p``, in its own coordinates (one seed)."""
+    res = mf.fit(p, seed=seed, fallback=False, final_eval_size=0, standardize=False)
+    return jax.tree.map(lambda a: a[0] if isinstance(a, jax.Array) else a, res.potentials)
+
+
 def icnn(module):
     """The ICNN inside a potential (the default potential may wrap it)."""
     found = jax.tree.leaves(module, is_leaf=lambda m: isinstance(m, ICNN))
@@ -87,8 +93,7 @@ def run(d, lr=0.01, seed=0):
     x, true = source_with_map(p, jax.random.key(7), 4096)
     true = np.asarray(true)
     t0 = time.perf_counter()
-    res = mf.fit(p, seed=seed, fallback=False, final_eval_size=0, standardize=False)
-    game = jax.tree.map(lambda a: a[0] if isinstance(a, jax.Array) else a, res.potentials)
+    game = play(p, seed)
     q = mf.get_problem("w2-mix3to10", dim=d)
 
     def sample(key, n):

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from fromtrue import network  # this folder's scripts
+from fromtrue import network, uvp  # this folder's scripts
 
 import mongeflow as mf
 from mongeflow.maps.base import transport
@@ -79,16 +79,14 @@ def run(d, steps=48000, batch=256, lr=0.003, lam=None, b1=0.9, b2=0.999, seed=0)
 
         return jax.lax.scan(body, (params, st), jax.random.split(key, chunk_len))[0]
 
-    def uvp(params):
-        phi = eqx.combine(params, static)[0]
-        tx = np.asarray(transport(phi, xt))
-        return 100 * float(np.mean(np.sum((tx - true) ** 2, 1)) / np.sum(np.var(true, 0)))
+    def score(params):
+        return float(uvp(eqx.combine(params, static)[0], xt, true))
 
     t0 = time.perf_counter()
     key, hist = jax.random.key(seed + 1), []
     for i in range(12):
         params, st = chunk(params, st, jax.random.fold_in(key, i))
-        hist.append(round(uvp(params), 3))
+        hist.append(round(score(params), 3))
     return dict(
         d=d,
         steps=steps,
