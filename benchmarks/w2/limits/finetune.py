@@ -13,6 +13,8 @@ rate, 0.01), ``seed``.
 """
 
 import json
+import os
+import pickle
 import sys
 import time
 import warnings
@@ -32,10 +34,19 @@ from mongeflow.schemes import SemiDual
 warnings.simplefilter("ignore")
 
 
-def play(p, seed=0):
-    """φ of the automatic game on problem ``p``, in its own coordinates (one seed)."""
+def play(p, seed=0, keep=None):
+    """φ of the automatic game on problem ``p``, in its own coordinates (one seed); with
+    ``keep`` (a file name), read from that file when there, else written to it (pickled: a
+    scratch file these scripts alone write and read)."""
+    if keep and os.path.exists(keep):
+        with open(keep, "rb") as fh:
+            return pickle.load(fh)
     res = mf.fit(p, seed=seed, fallback=False, final_eval_size=0, standardize=False)
-    return jax.tree.map(lambda a: a[0] if isinstance(a, jax.Array) else a, res.potentials)
+    phi = jax.tree.map(lambda a: a[0] if isinstance(a, jax.Array) else a, res.potentials)
+    if keep:
+        with open(keep, "wb") as fh:
+            pickle.dump(phi, fh)
+    return phi
 
 
 def icnn(module):
