@@ -112,6 +112,26 @@ def test_bad_arguments_raise_clear_errors():
         mf.fit(samples_only, "adam", "kl")
 
 
+def test_a_potential_that_is_not_one_gets_a_clear_error_before_the_fit():
+    """``potential=`` takes a Potential or a function key -> Potential; a network of
+    another kind (an Equinox MLP, which a key does not call), a function returning
+    something else, or a potential built for another d is refused at once, with what was
+    expected, whether or not the scheme is chosen automatically."""
+    import equinox as eqx
+
+    problem = mf.get_problem("gaussian", dim=2)
+    mlp = eqx.nn.MLP(2, "scalar", 8, 1, key=jax.random.key(0))
+    for scheme in (None, "adam"):
+        with pytest.raises(TypeError, match="got a value of type MLP.*subclassing"):
+            mf.fit(problem, scheme, potential=mlp, steps=2)
+        with pytest.raises(TypeError, match="returned a value of type int, not a mongeflow"):
+            mf.fit(problem, scheme, potential=lambda key: 3, steps=2)
+        with pytest.raises(TypeError, match="got a value of type str"):
+            mf.fit(problem, scheme, potential="icnn", steps=2)
+        with pytest.raises(ValueError, match="dimension 2.*build it for d = 2"):
+            mf.fit(problem, scheme, potential=mf.maps.AffinePotential(3), steps=2)
+
+
 @pytest.mark.slow
 def test_independent_batched_lapack_calls_do_not_deadlock():
     """Regression: two independent batched LAPACK calls (an LU and an eigendecomposition of

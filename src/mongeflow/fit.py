@@ -462,6 +462,10 @@ def fit(
 
     Raises:
         FitInterrupted: on Ctrl-C, after every callback's ``on_end``.
+        TypeError: ``potential`` is neither a :class:`~mongeflow.maps.Potential` nor a
+            function of a PRNG key that returns one.
+        ValueError: the potential given does not take a point of the problem's dimension to
+            a scalar (and for other bad settings, each named in its message).
 
     Example:
         >>> import mongeflow as mf
@@ -471,7 +475,8 @@ def fit(
     """
     problem = _posed(problem, dim, standardize, per_feature)
     chosen = scheme is None or isinstance(scheme, str)  # the rate follows the network
-    given = _structure(potential) if chosen else None  # traced once, for both
+    structure = _structure(potential, problem.dim)  # checked, and traced once for both uses
+    given = structure if chosen else None
     network = _nonnegativity(given)
     decays = None if given is None else decays_any(given)
     config = configure(
@@ -664,12 +669,63 @@ def _posed(problem, dim, standardize: bool, per_feature: bool) -> Problem:
     return standardize_problem(problem, per_feature=per_feature) if standardize else problem
 
 
-def _structure(potential):
+def _said(err: Exception) -> str:
+    """An exception's kind and the first line of its message, for an error of our own."""
+    lines = str(err).splitlines() or [""]
+    return f"{type(err).__name__}: {lines[0][:200]}"
+
+
+def _structure(potential, dim: int):
     """``potential`` itself, or for a factory ``key -> potential`` its structure (traced,
-    not built)."""
-    if potential is not None and not isinstance(potential, Potential) and callable(potential):
-        return eqx.filter_eval_shape(potential, jax.random.key(0))
-    return potential
+    not built); ``None`` for none given.
+
+    Raises:
+        TypeError: ``potential`` is neither a :class:`~mongeflow.maps.Potential` nor a
+            function of a PRNG key that returns one (a network of another kind, say).
+        ValueError: the potential does not take one point of dimension ``dim`` to a scalar.
+    """
+    if potential is None:
+        return None
+    how = (
+        "A network of your own becomes one by subclassing mongeflow.Potential: its "
+        "__call__(x) gives φ(x), a scalar, for one point x of shape (d,), and the map is ∇φ "
+        "(a Brenier map when φ is convex, as mongeflow.maps.ICNN is)."
+    )
+    built = potential
+    if not isinstance(potential, Potential):
+        kind = type(potential).__name__
+        if not callable(potential):
+            raise TypeError(
+                f"potential must be a mongeflow Potential or a function key -> Potential; "
+                f"got a value of type {kind}. {how}"
+            )
+        try:
+            built = eqx.filter_eval_shape(potential, jax.random.key(0))
+        except Exception as err:
+            raise TypeError(
+                f"potential must be a mongeflow Potential or a function key -> Potential; "
+                f"got a value of type {kind}, which is not a Potential and could not be "
+                f"called with a PRNG key ({_said(err)}). {how}"
+            ) from err
+        if not isinstance(built, Potential):
+            raise TypeError(
+                f"the function given as potential returned a value of type "
+                f"{type(built).__name__}, not a mongeflow Potential. {how}"
+            )
+    try:
+        value = eqx.filter_eval_shape(built, jax.ShapeDtypeStruct((dim,), jnp.float32))
+    except Exception as err:
+        raise ValueError(
+            f"the potential given ({type(built).__name__}) does not accept one point of the "
+            f"problem's dimension {dim} ({_said(err)}); build it for d = {dim}"
+        ) from err
+    if getattr(value, "shape", None) != ():
+        raise ValueError(
+            f"the potential given ({type(built).__name__}) gives an array of shape "
+            f"{getattr(value, 'shape', None)} for one point of dimension {dim}; it must "
+            f"give φ(x), a scalar"
+        )
+    return built
 
 
 def _nonnegativity(potential) -> str | None:
