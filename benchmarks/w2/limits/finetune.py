@@ -7,7 +7,8 @@ and 5 % of rows, and for each network the share of its non-negative hidden and o
 weights still near zero (below 1e-3); and the semi-dual E φ + E φ* of each map on the same
 2^16 fresh rows a side (its conjugate by Newton's method), the loss the game descends, lowest
 at T*. Each argument is one fit, a JSON object: ``d``, optionally ``lr`` (the regression's
-rate, 0.01), ``seed``.
+rate, 0.01), ``seed``, ``rows`` (also each semi-dual on the fit's own rows). The game is kept
+in a scratch file per d and seed (:func:`play`), which ``polish.py`` shares.
 
     python finetune.py '{"d": 8}'
 """
@@ -16,6 +17,7 @@ import json
 import os
 import pickle
 import sys
+import tempfile
 import time
 import warnings
 
@@ -99,31 +101,32 @@ def near_zero(net):
     return round(float(np.mean(w < 1e-3)), 3)
 
 
-def run(d, lr=0.01, seed=0):
+def run(d, lr=0.01, seed=0, rows=False):
     p = mf.get_problem("w2-pair", dim=d)
     x, true = source_with_map(p, jax.random.key(7), 4096)
     true = np.asarray(true)
     t0 = time.perf_counter()
-    game = play(p, seed)
+    game = play(p, seed, keep=os.path.join(tempfile.gettempdir(), f"w2-game-{d}-{seed}.pkl"))
     q = mf.get_problem("w2-mix3to10", dim=d)
 
     def sample(key, n):
-        rows = q.source.sample(key, n)
-        return rows, jax.vmap(q.true_map)(rows)
+        pts = q.source.sample(key, n)
+        return pts, jax.vmap(q.true_map)(pts)
 
     tuned = regress(game, sample, lr=lr, seed=seed + 1)
     make = network(d, SemiDual(decay_steps=48000).default_nonnegativity(d))
     fresh = regress(make(jax.random.key(seed + 10)), sample, lr=lr, seed=seed + 1)
     kx, ky = jax.random.split(jax.random.key(11))
     xs, ys = q.source.sample(kx, 2**16), q.target.sample(ky, 2**16)
-    objective = {
-        k: semidual(v, xs, ys)
-        for k, v in (("game", game), ("game_tuned", tuned), ("fresh_tuned", fresh))
-    }
+    maps = (("game", game), ("game_tuned", tuned), ("fresh_tuned", fresh))
+    objective = {k: semidual(v, xs, ys) for k, v in maps}
+    if rows:  # also on the fit's own rows, those the game (and polish.py) descend
+        on_rows = {k: semidual(v, p.source.data, p.target.data) for k, v in maps}
     return dict(
         d=d,
         lr=lr,
         semidual=objective,
+        **({"semidual on the fit's rows": on_rows} if rows else {}),
         seed=seed,
         game=round(float(uvp(game, x, true)), 4),
         game_tuned=round(float(uvp(tuned, x, true)), 4),
