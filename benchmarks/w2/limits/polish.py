@@ -9,10 +9,13 @@ the same game), ``refresh`` (Newton's steps before each use, 3), ``seed``, ``poo
 (descend on this many fresh rows a side from the benchmark's samplers instead of the fit's
 rows), ``lbfgs`` (instead of Adam, L-BFGS on all the rows at once, ``steps`` iterations,
 each value with the last iteration's conjugates refreshed by ``refresh`` Newton steps),
-``score`` (also each map's semi-dual on the rows descended and on 2^16 fresh rows a side:
-what the descent lowers, and what it should). One JSON line per fit: the game's L2-UVP and,
-for each descent, the map's at twelve points, on 4 096 fresh source samples. The game is kept
-in a scratch file per d and seed (:func:`finetune.play`), so one game serves several runs.
+``clamp`` (before the descent, store the network's non-negative weights as they act and
+keep them non-negative by the clamp instead of the softplus reparametrisation, whose
+gradient vanishes at weights near 0), ``score`` (also each map's semi-dual on the rows
+descended and on 2^16 fresh rows a side: what the descent lowers, and what it should). One
+JSON line per fit: the game's L2-UVP and, for each descent, the map's at twelve points, on
+4 096 fresh source samples. The game is kept in a scratch file per d and seed
+(:func:`finetune.play`), so one game serves several runs.
 
     python polish.py '{"d": 8}'
 """
@@ -28,7 +31,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from finetune import newton, play, semidual  # this folder's scripts
+from finetune import icnn, newton, play, semidual  # this folder's scripts
 from fromtrue import uvp
 
 import mongeflow as mf
@@ -102,12 +105,41 @@ def lbfgs_descent(static, params, xs, ys, z_all, steps, refresh, chunk=8192):
         yield params
 
 
-def run(d, steps=300, batch=8192, lr=3e-4, refresh=3, seed=0, pool=None, score=False, lbfgs=False):
+def clamped(phi):
+    """The same φ with its network's non-negative weights stored as they act (softplus of
+    the raw values) and kept non-negative by the clamp instead of the reparametrisation."""
+    net = icnn(phi)
+    if net.nonnegativity != "softplus":
+        return phi
+    sp = jax.nn.softplus
+    new = eqx.tree_at(
+        lambda m: (m.z_weights, m.out_weight),
+        net,
+        (tuple(sp(w) for w in net.z_weights), sp(net.out_weight)),
+    )
+    object.__setattr__(new, "nonnegativity", "clamp")  # a static field of a fresh copy
+    return eqx.tree_at(icnn, phi, new)
+
+
+def run(
+    d,
+    steps=300,
+    batch=8192,
+    lr=3e-4,
+    refresh=3,
+    seed=0,
+    pool=None,
+    score=False,
+    lbfgs=False,
+    clamp=False,
+):
     p = mf.get_problem("w2-pair", dim=d)
     x, true = source_with_map(p, jax.random.key(7), 4096)
     t0 = time.perf_counter()
     phi = play(p, seed, keep=os.path.join(tempfile.gettempdir(), f"w2-game-{d}-{seed}.pkl"))
     first, game_wall = float(uvp(phi, x, true)), time.perf_counter() - t0
+    if clamp:
+        phi = clamped(phi)
     xs, ys = p.source.data, p.target.data
     if pool:
         kx, ky = jax.random.split(jax.random.key(1000 + seed))
