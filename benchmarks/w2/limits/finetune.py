@@ -36,10 +36,11 @@ from mongeflow.schemes import SemiDual
 warnings.simplefilter("ignore")
 
 
-def play(p, seed=0, keep=None):
-    """φ of the automatic game on problem ``p``, in its own coordinates (one seed); with
-    ``keep`` (a file name), read from that file when there, else written to it (pickled: a
-    scratch file these scripts alone write and read)."""
+def play(p, seed=0, keep=False):
+    """φ of the automatic game on the W2 pair ``p``, in its own coordinates (one seed); with
+    ``keep``, read from a scratch file per d and seed when there, else written to it
+    (pickled: a file these scripts alone write and read)."""
+    keep = keep and os.path.join(tempfile.gettempdir(), f"w2-game-{p.dim}-{seed}.pkl")
     if keep and os.path.exists(keep):
         with open(keep, "rb") as fh:
             return pickle.load(fh)
@@ -49,6 +50,23 @@ def play(p, seed=0, keep=None):
         with open(keep, "wb") as fh:
             pickle.dump(phi, fh)
     return phi
+
+
+def true_pairs(d):
+    """(key, n) ↦ n fresh source samples of the d-dimensional pair and T* at them."""
+    q = mf.get_problem("w2-mix3to10", dim=d)
+
+    def sample(key, n):
+        x = q.source.sample(key, n)
+        return x, jax.vmap(q.true_map)(x)
+
+    return sample
+
+
+def fresh_rows(d, key, n):
+    """n fresh, independent rows of each side of the d-dimensional pair."""
+    q, (kx, ky) = mf.get_problem("w2-mix3to10", dim=d), jax.random.split(key)
+    return q.source.sample(kx, n), q.target.sample(ky, n)
 
 
 def icnn(module):
@@ -106,18 +124,12 @@ def run(d, lr=0.01, seed=0, rows=False):
     x, true = source_with_map(p, jax.random.key(7), 4096)
     true = np.asarray(true)
     t0 = time.perf_counter()
-    game = play(p, seed, keep=os.path.join(tempfile.gettempdir(), f"w2-game-{d}-{seed}.pkl"))
-    q = mf.get_problem("w2-mix3to10", dim=d)
-
-    def sample(key, n):
-        pts = q.source.sample(key, n)
-        return pts, jax.vmap(q.true_map)(pts)
-
+    game = play(p, seed, keep=True)
+    sample = true_pairs(d)
     tuned = regress(game, sample, lr=lr, seed=seed + 1)
     make = network(d, SemiDual(decay_steps=48000).default_nonnegativity(d))
     fresh = regress(make(jax.random.key(seed + 10)), sample, lr=lr, seed=seed + 1)
-    kx, ky = jax.random.split(jax.random.key(11))
-    xs, ys = q.source.sample(kx, 2**16), q.target.sample(ky, 2**16)
+    xs, ys = fresh_rows(d, jax.random.key(11), 2**16)
     maps = (("game", game), ("game_tuned", tuned), ("fresh_tuned", fresh))
     objective = {k: semidual(v, xs, ys) for k, v in maps}
     if rows:  # also on the fit's own rows, those the game (and polish.py) descend

@@ -13,16 +13,14 @@ flat valley); a rise on the way says a barrier. Each argument is one run, a JSON
 
 import collections
 import json
-import os
 import sys
-import tempfile
 import time
 import warnings
 
 import equinox as eqx
 import jax
 from capacity import regress  # this folder's scripts
-from finetune import newton, play, semidual
+from finetune import newton, play, semidual, true_pairs
 from fromtrue import uvp
 from polish import adam_descent
 
@@ -36,19 +34,14 @@ def run(d, seed=0):
     t0 = time.perf_counter()
     p = mf.get_problem("w2-pair", dim=d)
     x, true = source_with_map(p, jax.random.key(7), 4096)
-    phi = play(p, seed, keep=os.path.join(tempfile.gettempdir(), f"w2-game-{d}-{seed}.pkl"))
+    phi = play(p, seed, keep=True)
     xs, ys = p.source.data, p.target.data
     z0 = jax.lax.map(lambda y: newton(phi, y, y, 40), ys, batch_size=1024)
     params, static = eqx.partition(phi, eqx.is_inexact_array)
     steps = adam_descent(static, params, xs, ys, z0, 0.01, 300, 8192, 3, seed)
     descended = collections.deque(steps, maxlen=1)[0]  # the weights after the last step
-    q = mf.get_problem("w2-mix3to10", dim=d)
-
-    def sample(key, n):
-        pts = q.source.sample(key, n)
-        return pts, jax.vmap(q.true_map)(pts)
-
-    regressed = eqx.partition(regress(phi, sample, lr=0.01, seed=seed + 1), eqx.is_inexact_array)[0]
+    regressed = regress(phi, true_pairs(d), lr=0.01, seed=seed + 1)
+    regressed = eqx.partition(regressed, eqx.is_inexact_array)[0]
     line = []
     for i in range(11):
         t = i / 10

@@ -21,9 +21,7 @@ JSON line per fit: the game's L2-UVP and, for each descent, the map's at twelve 
 """
 
 import json
-import os
 import sys
-import tempfile
 import time
 import warnings
 
@@ -31,21 +29,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from finetune import icnn, newton, play, semidual  # this folder's scripts
+from finetune import fresh_rows, icnn, newton, play, semidual  # this folder's scripts
 from fromtrue import uvp
 
 import mongeflow as mf
 from mongeflow.metrics import source_with_map
-from mongeflow.problems.w2 import push, w2_benchmark
 from mongeflow.schemes.base import feasible
 
 warnings.simplefilter("ignore")
-
-
-def fresh(d, kx, ky, n):
-    """n fresh rows of each side of the d-dimensional benchmark pair, independent."""
-    mu, true_map = w2_benchmark(d)
-    return mu.sample(kx, n), push(true_map, mu.sample(ky, n))
 
 
 def adam_descent(static, params, xs, ys, z_all, rate, steps, batch, refresh, seed):
@@ -97,11 +88,11 @@ def lbfgs_descent(static, params, xs, ys, z_all, steps, refresh, chunk=8192):
         (val, z_all), grad = jax.value_and_grad(value, has_aux=True)(params, z_all)
         fn = lambda p: value(p, z_all)[0]
         u, state = opt.update(grad, state, params, value=val, grad=grad, value_fn=fn)
-        return optax.apply_updates(params, u), state, z_all, val
+        return optax.apply_updates(params, u), state, z_all
 
     state = opt.init(params)
     for _ in range(steps):
-        params, state, z_all, _ = step(params, state, z_all)
+        params, state, z_all = step(params, state, z_all)
         yield params
 
 
@@ -136,16 +127,15 @@ def run(
     p = mf.get_problem("w2-pair", dim=d)
     x, true = source_with_map(p, jax.random.key(7), 4096)
     t0 = time.perf_counter()
-    phi = play(p, seed, keep=os.path.join(tempfile.gettempdir(), f"w2-game-{d}-{seed}.pkl"))
+    phi = play(p, seed, keep=True)
     first, game_wall = float(uvp(phi, x, true)), time.perf_counter() - t0
     if clamp:
         phi = clamped(phi)
     xs, ys = p.source.data, p.target.data
     if pool:
-        kx, ky = jax.random.split(jax.random.key(1000 + seed))
-        xs, ys = fresh(d, kx, ky, pool)
+        xs, ys = fresh_rows(d, jax.random.key(1000 + seed), pool)
     if score:
-        unseen = fresh(d, *jax.random.split(jax.random.key(99)), 2**16)
+        unseen = fresh_rows(d, jax.random.key(99), 2**16)
         losses = lambda f: [round(semidual(f, *r)[0], 4) for r in ((xs, ys), unseen)]
         scores = {"game": losses(phi)}
     z0 = jax.lax.map(lambda y: newton(phi, y, y, 40), ys, batch_size=1024)
