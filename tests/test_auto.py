@@ -2,6 +2,7 @@
 
 import json
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
@@ -386,11 +387,14 @@ def test_a_run_saved_before_the_weight_decay_resumes_without_it(tmp_path):
     assert decay(tmp_path / "old", resume=True) == 0.0
 
 
-def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_network(tmp_path, monkeypatch):
+def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_or_plain_network(
+    tmp_path, monkeypatch
+):
     """At d = 4 the automatic game's rate is 0.03 for its reparametrised network; a network
     whose weights are clamped (asked for on the command line, by a shorter decay for the
-    estimator, or given to ``mf.fit``) gets 0.01 with the reason recorded; a rate given is
-    kept (and listed as given), and a run resumes at the rate it was saved with."""
+    estimator, or given to ``mf.fit``), or a potential given that is not input-convex, gets
+    0.01 with the reason recorded; a rate given is kept (and listed as given), and a run
+    resumes at the rate it was saved with."""
     import importlib
     import json
 
@@ -458,6 +462,20 @@ def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_network(tmp_pat
             mf.fit(problem, potential=Wrapped(inner), callbacks=[Peek()])
         assert ran.value.args[0].learning_rate == expected, kind
 
+    class Plain(mf.Potential):  # not input-convex: ½|x|² + a plain network
+        net: eqx.nn.MLP
+
+        def __call__(self, x):
+            return 0.5 * x @ x + self.net(x)[0]
+
+    def plain(key):
+        return Plain(eqx.nn.MLP(4, 1, 8, 2, activation=jax.nn.softplus, key=key))
+
+    for potential in (plain, plain(jax.random.key(1)), mf.AffinePotential(4)):
+        with pytest.raises(Trained) as ran:
+            mf.fit(problem, potential=potential, callbacks=[Peek()])
+        assert ran.value.args[0].learning_rate == 0.01, potential
+
     def stop(problem, scheme, *args, **kwargs):
         raise Trained(scheme)
 
@@ -481,6 +499,10 @@ def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_network(tmp_pat
     assert rate_for_network(reparametrised, "softplus", "softplus") == (reparametrised, None)
     assert rate_for_network(reparametrised, "clamp", "clamp") == (reparametrised, None)
     assert rate_for_network(reparametrised, "clamp", "softplus")[0].learning_rate == 0.01
+    assert rate_for_network(reparametrised, None, "softplus") == (reparametrised, None)
+    plain_rate, plain_why = rate_for_network(reparametrised, "none", "softplus")
+    assert plain_rate.learning_rate == 0.01
+    assert plain_why.startswith("rate 0.01, not 0.03: the potential given has no weights kept")
 
 
 def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):

@@ -504,22 +504,30 @@ def rate_for_network(
     """``(scheme, reason)``: the automatic semi-dual game's rate re-chosen for the network it
     trains. :data:`SEMIDUAL_REPARAMETRISED_RATE` suits the reparametrised networks it was
     chosen for (``chosen_for``, the choice's own ``default_nonnegativity``, is not
-    ``"clamp"``); a network whose weights are clamped instead (``--nonnegativity clamp``, a
-    shorter ``decay_steps``, a potential given) gets ``SemiDual.learning_rate``, with the
-    reason; any other scheme, choice or network comes back as it is, with ``None``. Call it
-    only where the rate was not given."""
+    ``"clamp"``); a network whose weights are clamped instead (``nonnegativity``
+    ``"clamp"``: ``--nonnegativity clamp``, a shorter ``decay_steps``, a clamped network
+    given) or a potential given with no non-negative weights at all (``"none"``: not an
+    input-convex network) gets ``SemiDual.learning_rate``, with the reason. For a plain
+    network φ(x) = ½|x|² + MLP(x), (64, 64), on the Wasserstein-2 benchmark pair at d = 8
+    (2^16 rows a side, 48 000 steps, one seed) 0.03 left 4.63 % L2-UVP and 0.01 1.39 %.
+    Any other scheme or choice, and the scheme's own network (``nonnegativity`` ``None``)
+    or the one it was chosen for, come back as they are, with ``None``. Call it only where
+    the rate was not given."""
     if (
         not isinstance(scheme, SemiDual)
         or chosen_for == "clamp"
-        or nonnegativity != "clamp"
+        or nonnegativity in (None, chosen_for)
         or scheme.learning_rate != SEMIDUAL_REPARAMETRISED_RATE
     ):
         return scheme, None
     rate = SemiDual.learning_rate
-    reason = (
-        f"rate {rate:g}, not {SEMIDUAL_REPARAMETRISED_RATE:g}: the network's weights are "
-        "clamped, not reparametrised"
+    why = (
+        "the network's weights are clamped, not reparametrised"
+        if nonnegativity == "clamp"
+        else "the potential given has no weights kept non-negative (it is not an "
+        "input-convex network), and the rate was chosen for reparametrised ones"
     )
+    reason = f"rate {rate:g}, not {SEMIDUAL_REPARAMETRISED_RATE:g}: {why}"
     return dataclasses.replace(scheme, learning_rate=rate), reason
 
 

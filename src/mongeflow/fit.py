@@ -384,8 +384,9 @@ def fit(
             (each seed initialised from its own key), or ``None`` for
             :func:`~mongeflow.maps.default_potential` with the scheme's widths, activation
             and non-negativity (``default_widths``, ``default_activation``,
-            ``default_nonnegativity``). Where the scheme is chosen, a clamped network given
-            where the chosen rate is the reparametrised networks' gets the clamped one's
+            ``default_nonnegativity``). Where the scheme is chosen and its rate is the
+            reparametrised networks', a clamped network given, or a potential that is not
+            an input-convex network, gets ``SemiDual.learning_rate``
             (:func:`mongeflow.auto.rate_for_network`; a potential that wraps a clamped
             network counts as clamped). Weight decay reaches the weights a potential's
             :meth:`~mongeflow.maps.Potential.decayed` marks (a wrapper's: those of the
@@ -731,8 +732,10 @@ def _structure(potential, dim: int):
 def _nonnegativity(potential) -> str | None:
     """How the networks of ``potential`` (a potential, or a factory's :func:`_structure`)
     keep their weights non-negative: ``"clamp"`` where any module in it with the setting
-    (the potential itself, or one it wraps) clamps them, else that setting; ``None`` for
-    none given or no such module."""
+    (the potential itself, or one it wraps) clamps them, else that setting; ``"none"`` for
+    a potential with no such module, ``None`` for none given."""
+    if potential is None:
+        return None
 
     def has_setting(node) -> bool:
         return isinstance(node, eqx.Module) and isinstance(
@@ -741,7 +744,7 @@ def _nonnegativity(potential) -> str | None:
 
     nodes = jax.tree_util.tree_leaves(potential, is_leaf=has_setting)
     kinds = sorted({node.nonnegativity for node in nodes if has_setting(node)})
-    return "clamp" if "clamp" in kinds else (kinds[0] if kinds else None)
+    return "clamp" if "clamp" in kinds else (kinds[0] if kinds else "none")
 
 
 def _initial_state(problem: Problem, scheme: Scheme, potential, init_keys) -> FitState:

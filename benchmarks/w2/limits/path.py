@@ -3,7 +3,9 @@ one regression away: play the automatic game on the W2 benchmark pair's 2^16 row
 :func:`finetune.play`'s scratch file), descend its semi-dual as ``polish.py`` does (Adam,
 rate 0.01, 300 steps), regress the game's φ onto T* as ``finetune.py`` does, then follow the
 straight line between the two sets of weights, θ(t) = (1 − t) θ_descent + t θ_regressed, and
-give the semi-dual on the fit's rows and the L2-UVP at eleven points t = 0, 0.1, ..., 1. A
+give the semi-dual on the fit's rows (with the largest residual |∇φ(z) − y| of its
+conjugates; where it exceeds 1e-3, again with ten times Newton's steps) and the L2-UVP at
+eleven points t = 0, 0.1, ..., 1. A
 loss that falls all the way says the descent stopped for want of a direction it could see (a
 flat valley); a rise on the way says a barrier. Each argument is one run, a JSON object:
 ``d``, optionally ``seed``.
@@ -47,11 +49,12 @@ def run(d, seed=0):
         t = i / 10
         mixed = jax.tree.map(lambda a, b, t=t: (1 - t) * a + t * b, descended, regressed)
         f = eqx.combine(mixed, static)
-        line.append(
-            dict(
-                t=t, semidual=round(semidual(f, xs, ys)[0], 5), uvp=round(float(uvp(f, x, true)), 3)
-            )
-        )
+        value, residual = semidual(f, xs, ys)
+        point = dict(t=t, semidual=round(value, 5), residual=float(f"{residual:.2g}"))
+        if residual > 1e-3:  # a conjugate Newton's 40 steps did not reach: ten times more
+            value, residual = semidual(f, xs, ys, iters=400)
+            point.update(semidual_400=round(value, 5), residual_400=float(f"{residual:.2g}"))
+        line.append(dict(point, uvp=round(float(uvp(f, x, true)), 3)))
     return dict(d=d, seed=seed, line=line, wall=round(time.perf_counter() - t0))
 
 
