@@ -1,0 +1,73 @@
+"""Whether the game's start decides its basin: the automatic game on the W2 benchmark pair's
+2^16 rows (in their own coordinates, as ``finetune.play`` plays it), from the default
+reparametrised network with its hidden non-negative weights W^z drawn afresh as
+|N(0, ``scale``²)| instead of the default max(N(0, 0.1²), 0), which leaves half of them at
+the reparametrisation's floor softplus(W_raw) = 1e-4; ``scale`` 0 starts them all there
+(the output weights start there in both, so T = id at the start). Each argument is one fit,
+a JSON object: ``d``, optionally ``scale`` (0.1; ``null`` for the default start), ``seed``.
+One JSON line per fit: the L2-UVP on 4 096 fresh source samples, the rate the fit chose,
+its wall time.
+
+    python start.py '{"d": 8}' '{"d": 8, "scale": 0.0}'
+"""
+
+import json
+import sys
+import time
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import mongeflow as mf
+from mongeflow.maps.default import default_potential
+from mongeflow.maps.icnn import _inverse_softplus
+from mongeflow.metrics import source_with_map
+from mongeflow.schemes import SemiDual
+
+warnings.simplefilter("ignore")
+
+
+def run(d, seed=0, scale=0.1):
+    p = mf.get_problem("w2-pair", dim=d)
+    x, true = source_with_map(p, jax.random.key(7), 4096)
+    true = np.asarray(true)
+    make = default_potential(
+        d,
+        SemiDual.default_widths(d),
+        activation=SemiDual.default_activation,
+        nonnegativity="softplus",
+    )
+
+    def started(key):
+        net = make(key)
+        if scale is None:  # the default start
+            return net
+        keys = jax.random.split(jax.random.fold_in(key, 99), len(net.z_weights))
+        drawn = (
+            jnp.abs(scale * jax.random.normal(k, w.shape))
+            for k, w in zip(keys, net.z_weights, strict=True)
+        )
+        return eqx.tree_at(lambda n: n.z_weights, net, tuple(map(_inverse_softplus, drawn)))
+
+    t0 = time.perf_counter()
+    res = mf.fit(
+        p, potential=started, seed=seed, fallback=False, final_eval_size=0, standardize=False
+    )
+    mapped = np.asarray(res.transport(x))
+    uvp = 100 * float(np.mean(np.sum((mapped - true) ** 2, 1)) / np.sum(np.var(true, 0)))
+    return dict(
+        d=d,
+        seed=seed,
+        scale=scale,
+        uvp=round(uvp, 4),
+        rate=res.scheme.learning_rate,
+        wall=round(time.perf_counter() - t0),
+    )
+
+
+if __name__ == "__main__":
+    for a in sys.argv[1:]:
+        print(json.dumps(run(**json.loads(a))), flush=True)
