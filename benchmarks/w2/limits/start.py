@@ -22,6 +22,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from restart import uvp  # this folder's scripts
 
 import mongeflow as mf
 from mongeflow.maps.default import default_potential
@@ -63,14 +64,12 @@ def run(d, seed=0, scale=0.1, problem="w2-pair"):
     res = mf.fit(
         p, potential=started, seed=seed, fallback=False, final_eval_size=0, standardize=False
     )
-    mapped = np.asarray(res.transport(x))
-    uvp = 100 * float(np.mean(np.sum((mapped - true) ** 2, 1)) / np.sum(np.var(true, 0)))
     return dict(
         problem=problem,
         d=d,
         seed=seed,
         scale=scale,
-        uvp=round(uvp, 4),
+        uvp=round(uvp(res.transport, x, true), 4),
         rate=res.scheme.learning_rate,
         wall=round(time.perf_counter() - t0),
     )
