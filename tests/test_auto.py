@@ -409,13 +409,19 @@ def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_or_plain_networ
         out = out or tmp_path / f"run{len(list(tmp_path.iterdir()))}"
         scheme = _command_line_scheme(tmp_path, 4, *flags)(out, resume)
         chosen = json.loads((out / "run.json").read_text())["settings"]["chosen"]
+        played[:] = [c for c in chosen if c.startswith("semidual")]  # the game's sentence
         return scheme.learning_rate, [c for c in chosen if "clamped" in c or "given" in c]
 
+    played = []
+
     assert rate() == (0.03, [])
+    assert "rate 0.03 decaying" in played[0]
     assert rate("--nonnegativity", "clamp") == (
         0.01,
         [why, "given, over the choice above: nonnegativity clamp"],
     )
+    # the game's sentence quotes the rate it is played at, not the one it was chosen for
+    assert "rate 0.01 decaying" in played[0] and "rate 0.03 decaying" not in played[0]
     assert rate("--nonnegativity", "clamp", "--learning-rate", "0.03") == (
         0.03,
         [why, "given, over the choice above: learning_rate 0.03, nonnegativity clamp"],
@@ -435,7 +441,10 @@ def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_or_plain_networ
     problem = mf.data_problem(x, mf.EmpiricalTarget(y))
     assert configure(problem).scheme.learning_rate == 0.03
     clamped = default_potential(4, (8, 8), nonnegativity="clamp")
-    assert configure(problem, nonnegativity="clamp").scheme.learning_rate == 0.01
+    clamped_choice = configure(problem, nonnegativity="clamp")
+    assert clamped_choice.scheme.learning_rate == 0.01
+    assert any("rate 0.01 decaying" in r for r in clamped_choice.reasons)
+    assert not any("rate 0.03 decaying" in r for r in clamped_choice.reasons)
     given = configure(problem, mf.SemiDual(learning_rate=0.03), nonnegativity="clamp")
     assert given.scheme.learning_rate == 0.03  # a scheme given is used as given
 

@@ -38,7 +38,7 @@ The rules come from measurements on problems the defaults were not tuned on (the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from mongeflow.divergences import DIVERGENCES, Divergence, Drift
 from mongeflow.loop import MIN_STEPS
@@ -532,6 +532,17 @@ def rate_for_network(
     return dataclasses.replace(scheme, learning_rate=rate), reason
 
 
+def rate_rechosen(reasons: Sequence[str], why: str | None) -> list[str]:
+    """``reasons`` with the rate re-chosen by :func:`rate_for_network` (its reason ``why``;
+    ``None``: not re-chosen): the game's sentence quotes the rate it is played at, and
+    ``why`` follows."""
+    if why is None:
+        return list(reasons)
+    old = f"rate {SEMIDUAL_REPARAMETRISED_RATE:.3g} decaying"
+    new = f"rate {SemiDual.learning_rate:.3g} decaying"
+    return [r.replace(old, new) for r in reasons] + [why]
+
+
 def configure_named(
     name: str, problem: Problem, divergence: Divergence, steps: int | None = None
 ) -> Choice:
@@ -663,7 +674,7 @@ def configure(
         reasons.extend(choice.reasons)
         chosen_for = scheme.default_nonnegativity(problem.dim)
         scheme, why = rate_for_network(scheme, nonnegativity, chosen_for)
-        reasons += [why] if why else []
+        reasons = rate_rechosen(reasons, why)
         if decays is False and getattr(scheme, "weight_decay", 0.0):
             reasons = [_undecayed(r, scheme.weight_decay) for r in reasons]
         if given:

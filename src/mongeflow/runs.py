@@ -25,6 +25,7 @@ from mongeflow.auto import (
     choose_divergence,
     configure_divergence,
     rate_for_network,
+    rate_rechosen,
 )
 from mongeflow.divergences import DIVERGENCES
 from mongeflow.files import (
@@ -825,7 +826,7 @@ def build(settings: dict):
         changed.append(f"activation {settings['activation']}")
     if settings["nonnegativity"] != chosen_for:
         changed.append(f"nonnegativity {settings['nonnegativity']}")
-    reasons += [why] if why else []
+    reasons = rate_rechosen(reasons, why)
     if changed:
         reasons.append("given, over the choice above: " + ", ".join(changed))
     settings.setdefault("chosen", reasons)  # a resumed run keeps its record
