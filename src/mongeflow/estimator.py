@@ -251,9 +251,7 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             scheme, steps, patience = choice.scheme, choice.steps, choice.patience
             batch = choice.batch_size
         scheme = _configured(scheme, self.scheme_settings, "scheme")
-        rate_given = any(
-            str(k).replace("-", "_") == "learning_rate" for k in self.scheme_settings or {}
-        )
+        rate_given = "learning_rate" in _named(self.scheme_settings or {})
         if chosen and not rate_given:  # the automatic rate, for the network trained
             scheme, _ = rate_for_network(
                 scheme,
@@ -503,8 +501,13 @@ def _configured(value, settings: Mapping[str, Any] | None, kind: str):
             f"{kind}_settings must be a dict of settings (name -> value), got "
             f"{type(settings).__name__}"
         )
-    flat = {str(k).replace("-", "_"): v for k, v in settings.items()}
-    return configure(value, flat, f"{kind} {getattr(value, 'name', '') or type(value).__name__!r}")
+    name = getattr(value, "name", "") or type(value).__name__
+    return configure(value, _named(settings), f"{kind} {name!r}")
+
+
+def _named(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` by their names as the package spells them (``-`` read as ``_``)."""
+    return {str(k).replace("-", "_"): v for k, v in settings.items()}
 
 
 def _seed(random_state) -> int:
