@@ -113,6 +113,36 @@ def test_identity_init_softplus_is_near_identity(key):
         assert float(jnp.max(jnp.abs(hessians - jnp.eye(d)[None]))) <= 5e-4
 
 
+def test_hidden_scale_sets_the_hidden_nonnegative_weights_start(key):
+    """W^z starts at max(N(0, s²), 0): about half at 0 (the reparametrisation's floor
+    softplus(W_raw) = 1e-4 with ``"softplus"``), the rest of scale s; the default network
+    takes s = 0.03 when reparametrised and the paper's 0.1 when clamped; s < 0 is refused."""
+    from mongeflow.maps.default import REPARAMETRISED_SCALE, default_potential
+
+    def hidden(phi):
+        w = phi.z_weights[0]
+        return np.asarray(jax.nn.softplus(w) if phi.nonnegativity == "softplus" else w)
+
+    for kind, floor in (("clamp", 0.0), ("softplus", 1e-4)):
+        for s in (0.0, 0.03, 0.1):
+            w = hidden(ICNN(4, key, widths=(64, 64), nonnegativity=kind, hidden_scale=s))
+            at_floor = np.isclose(w, floor, rtol=1e-3, atol=1e-7)
+            assert np.all(w >= 0.0)
+            if s == 0.0:
+                assert np.all(at_floor), kind
+                continue
+            assert 0.4 < at_floor.mean() < 0.6, (kind, s)
+            # the half drawn is |N(0, s²)|: its mean is s √(2/π)
+            np.testing.assert_allclose(w[~at_floor].mean(), s * np.sqrt(2 / np.pi), rtol=0.1)
+    assert REPARAMETRISED_SCALE == 0.03
+    for kind, s in (("softplus", REPARAMETRISED_SCALE), ("clamp", 0.1)):
+        w = hidden(default_potential(4, (64, 64), nonnegativity=kind)(key))
+        drawn = w[w > 2e-4]
+        np.testing.assert_allclose(drawn.mean(), s * np.sqrt(2 / np.pi), rtol=0.1)
+    with pytest.raises(ValueError, match="hidden_scale must be ≥ 0, got -0.1"):
+        ICNN(2, key, hidden_scale=-0.1)
+
+
 def test_identity_init_quadratic_factor_trains(key):
     """The low-rank factor starts non-zero, so its gradient is not identically zero.
 

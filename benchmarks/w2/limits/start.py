@@ -1,10 +1,13 @@
 """Whether the game's start decides its basin: the automatic game on the W2 benchmark pair's
 2^16 rows (in their own coordinates, as ``finetune.play`` plays it), from the default
 reparametrised network with its hidden non-negative weights W^z drawn afresh as
-|N(0, ``scale``²)| instead of the default max(N(0, 0.1²), 0), which leaves half of them at
+|N(0, ``scale``²)| instead of the start max(N(0, 0.1²), 0) of H69–H70, which leaves half of them at
 the reparametrisation's floor softplus(W_raw) = 1e-4; ``scale`` 0 starts them all there
-(the output weights start there in both, so T = id at the start). Each argument is one fit,
-a JSON object: ``d``, optionally ``scale`` (0.1; ``null`` for the default start), ``seed``,
+(the output weights start there in both, so T = id at the start); ``"draw": "relu"`` draws
+them as max(N(0, ``scale``²), 0) instead, the default's law at another scale. Each argument
+is one fit, a JSON object: ``d``, optionally ``scale`` (0.1; ``null`` for the default
+network's own start, max(N(0, 0.1²), 0) in the records up to H71, max(N(0, 0.03²), 0)
+since), ``draw`` (``"abs"``), ``seed``,
 ``problem`` (``"dense-pair"``: its 9 000 training rows a side, scored on its 1 000 held-out
 source rows, as ``benchmarks/twosample/cli`` does).
 One JSON line per fit: the L2-UVP on 4 096 fresh source samples, the rate the fit chose,
@@ -33,7 +36,7 @@ from mongeflow.schemes import SemiDual
 warnings.simplefilter("ignore")
 
 
-def run(d, seed=0, scale=0.1, problem="w2-pair"):
+def run(d, seed=0, scale=0.1, problem="w2-pair", draw="abs"):
     if problem == "dense-pair":  # its 9 000 training rows a side, scored on its held-out ones
         p = mf.get_problem("dense-pair", dim=d, n=10000, seed=0, validation=0.1)
         x = p.validation
@@ -54,8 +57,9 @@ def run(d, seed=0, scale=0.1, problem="w2-pair"):
         if scale is None:  # the default start
             return net
         keys = jax.random.split(jax.random.fold_in(key, 99), len(net.z_weights))
+        fold = jnp.abs if draw == "abs" else lambda w: jnp.maximum(w, 0.0)
         drawn = (
-            jnp.abs(scale * jax.random.normal(k, w.shape))
+            fold(scale * jax.random.normal(k, w.shape))
             for k, w in zip(keys, net.z_weights, strict=True)
         )
         return eqx.tree_at(lambda n: n.z_weights, net, tuple(map(_inverse_softplus, drawn)))
@@ -69,6 +73,7 @@ def run(d, seed=0, scale=0.1, problem="w2-pair"):
         d=d,
         seed=seed,
         scale=scale,
+        **({} if draw == "abs" else {"draw": draw}),
         uvp=round(uvp(res.transport, x, true), 4),
         rate=res.scheme.learning_rate,
         wall=round(time.perf_counter() - t0),

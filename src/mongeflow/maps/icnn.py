@@ -93,6 +93,8 @@ class ICNN(Potential):
             1e-4, so T(x) − x = 1e-4 Σ_k ∇z_L,k(x): near-identity, |T(x) − x| ≤ 5e-4 (1 + |x|)
             and |∇²φ − I| ≤ 5e-4 entrywise at d = 2 … 64 with the default widths (measured
             2.5e-4 and 2e-4).
+        hidden_scale: s ≥ 0, the hidden non-negative weights W^z_k start at max(N(0, s²), 0)
+            (half of them at 0, or at the reparametrisation's floor softplus(W_raw) = 1e-4).
 
     Example:
         >>> import jax
@@ -128,6 +130,7 @@ class ICNN(Potential):
         strong_convexity: float = 0.0,
         identity_init: bool = False,
         activation: Activation = "softplus",
+        hidden_scale: float = 0.1,
         dtype=None,
     ):
         check_nonnegativity(nonnegativity)
@@ -135,6 +138,8 @@ class ICNN(Potential):
         widths = tuple(int(w) for w in widths)
         if len(widths) == 0 or min(widths) < 1:
             raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
+        if not hidden_scale >= 0:
+            raise ValueError(f"hidden_scale must be ≥ 0, got {hidden_scale}")
         if strong_convexity < 0:
             raise ValueError(f"strong_convexity must be ≥ 0, got {strong_convexity}")
         if identity_init and strong_convexity >= 1.0:
@@ -152,7 +157,8 @@ class ICNN(Potential):
         self.input_bias = _uniform(next(keys), (widths[0],), dim, dtype)
         z_w, x_w, bs = [], [], []
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
-            z_w.append(self._raw(0.1 * jax.random.normal(next(keys), (w_out, w_in), dtype)))
+            drawn = hidden_scale * jax.random.normal(next(keys), (w_out, w_in), dtype)
+            z_w.append(self._raw(drawn))
             x_w.append(_uniform(next(keys), (w_out, dim), dim, dtype))
             bs.append(_uniform(next(keys), (w_out,), w_in, dtype))
         self.z_weights, self.x_weights, self.biases = tuple(z_w), tuple(x_w), tuple(bs)

@@ -259,7 +259,9 @@ class SemiDual(Scheme):
         The reparametrised network starts slower (its output weights start at
         softplus(W_raw) = 1e-4, where their gradient is 1e-4 times the clamped one's):
         5.5 % against 0.96 % after 1 000 steps (2^13 rows a side at d = 2), but 0.119 %
-        against 0.145 % after 12 000 (2^16 rows)."""
+        against 0.145 % after 12 000 (2^16 rows). The default network, reparametrised,
+        starts its hidden non-negative weights at a third of the clamped one's scale
+        (:data:`~mongeflow.maps.default.REPARAMETRISED_SCALE`)."""
         long = self.decay_steps >= self.reparametrised_steps
         return "softplus" if dim <= self.reparametrised_dim and long else "clamp"
 
