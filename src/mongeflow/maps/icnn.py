@@ -60,6 +60,11 @@ def _identity_quadratic(dim: int, rank: int, scale: float, dtype) -> tuple[Array
     return diag.astype(dtype), factor
 
 
+#: the scale s of the hidden non-negative weights' start, max(N(0, s²), 0): the initialisation
+#: of Dumont, Lacombe & Vialard (2026)'s example
+HIDDEN_SCALE = 0.1
+
+
 class ICNN(Potential):
     """φ(x) = w_outᵀ z_L + b_out [+ aᵀx] [+ ½ xᵀ Q x] + (α/2)|x|², an input-convex network.
 
@@ -130,7 +135,7 @@ class ICNN(Potential):
         strong_convexity: float = 0.0,
         identity_init: bool = False,
         activation: Activation = "softplus",
-        hidden_scale: float = 0.1,
+        hidden_scale: float = HIDDEN_SCALE,
         dtype=None,
     ):
         check_nonnegativity(nonnegativity)
