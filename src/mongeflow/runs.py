@@ -186,6 +186,8 @@ AUTOMATIC = {
     "else both",
     "jitter_keeps_variance": "semidual, where it jitters: on when only the source's rows are",
     "weight_decay": "semidual: 0.01 where it jitters and is played one way (d > 32), else 0",
+    "finish_steps": "semidual: 300 where it jitters and its networks are reparametrised "
+    "(4 < d <= 8, 12000 steps or more) and the steps are the rule's, else 0",
     "decay_steps": "the number of steps: a cosine decay to 0 over the run",
     "tau": "explicit on the drift: min(0.3, 0.6/sqrt(d)); decaying to 0 over the run",
     "inner_steps": "explicit on the drift: 200",
@@ -252,13 +254,16 @@ def run_record(run: Run) -> dict:
 #: scheme settings added after runs were first saved, with the value that means "as before":
 #: a record without one was made with that value (``jitter``: the semi-dual rows unjittered;
 #: ``jitter_rows``, ``jitter_keeps_variance``: the jitter on both sides' rows, as it was;
-#: ``weight_decay``: none)
+#: ``weight_decay``: none; ``finish_steps``: no descent after the game, whatever its
+#: ``finish_rate``)
 ADDED_SETTINGS = {
     "semidual": {
         "jitter": 0.0,
         "jitter_rows": "both",
         "jitter_keeps_variance": False,
         "weight_decay": 0.0,
+        "finish_steps": 0,
+        "finish_rate": 0.03,
     }
 }
 _ADDED = {k: v for table in ADDED_SETTINGS.values() for k, v in table.items()}
@@ -808,7 +813,10 @@ def build(settings: dict):
         if given
         else choice.scheme
     )
-    settings.update(scheme=scheme.name, steps=choice.steps)
+    steps = choice.steps
+    if settings["steps"] is None:  # the rule's: the game's steps and the descent's given
+        steps += getattr(scheme, "finish_steps", 0) - getattr(choice.scheme, "finish_steps", 0)
+    settings.update(scheme=scheme.name, steps=steps)
     reasons = list(choice.reasons)
     if settings.get("nonnegativity") is None:  # the rule, for the scheme as given
         settings["nonnegativity"] = scheme.default_nonnegativity(problem.dim)

@@ -19,7 +19,7 @@ import mongeflow as mf
 from mongeflow.loop import Callback
 from mongeflow.maps.base import transport
 from mongeflow.maps.default import default_potential
-from mongeflow.maps.monge import _newton_conjugate
+from mongeflow.maps.monge import newton_conjugate
 from mongeflow.metrics import source_with_map, target_samples
 
 
@@ -65,7 +65,7 @@ def uvp(m):
 
 
 by_phi = np.asarray(transport(phi, x))
-by_psi = np.asarray(jax.jit(jax.vmap(lambda p: _newton_conjugate(psi, p, 30)))(x))
+by_psi = np.asarray(jax.jit(jax.vmap(lambda p: newton_conjugate(psi, p, 30)))(x))
 print(f"{sys.argv[1]}: kept step {int(res.best_step[0])}, {time.perf_counter() - start:.0f} s")
 print(
     f"  L2-UVP: the fit's map {uvp(res.transport(x)):.3f} %, ∇φ {uvp(by_phi):.3f} %, ∇ψ* "

@@ -442,7 +442,7 @@ class MongeMap(eqx.Module):
         frozen = jax.tree_util.tree_map(
             lambda a: jax.lax.stop_gradient(a) if eqx.is_inexact_array(a) else a, self.potential
         )
-        z = jax.lax.stop_gradient(_newton_conjugate(frozen, jax.lax.stop_gradient(y), iterations))
+        z = jax.lax.stop_gradient(newton_conjugate(frozen, jax.lax.stop_gradient(y), iterations))
         # zero in value; its derivative is the implicit-function derivative of the solve
         step = jnp.linalg.solve(hessian(frozen, z), jax.grad(self.potential)(z) - y)
         z = z - (step - jax.lax.stop_gradient(step))
@@ -563,8 +563,11 @@ def _apply(method: str, m: MongeMap, x: Array, *args) -> Array:
     return one(x) if x.ndim == 1 else jax.vmap(one)(x)
 
 
-def _newton_conjugate(potential: Potential, y: Array, iterations: int) -> Array:
-    """argmin_z φ(z) − ⟨z, y⟩ for one ``y: [d]``: damped Newton from z = y.
+def newton_conjugate(
+    potential: Potential, y: Array, iterations: int, start: Array | None = None
+) -> Array:
+    """argmin_z φ(z) − ⟨z, y⟩ = ∇φ*(y) for one ``y: [d]``: damped Newton from z = ``start``
+    (default y).
 
     Each step solves (∇²φ(z) + μ I) Δ = −(∇φ(z) − y) with a tiny μ = 10⁻⁸ (1 + tr ∇²φ) and
     halves the step until the Armijo condition f(z + tΔ) ≤ f(z) + 10⁻⁴ t ⟨∇f, Δ⟩ + δ holds
@@ -601,5 +604,5 @@ def _newton_conjugate(potential: Potential, y: Array, iterations: int) -> Array:
         z_new = z + t * dz
         return jnp.where(jnp.all(jnp.isfinite(z_new)), z_new, z), None
 
-    z, _ = jax.lax.scan(step, y, None, length=iterations)
+    z, _ = jax.lax.scan(step, y if start is None else start, None, length=iterations)
     return z
