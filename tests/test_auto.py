@@ -649,3 +649,30 @@ def test_the_semidual_game_reparametrises_its_weights_up_to_d_8(tmp_path, monkey
             callbacks=[mf.Checkpoint(tmp_path / "ck", resume=True)],
             **common,
         )
+
+
+def test_the_descent_after_the_game_given_on_the_command_line(tmp_path):
+    """Where the automatic game is followed by its descent (d = 6, rows jittered, networks
+    reparametrised), ``--finish-steps`` sets its length: the run's steps are the game's and
+    the descent's, and the sentence on it in ``chosen`` is said for the steps given (left
+    out for 0)."""
+    from mongeflow import cli, runs
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(20_000, 6)).astype(np.float32))
+    np.save(tmp_path / "y.npy", (1.0 + 0.5 * rng.normal(size=(20_000, 6))).astype(np.float32))
+    common = ["--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
+
+    def built(*flags):
+        args = cli._parser().parse_args(["fit", *common, *flags, "--out", str(tmp_path / "r")])
+        settings = runs.fit_settings(vars(args), tmp_path / "r", resume=False, overwrite=False)
+        scheme = runs.build(settings)[1]
+        said = [r for r in settings["chosen"] if "φ alone descends" in r]
+        return settings["steps"], scheme.decay_steps, scheme.finish_steps, said
+
+    steps, game, finish, said = built()
+    assert finish == 300 and steps == game + 300 and game >= 12_000
+    assert len(said) == 1 and said[0].startswith("then 300 steps")
+    assert built("--finish-steps", "0") == (game, game, 0, [])
+    steps, _, finish, said = built("--finish-steps", "600")
+    assert (steps, finish) == (game + 600, 600) and said[0].startswith("then 600 steps")

@@ -503,12 +503,7 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         f"{SEMIDUAL_BATCH}, every step run" + _network_words(kind)
     )
     if scheme.finish_steps:
-        reasons.append(
-            f"then {scheme.finish_steps} steps in which φ alone descends the semi-dual on "
-            f"{scheme.finish_batches} batches a step, its conjugates solved by Newton's "
-            f"method, rate {scheme.finish_rate:g} decaying to 0: the game, on jittered rows "
-            "with reparametrised networks, settles where its own loss can still be descended"
-        )
+        reasons.append(finish_words(scheme))
     return Choice(
         scheme,
         widths,
@@ -517,6 +512,33 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         patience=None,
         batch_size=SEMIDUAL_BATCH,
     )
+
+
+def finish_words(scheme: SemiDual) -> str:
+    """The automatic semi-dual fit's sentence on the descent after its game (:func:`_semidual`)."""
+    return (
+        f"then {scheme.finish_steps} steps in which φ alone descends the semi-dual on "
+        f"{scheme.finish_batches} batches a step, its conjugates solved by Newton's "
+        f"method, rate {scheme.finish_rate:g} decaying to 0: the game, on jittered rows "
+        "with reparametrised networks, settles where its own loss can still be descended"
+    )
+
+
+def refinished_steps(choice: Choice, scheme: Scheme) -> int:
+    """The rule's steps of ``choice`` for the ``scheme`` it became once settings were given:
+    the game's, and the descent after it of ``scheme``'s length (``finish_steps``)."""
+    finish = lambda s: getattr(s, "finish_steps", 0)  # noqa: E731
+    return choice.steps + finish(scheme) - finish(choice.scheme)
+
+
+def refinished(reasons: list[str], chosen: Scheme, scheme: Scheme) -> list[str]:
+    """``reasons`` of the automatic choice ``chosen`` for the ``scheme`` it became once
+    settings were given: the sentence on the descent after the game said for ``scheme``'s
+    (or left out when it has none)."""
+    if not isinstance(chosen, SemiDual) or not chosen.finish_steps:
+        return reasons
+    kept = [r for r in reasons if r != finish_words(chosen)]
+    return kept + ([finish_words(scheme)] if getattr(scheme, "finish_steps", 0) else [])
 
 
 def rate_for_network(
@@ -704,6 +726,8 @@ def configure(
         usual, chosen_steps = scheme.default_steps, steps
         if scheme.name == "semidual":  # a game: every step run, its batch (_semidual)
             auto_patience, auto_batch = None, SEMIDUAL_BATCH
+            if steps is None and scheme.finish_steps:  # the game's steps, then the descent's
+                chosen_steps = scheme.decay_steps + scheme.finish_steps
     if scheme.needs_target_samples and not problem.target.can_sample:
         raise ValueError(
             f"the {scheme.name} scheme needs samples of the target, which "

@@ -199,6 +199,7 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             choose_divergence,
             configure_divergence,
             rate_for_network,
+            refinished_steps,
         )
         from mongeflow.fit import default_batch_size, fit
         from mongeflow.io import data_problem
@@ -251,6 +252,8 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             scheme, steps, patience = choice.scheme, choice.steps, choice.patience
             batch = choice.batch_size
         scheme = _configured(scheme, self.scheme_settings, "scheme")
+        if chosen and self.max_steps is None:  # the rule's: the game's and the descent's given
+            steps = refinished_steps(choice, scheme)
         rate_given = "learning_rate" in _named(self.scheme_settings or {})
         if chosen and not rate_given:  # the automatic rate, for the network trained
             scheme, _ = rate_for_network(

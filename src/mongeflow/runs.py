@@ -26,6 +26,8 @@ from mongeflow.auto import (
     configure_divergence,
     rate_for_network,
     rate_rechosen,
+    refinished,
+    refinished_steps,
 )
 from mongeflow.divergences import DIVERGENCES
 from mongeflow.files import (
@@ -815,9 +817,9 @@ def build(settings: dict):
     )
     steps = choice.steps
     if settings["steps"] is None:  # the rule's: the game's steps and the descent's given
-        steps += getattr(scheme, "finish_steps", 0) - getattr(choice.scheme, "finish_steps", 0)
+        steps = refinished_steps(choice, scheme)
     settings.update(scheme=scheme.name, steps=steps)
-    reasons = list(choice.reasons)
+    reasons = refinished(list(choice.reasons), choice.scheme, scheme)
     if settings.get("nonnegativity") is None:  # the rule, for the scheme as given
         settings["nonnegativity"] = scheme.default_nonnegativity(problem.dim)
     # the automatic rate, for the network trained (a rate given is kept, and listed below

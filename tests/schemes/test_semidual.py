@@ -533,6 +533,11 @@ def test_more_map_steps_move_the_map_further_towards_the_conjugate(x64):
 def test_the_descent_after_the_game_needs_the_game_to_decay():
     with pytest.raises(ValueError, match="finish_steps needs decay_steps > 0"):
         SemiDual(finish_steps=10)
+    # a scheme given with a descent runs the game's steps and then the descent's
+    problem = mf.get_problem("gaussian-pair", dim=2, n=512)
+    given = SemiDual(decay_steps=100, finish_steps=20)
+    assert mf.auto.configure(problem, given).steps == 120
+    assert mf.auto.configure(problem, given, steps=50).steps == 50
 
 
 def test_the_descent_after_the_game_reaches_the_gaussian_optimum(x64):
