@@ -400,7 +400,8 @@ SEMIDUAL_JITTER_ROWS = "source"
 #: the command line, seeds 0 and 1) 0.72 and 0.86 % L2-UVP in 327 and 323 s against 0.93
 #: and 1.13 % in 265 and 237 s without it (0.90 % with the rows whose conjugate Newton's
 #: steps had not solved left out, at rate 0.01). With the clamped networks of d = 16 it
-#: made the map worse (5.3 % at rate 0.01, against 1.42 %), so it is not played there
+#: ran off at 0.03; at 0.003 it left 0.82 % against 1.38 % (``dense-pair``: 0.17 against
+#: 0.55 %), one seed each and d = 32 not measured, so it is not played there yet
 SEMIDUAL_FINISH_STEPS = 300
 
 
