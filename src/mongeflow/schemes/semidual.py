@@ -449,11 +449,8 @@ class SemiDual(Scheme):
         else:
             x, y = batch.x, batch.y
         start = transport(state.dual, y)
-        frozen = jax.tree.map(
-            lambda a: jax.lax.stop_gradient(a) if eqx.is_inexact_array(a) else a, potential
-        )
-        z = jax.vmap(lambda yi, zi: newton_conjugate(frozen, yi, self.finish_newton, zi))(y, start)
-        z = jax.lax.stop_gradient(z)
+        solve = lambda yi, zi: newton_conjugate(potential, yi, self.finish_newton, zi)  # noqa: E731
+        z = jax.lax.stop_gradient(jax.vmap(solve)(y, start))  # a constant of the loss below
 
         def loss(phi):
             return jnp.mean(jax.vmap(phi)(x)) - jnp.mean(jax.vmap(phi)(z))
