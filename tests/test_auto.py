@@ -512,6 +512,14 @@ def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_or_plain_networ
     plain_rate, plain_why = rate_for_network(reparametrised, "none", "softplus")
     assert plain_rate.learning_rate == 0.01
     assert plain_why.startswith("rate 0.01, not 0.03: the potential given has no weights kept")
+    # the descent after the game slows with the game on a clamped network (a rate of its
+    # own given is kept)
+    finishing = mf.SemiDual(learning_rate=0.03, decay_steps=1000, finish_steps=300)
+    rated, rated_why = rate_for_network(finishing, "clamp", "softplus")
+    assert (rated.learning_rate, rated.finish_rate) == (0.01, 0.003)
+    assert rated_why.startswith("rate 0.01, not 0.03 (the descent after the game's 0.003, not")
+    own = mf.SemiDual(learning_rate=0.03, decay_steps=1000, finish_steps=300, finish_rate=0.01)
+    assert rate_for_network(own, "clamp", "softplus")[0].finish_rate == 0.01
 
 
 def test_each_scheme_builds_its_own_default_network(tmp_path, monkeypatch):
@@ -663,12 +671,18 @@ def test_the_descent_after_the_game_given_on_the_command_line(tmp_path):
     np.save(tmp_path / "y.npy", (1.0 + 0.5 * rng.normal(size=(20_000, 6))).astype(np.float32))
     common = ["--source", str(tmp_path / "x.npy"), "--target", f"samples:{tmp_path / 'y.npy'}"]
 
-    def built(*flags):
+    def settings_and_scheme(*flags):
         args = cli._parser().parse_args(["fit", *common, *flags, "--out", str(tmp_path / "r")])
         settings = runs.fit_settings(vars(args), tmp_path / "r", resume=False, overwrite=False)
-        scheme = runs.build(settings)[1]
+        return settings, runs.build(settings)[1]
+
+    def built(*flags):
+        settings, scheme = settings_and_scheme(*flags)
         said = [r for r in settings["chosen"] if "φ alone descends" in r]
         return settings["steps"], scheme.decay_steps, scheme.finish_steps, said
+
+    def scheme_of(*flags):
+        return settings_and_scheme(*flags)[1]
 
     steps, game, finish, said = built()
     assert finish == 300 and steps == game + 300 and game >= 12_000
@@ -676,3 +690,11 @@ def test_the_descent_after_the_game_given_on_the_command_line(tmp_path):
     assert built("--finish-steps", "0") == (game, game, 0, [])
     steps, _, finish, said = built("--finish-steps", "600")
     assert (steps, finish) == (game + 600, 600) and said[0].startswith("then 600 steps")
+    # the networks clamped instead: the game's rate and the descent's slow down, and the
+    # sentence quotes the descent's rate; a rate of its own given is kept
+    args = ["--nonnegativity", "clamp"]
+    steps, _, finish, said = built(*args)
+    assert (steps, finish) == (game + 300, 300)
+    assert "rate 0.003 decaying" in said[0] and "rate 0.03 decaying" not in said[0]
+    assert scheme_of(*args).finish_rate == 0.003
+    assert scheme_of(*args, "--finish-rate", "0.03").finish_rate == 0.03

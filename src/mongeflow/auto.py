@@ -391,18 +391,32 @@ SEMIDUAL_JITTER = 0.1
 #: sides keeping their variance 4.00 %) against 3.46 %, so both sides are jittered there,
 #: as drawn
 SEMIDUAL_JITTER_ROWS = "source"
-#: where the automatic game's rows are jittered and its networks reparametrised (above d =
-#: :data:`SEMIDUAL_MID_DIM`, up to ``SemiDual.reparametrised_dim``, a side a finite set of
-#: rows, the rule's steps), this many steps follow it in which φ alone descends the
-#: semi-dual, its conjugates solved by Newton's method (``SemiDual.finish_steps``): the
-#: game, at the rates that carry its networks from the identity, settles where its own loss
-#: still descends. On the Wasserstein-2 benchmark pair at d = 8 (2^16 rows a side, through
-#: the command line, seeds 0 and 1) 0.72 and 0.86 % L2-UVP in 327 and 323 s against 0.93
-#: and 1.13 % in 265 and 237 s without it (0.90 % with the rows whose conjugate Newton's
-#: steps had not solved left out, at rate 0.01). With the clamped networks of d = 16 it
-#: ran off at 0.03; at 0.003 it left 0.82 % against 1.38 % (``dense-pair``: 0.17 against
-#: 0.55 %), one seed each and d = 32 not measured, so it is not played there yet
+#: where the automatic game's rows are jittered and it is played both ways (above d =
+#: :data:`SEMIDUAL_MID_DIM`, up to :data:`SEMIDUAL_BIDIRECTIONAL_DIM`, a side a finite set
+#: of rows, the rule's steps), its networks reparametrised or above d = 8, this many steps
+#: follow it in which φ alone descends the semi-dual, its conjugates solved by Newton's
+#: method (``SemiDual.finish_steps``): the game, at the rates that carry its networks from
+#: the identity, settles where its own loss still descends. On the Wasserstein-2
+#: benchmark pair (2^16 rows a side, through the command line, a 2-core CPU):
+#: d = 8 (reparametrised networks, rate 0.03) 0.72 and 0.86 % L2-UVP (seeds 0, 1) in 327
+#: and 323 s against 0.93 and 1.13 % in 265 and 237 s without it (rate 0.01: 0.74 %,
+#: 0.003: 0.75 %, 0.1: 0.72 %; the rows whose conjugate Newton's steps had not solved left
+#: out, at rate 0.01: 0.90 %); d = 16 (clamped networks, rate
+#: :data:`SEMIDUAL_CLAMPED_FINISH_RATE`) 0.82 and 0.87 % (seeds 0, 1) against 1.38 and
+#: 1.39 %, 403 and 426 s; d = 32 0.82 % against 1.42 %, 531 s. On ``dense-pair`` (9 000
+#: rows a side, not tuned on; 8 100 steps, clamped networks) at d = 16 0.17 % against
+#: 0.55 % (206 against 68 s), but at d = 8, where the game already ends near its 8 100
+#: rows' floor, 0.16 and 0.15 % (seeds 0, 1) against 0.15 and 0.09 %: so below d = 8 the
+#: descent follows only the reparametrised networks' game, which needs 12 000 steps' rows
+#: (there ``dense-pair`` with 20 000 rows a side: 0.101 % with it and without). Played one
+#: way (above d = 32) it was not measured
 SEMIDUAL_FINISH_STEPS = 300
+#: the descent's rate (``SemiDual.finish_rate``) after a game on clamped networks
+#: (``SemiDual.default_nonnegativity``), against 0.03 after one on reparametrised networks:
+#: on the benchmark pair at d = 16 the descent at 0.03 ran off (its held-out Sinkhorn
+#: divergence from 1.25 to 54; the fit kept the game's map), at 0.003 it left 0.82 % L2-UVP
+#: against the game's 1.38 %
+SEMIDUAL_CLAMPED_FINISH_RATE = 0.003
 
 
 def training_rows(problem: Problem) -> int | None:
@@ -446,6 +460,10 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     when the training rows are few), each batch's rows jittered by :data:`SEMIDUAL_JITTER`
     of their spread above d = :data:`SEMIDUAL_MID_DIM` when a side is a finite set of rows
     (with fresh samples on both sides there are no rows to fit, only the jitter's bias),
+    there, played both ways, :data:`SEMIDUAL_FINISH_STEPS` steps of φ's descent of the
+    semi-dual after the game (at 0.03 after reparametrised networks,
+    :data:`SEMIDUAL_CLAMPED_FINISH_RATE` after clamped ones above d = 8; the rule's steps
+    only),
     and there, played one way, the layers' weights decayed by :data:`SEMIDUAL_WEIGHT_DECAY`,
     batches of :data:`SEMIDUAL_BATCH`, every step run (a game between two networks: its
     held-out figures do not fall steadily, so no early stop), widths
@@ -471,8 +489,13 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         if not one_way and source_rows:
             off_rows.update(jitter_rows=SEMIDUAL_JITTER_ROWS, jitter_keeps_variance=True)
     kind = SemiDual(decay_steps=steps).default_nonnegativity(d)  # the network's
-    if rows is not None and kind != "clamp" and rule_steps:  # steps given: the game's alone
+    # the descent after the game: played both ways on jittered rows, its networks
+    # reparametrised or above d = 8 (steps given: the game's alone)
+    short = kind == "clamp" and d <= SemiDual.reparametrised_dim  # rows for < 12 000 steps
+    if rows is not None and not one_way and rule_steps and not short:
         off_rows["finish_steps"] = SEMIDUAL_FINISH_STEPS
+        if kind == "clamp":
+            off_rows["finish_rate"] = SEMIDUAL_CLAMPED_FINISH_RATE
     rate = SemiDual.learning_rate
     if one_way:
         rate = SEMIDUAL_ONE_WAY_RATE
@@ -515,13 +538,17 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     )
 
 
+#: how the sentence on the descent after the game opens (:func:`finish_words`)
+FINISH_OPENING = "then "
+
+
 def finish_words(scheme: SemiDual) -> str:
     """The automatic semi-dual fit's sentence on the descent after its game (:func:`_semidual`)."""
     return (
-        f"then {scheme.finish_steps} steps in which φ alone descends the semi-dual on "
+        f"{FINISH_OPENING}{scheme.finish_steps} steps in which φ alone descends the semi-dual on "
         f"{scheme.finish_batches} batches a step, its conjugates solved by Newton's "
-        f"method, rate {scheme.finish_rate:g} decaying to 0: the game, on jittered rows "
-        "with reparametrised networks, settles where its own loss can still be descended"
+        f"method, rate {scheme.finish_rate:g} decaying to 0: the game, on jittered rows, "
+        "settles where its own loss can still be descended"
     )
 
 
@@ -551,7 +578,9 @@ def rate_for_network(
     ``"clamp"``); a network whose weights are clamped instead (``nonnegativity``
     ``"clamp"``: ``--nonnegativity clamp``, a shorter ``decay_steps``, a clamped network
     given) or a potential given with no :class:`~mongeflow.maps.ICNN` in it (``"none"``)
-    gets ``SemiDual.learning_rate``, with the reason. For a plain network
+    gets ``SemiDual.learning_rate``, and the descent after the game (``finish_steps``), at
+    ``SemiDual.finish_rate``, :data:`SEMIDUAL_CLAMPED_FINISH_RATE`, with the reason. For a
+    plain network
     φ(x) = ½|x|² + MLP(x), (64, 64), not input-convex, fitted to the Wasserstein-2
     benchmark pair (2^16 rows a side, the automatic settings otherwise, one seed) 0.03 left
     0.91 and 4.63 % L2-UVP at d = 2 and 8, and 0.01 0.18 and 1.93 %.
@@ -572,8 +601,15 @@ def rate_for_network(
         else "the potential given has no weights kept non-negative by an ICNN's "
         "reparametrisation, the networks the rate was chosen for"
     )
-    reason = f"rate {rate:g}, not {SEMIDUAL_REPARAMETRISED_RATE:g}: {why}"
-    return dataclasses.replace(scheme, learning_rate=rate), reason
+    changes = {"learning_rate": rate}
+    rates = f"rate {rate:g}, not {SEMIDUAL_REPARAMETRISED_RATE:g}"
+    if scheme.finish_steps and scheme.finish_rate == SemiDual.finish_rate:
+        changes["finish_rate"] = SEMIDUAL_CLAMPED_FINISH_RATE
+        rates += (
+            f" (the descent after the game's {SEMIDUAL_CLAMPED_FINISH_RATE:g}, not "
+            f"{SemiDual.finish_rate:g})"
+        )
+    return dataclasses.replace(scheme, **changes), f"{rates}: {why}"
 
 
 def rate_rechosen(reasons: Sequence[str], why: str | None) -> list[str]:
@@ -582,9 +618,14 @@ def rate_rechosen(reasons: Sequence[str], why: str | None) -> list[str]:
     ``why`` follows."""
     if why is None:
         return list(reasons)
-    old = f"rate {SEMIDUAL_REPARAMETRISED_RATE:.3g} decaying"
-    new = f"rate {SemiDual.learning_rate:.3g} decaying"
-    return [r.replace(old, new) for r in reasons] + [why]
+
+    def rechosen(reason: str) -> str:
+        old, new = SEMIDUAL_REPARAMETRISED_RATE, SemiDual.learning_rate
+        if reason.startswith(FINISH_OPENING):  # the descent after the game (finish_words)
+            old, new = SemiDual.finish_rate, SEMIDUAL_CLAMPED_FINISH_RATE
+        return reason.replace(f"rate {old:g} decaying", f"rate {new:g} decaying")
+
+    return [rechosen(r) for r in reasons] + [why]
 
 
 def configure_named(

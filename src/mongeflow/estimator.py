@@ -13,6 +13,7 @@ density, used as a density model.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -254,13 +255,15 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         scheme = _configured(scheme, self.scheme_settings, "scheme")
         if chosen and self.max_steps is None:  # the rule's: the game's and the descent's given
             steps = refinished_steps(choice, scheme)
-        rate_given = "learning_rate" in _named(self.scheme_settings or {})
-        if chosen and not rate_given:  # the automatic rate, for the network trained
-            scheme, _ = rate_for_network(
+        given = _named(self.scheme_settings or {})
+        if chosen and "learning_rate" not in given:  # the automatic rates, for the network
+            rated, _ = rate_for_network(
                 scheme,
                 scheme.default_nonnegativity(problem.dim),
                 choice.scheme.default_nonnegativity(problem.dim),
             )
+            kept = {"finish_rate": scheme.finish_rate} if "finish_rate" in given else {}
+            scheme = dataclasses.replace(rated, **kept)
         batch_size = (
             default_batch_size(problem, batch) if self.batch_size is None else self.batch_size
         )

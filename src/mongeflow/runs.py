@@ -10,6 +10,7 @@ ends the best seed's map (``map.eqx``, ``map.json``), every seed's map in ``seed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -188,8 +189,10 @@ AUTOMATIC = {
     "else both",
     "jitter_keeps_variance": "semidual, where it jitters: on when only the source's rows are",
     "weight_decay": "semidual: 0.01 where it jitters and is played one way (d > 32), else 0",
-    "finish_steps": "semidual: 300 where it jitters and its networks are reparametrised "
-    "(4 < d <= 8, 12000 steps or more) and the steps are the rule's, else 0",
+    "finish_steps": "semidual: 300 where it jitters, is played both ways and its networks "
+    "are reparametrised (4 < d <= 8, 12000 steps or more) or d > 8 (up to 32), and the "
+    "steps are the rule's, else 0",
+    "finish_rate": "semidual: 0.03 after reparametrised networks, 0.003 after clamped ones",
     "decay_steps": "the number of steps: a cosine decay to 0 over the run",
     "tau": "explicit on the drift: min(0.3, 0.6/sqrt(d)); decaying to 0 over the run",
     "inner_steps": "explicit on the drift: 200",
@@ -827,7 +830,9 @@ def build(settings: dict):
     chosen_for = choice.scheme.default_nonnegativity(problem.dim)
     automatic_scheme, why = rate_for_network(choice.scheme, settings["nonnegativity"], chosen_for)
     if "learning_rate" not in given:
-        scheme, _ = rate_for_network(scheme, settings["nonnegativity"], chosen_for)
+        rated, _ = rate_for_network(scheme, settings["nonnegativity"], chosen_for)
+        kept = {"finish_rate": scheme.finish_rate} if "finish_rate" in given else {}
+        scheme = dataclasses.replace(rated, **kept)
     automatic_flat, flat_scheme = flat(automatic_scheme), flat(scheme)
     changed = [f"{k} {v}" for k, v in flat_scheme.items() if _differs(automatic_flat.get(k), v)]
     if settings.get("activation") is None:

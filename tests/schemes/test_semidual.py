@@ -360,13 +360,15 @@ def test_a_target_without_samples_is_refused_with_the_scheme_named():
 def test_the_automatic_game_follows_the_dimension():
     """Both ways (one map update) up to d = 32, one way (two) above; 48 000 steps, but above
     d = 4 the rows are jittered and the steps follow the training rows (at most 256 passes
-    over the smaller side, at least 8 000), and where the networks are also reparametrised
-    the game is followed by 300 steps of φ's descent of the semi-dual (the rule's steps
-    only); rate 0.03 up to
+    over the smaller side, at least 8 000), and where it is also played both ways the game
+    is followed by 300 steps of φ's descent of the semi-dual (the rule's steps only), at
+    0.03 after reparametrised networks and 0.003 after clamped ones above d = 8 (none
+    after clamped ones below); rate 0.03 up to
     d = 8 (reparametrised networks), 0.01 both ways above, 0.003 one way; above d = 64,
     12 000 steps (at d = 128 rate 0.01 ran off the W2 benchmark pair)."""
     from mongeflow.auto import (
         SEMIDUAL_BIDIRECTIONAL_DIM,
+        SEMIDUAL_CLAMPED_FINISH_RATE,
         SEMIDUAL_FINISH_STEPS,
         SEMIDUAL_HIGH_DIM,
         SEMIDUAL_JITTER,
@@ -395,16 +397,23 @@ def test_the_automatic_game_follows_the_dimension():
     assert jittered.scheme.jitter == SEMIDUAL_JITTER and jittered.scheme.learning_rate == 0.03
     assert jittered.scheme.default_nonnegativity(8) == "softplus"
     assert mid.scheme.bidirectional and mid.scheme.map_updates == 1
-    assert SEMIDUAL_FINISH_STEPS == 300
-    assert mid.steps == mid.scheme.decay_steps == 48_000 and mid.scheme.learning_rate == 0.01
-    assert chosen(32, many).steps == 48_000 and chosen(32, many).scheme.bidirectional
-    # rows jittered, networks reparametrised: the game, then φ's descent
+    assert (SEMIDUAL_FINISH_STEPS, SEMIDUAL_CLAMPED_FINISH_RATE) == (300, 0.003)
+    assert mid.scheme.decay_steps == 48_000 and mid.scheme.learning_rate == 0.01
+    widest = chosen(32, many)
+    assert widest.scheme.decay_steps == 48_000 and widest.scheme.bidirectional
+    # rows jittered, played both ways: the game, then φ's descent, slower after clamped
+    # networks (at d = 16 on the W2 benchmark pair 0.03 ran off)
     assert jittered.scheme.decay_steps == 48_000 and jittered.scheme.finish_steps == 300
-    assert jittered.steps == 48_300
+    assert jittered.steps == 48_300 and jittered.scheme.finish_rate == 0.03
     assert any("then 300 steps in which φ alone descends" in r for r in jittered.reasons)
+    assert any("rate 0.03 decaying to 0: the game" in r for r in jittered.reasons)
+    for clamped, d in ((mid, 9), (widest, 32)):
+        assert clamped.scheme.default_nonnegativity(d) == "clamp"
+        assert clamped.scheme.finish_steps == 300 and clamped.steps == 48_300
+        assert clamped.scheme.finish_rate == 0.003
+        assert any("rate 0.003 decaying to 0: the game" in r for r in clamped.reasons)
     assert low.scheme.finish_steps == 0  # d ≤ 4: no rows jittered, no descent after
-    assert mid.scheme.finish_steps == 0  # clamped networks
-    assert not any("φ alone descends" in r for r in low.reasons + mid.reasons)
+    assert not any("φ alone descends" in r for r in low.reasons)
     assert not one_way.scheme.bidirectional and one_way.scheme.map_updates == 2
     assert one_way.steps == 48_000 and one_way.scheme.learning_rate == 0.003
     assert one_way.scheme.finish_steps == high.scheme.finish_steps == 0  # played one way
@@ -414,9 +423,13 @@ def test_the_automatic_game_follows_the_dimension():
     game = lambda c: c.scheme.decay_steps  # without the descent after it
     assert game(chosen(8, 30_000)) == game(chosen(8, 60_000, source_rows=30_000)) == 30_000
     assert chosen(8, 30_000).steps == 30_300
-    # 256 passes; under 12 000 steps the networks are clamped, and no descent follows
+    # 256 passes; under 12 000 steps the networks are clamped, and up to d = 8 no descent
+    # follows (there the game ends near its rows' floor); above, the slower descent
     assert chosen(8, 8_100).steps == chosen(64, 8_100).steps == 8_100
     assert chosen(8, 3_000).steps == chosen(64, 3_000).steps == 8_000  # at least 8 000
+    assert chosen(8, 8_100).scheme.finish_steps == 0
+    few = chosen(16, 8_100).scheme
+    assert (few.decay_steps, few.finish_steps, few.finish_rate) == (8_100, 300, 0.003)
     assert chosen(4, 8_100).steps == 48_000  # d ≤ 4: limited by compute, not rows
     with_rows = mf.Problem(
         "p", mf.EmpiricalSource(jnp.zeros((50, 3))), mf.EmpiricalTarget(jnp.ones((70, 3)))

@@ -161,10 +161,12 @@ class SemiDual(Scheme):
     command line) 300 such steps took the L2-UVP from 0.93 to 0.72 % (seed 1: 1.13 to
     0.86 %) for a fifth more time. A prototype that kept every row's conjugate (300 steps of
     8 192 rows, in the pair's own coordinates) took d = 16 from 1.43 to 0.80 %; this step,
-    on the clamped network there, ran off at 0.03, and at 0.003 (given on the command line)
-    left 0.82 % against 1.38 %, and 0.17 % against 0.55 % on ``dense-pair``; and
-    at d = 4, where the rows are not jittered, the prototype went from 0.30 to 0.35 %: the
-    game there already ends nearer T* than the rows' own optimum.
+    on the clamped network there, ran off at 0.03, and at 0.003 left 0.82 % against 1.38 %
+    (0.17 % against 0.55 % on ``dense-pair``), and at d = 32 0.82 % against 1.42 %, for
+    four more minutes on a 2-core CPU (the automatic fit's rates:
+    :data:`mongeflow.auto.SEMIDUAL_CLAMPED_FINISH_RATE`); at d = 4, where the rows are not
+    jittered, the prototype went from 0.30 to 0.35 %: the game there already ends nearer T*
+    than the rows' own optimum.
 
     The scheme needs target rows in every batch (``needs_target_samples``) and does not use
     the fit's divergence to move: what it descends is the semi-dual itself; the divergence
