@@ -517,7 +517,14 @@ def test_the_reparametrised_games_rate_is_not_given_to_a_clamped_or_plain_networ
     finishing = mf.SemiDual(learning_rate=0.03, decay_steps=1000, finish_steps=300)
     rated, rated_why = rate_for_network(finishing, "clamp", "softplus")
     assert (rated.learning_rate, rated.finish_rate) == (0.01, 0.003)
-    assert rated_why.startswith("rate 0.01, not 0.03 (the descent after the game's 0.003, not")
+    assert rated_why == (
+        "rate 0.01, not 0.03; the descent after the game's rate 0.003, not 0.03: the "
+        "network's weights are clamped, not reparametrised"
+    )
+    game_given = mf.SemiDual(learning_rate=0.02, decay_steps=1000, finish_steps=300)
+    rated, rated_why = rate_for_network(game_given, "clamp", "softplus")
+    assert (rated.learning_rate, rated.finish_rate) == (0.02, 0.003)
+    assert rated_why.startswith("the descent after the game's rate 0.003, not 0.03: the")
     own = mf.SemiDual(learning_rate=0.03, decay_steps=1000, finish_steps=300, finish_rate=0.01)
     assert rate_for_network(own, "clamp", "softplus")[0].finish_rate == 0.01
 
@@ -659,11 +666,14 @@ def test_the_semidual_game_reparametrises_its_weights_up_to_d_8(tmp_path, monkey
         )
 
 
-def test_the_descent_after_the_game_given_on_the_command_line(tmp_path):
+def test_the_descent_after_the_game_given_on_the_command_line(tmp_path, monkeypatch):
     """Where the automatic game is followed by its descent (d = 6, rows jittered, networks
     reparametrised), ``--finish-steps`` sets its length: the run's steps are the game's and
     the descent's, and the sentence on it in ``chosen`` is said for the steps given (left
-    out for 0)."""
+    out for 0). With the networks clamped, the game's rate and the descent's are re-chosen
+    (0.01, 0.003), each unless given, on the command line as in the estimator."""
+    import importlib
+
     from mongeflow import cli, runs
 
     rng = np.random.default_rng(0)
@@ -698,3 +708,26 @@ def test_the_descent_after_the_game_given_on_the_command_line(tmp_path):
     assert "rate 0.003 decaying" in said[0] and "rate 0.03 decaying" not in said[0]
     assert scheme_of(*args).finish_rate == 0.003
     assert scheme_of(*args, "--finish-rate", "0.03").finish_rate == 0.03
+    given_game = scheme_of(*args, "--learning-rate", "0.03")  # the game's rate alone given
+    assert (given_game.learning_rate, given_game.finish_rate) == (0.03, 0.003)
+    settings, _ = settings_and_scheme(*args, "--finish-steps", "0")  # no descent, no word on it
+    assert not any("descent" in r for r in settings["chosen"])
+
+    # the estimator: the same rates where a shorter game clamps the network, a rate given kept
+    class Trained(Exception):
+        """The scheme a fit was about to run."""
+
+    def stop(problem, scheme, *args, **kwargs):
+        raise Trained(scheme)
+
+    monkeypatch.setattr(importlib.import_module("mongeflow.fit"), "fit", stop)
+    x, y = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
+    for settings, rates in (
+        ({"decay_steps": 5000}, (0.01, 0.003)),
+        ({"decay_steps": 5000, "finish_rate": 0.03}, (0.01, 0.03)),
+        ({"decay_steps": 5000, "learning_rate": 0.03}, (0.03, 0.003)),
+        ({}, (0.03, 0.03)),
+    ):
+        with pytest.raises(Trained) as ran:
+            mf.MongeTransport(scheme_settings=settings).fit(x, y)
+        assert (ran.value.args[0].learning_rate, ran.value.args[0].finish_rate) == rates

@@ -162,7 +162,8 @@ def choose_divergence(problem: Problem, scheme: Scheme | str | None = None) -> D
     linear map 55.7, 63.8 %); on ``dense-pair`` (10⁴ rows per side) 0.384 and 1.59 % at
     d = 8, 16 against the drift's 0.43 and 3.63 % (``benchmarks/w2/semidual``,
     ``benchmarks/twosample/semidual``; the scheme's first settings, 12 000 steps of 1 024
-    with one map update a step). At today's settings (48 000 steps of 256, the game played
+    with one map update a step). At the settings before the descent after the game
+    (48 000 steps of 256, the game played
     both ways up to d = 32, one way with two map updates above; above d = 4 the rows
     jittered by :data:`SEMIDUAL_JITTER` of their spread (both ways and with the source a set
     of rows, the source's alone: :data:`SEMIDUAL_JITTER_ROWS`) and the steps following the
@@ -176,7 +177,9 @@ def choose_divergence(problem: Problem, scheme: Scheme | str | None = None) -> D
     0.55 % on ``dense-pair`` (8 100 steps for its 8 100 rows; after 12 000 steps 0.17 and
     0.62 %, and 0.16 and 0.47 % with both sides' rows jittered)
     (``benchmarks/readme/output-samples.md``, ``benchmarks/w2/limits/output-cli.txt``; with
-    softplus units 0.65, 1.26, 3.13, 2.80, 3.91, 5.48, 12.9 % and 0.13, 1.06 %).
+    softplus units 0.65, 1.26, 3.13, 2.80, 3.91, 5.48, 12.9 % and 0.13, 1.06 %). The descent
+    after the game (:data:`SEMIDUAL_FINISH_STEPS`) took d = 8, 16, 32 to 0.72, 0.82 and
+    0.82 %, and ``dense-pair`` at d = 16 to 0.17 %.
 
     The drift against Adam on a sample divergence, measured earlier:
 
@@ -406,7 +409,7 @@ SEMIDUAL_JITTER_ROWS = "source"
 #: 1.39 %, 403 and 426 s; d = 32 0.82 % against 1.42 %, 531 s. On ``dense-pair`` (9 000
 #: rows a side, not tuned on; 8 100 steps, clamped networks) at d = 16 0.17 % against
 #: 0.55 % (206 against 68 s), but at d = 8, where the game already ends near its 8 100
-#: rows' floor, 0.16 and 0.15 % (seeds 0, 1) against 0.15 and 0.09 %: so below d = 8 the
+#: rows' floor, 0.16 and 0.15 % (seeds 0, 1) against 0.15 and 0.09 %: so up to d = 8 the
 #: descent follows only the reparametrised networks' game, which needs 12 000 steps' rows
 #: (there ``dense-pair`` with 20 000 rows a side: 0.101 % with it and without). Played one
 #: way (above d = 32) it was not measured
@@ -572,57 +575,61 @@ def refinished(reasons: list[str], chosen: Scheme, scheme: Scheme) -> list[str]:
 def rate_for_network(
     scheme: Scheme, nonnegativity: str | None, chosen_for: str
 ) -> tuple[Scheme, str | None]:
-    """``(scheme, reason)``: the automatic semi-dual game's rate re-chosen for the network it
+    """``(scheme, reason)``: the automatic semi-dual game's rates re-chosen for the network it
     trains. :data:`SEMIDUAL_REPARAMETRISED_RATE` suits the reparametrised networks it was
     chosen for (``chosen_for``, the choice's own ``default_nonnegativity``, is not
     ``"clamp"``); a network whose weights are clamped instead (``nonnegativity``
     ``"clamp"``: ``--nonnegativity clamp``, a shorter ``decay_steps``, a clamped network
     given) or a potential given with no :class:`~mongeflow.maps.ICNN` in it (``"none"``)
-    gets ``SemiDual.learning_rate``, and the descent after the game (``finish_steps``), at
-    ``SemiDual.finish_rate``, :data:`SEMIDUAL_CLAMPED_FINISH_RATE`, with the reason. For a
-    plain network
+    gets ``SemiDual.learning_rate`` for the game, and, where a descent follows it
+    (``finish_steps``) at ``SemiDual.finish_rate``, :data:`SEMIDUAL_CLAMPED_FINISH_RATE` for
+    the descent, with the reason. For a plain network
     φ(x) = ½|x|² + MLP(x), (64, 64), not input-convex, fitted to the Wasserstein-2
     benchmark pair (2^16 rows a side, the automatic settings otherwise, one seed) 0.03 left
     0.91 and 4.63 % L2-UVP at d = 2 and 8, and 0.01 0.18 and 1.93 %.
     Any other scheme or choice, and the scheme's own network (``nonnegativity`` ``None``)
-    or the one it was chosen for, come back as they are, with ``None``. Call it only where
-    the rate was not given."""
+    or the one it was chosen for, come back as they are, with ``None``. A rate given is
+    the caller's to put back."""
     if (
         not isinstance(scheme, SemiDual)
         or chosen_for == "clamp"
         or nonnegativity in (None, chosen_for)
-        or scheme.learning_rate != SEMIDUAL_REPARAMETRISED_RATE
     ):
         return scheme, None
-    rate = SemiDual.learning_rate
+    changes, rates = {}, []
+    if scheme.learning_rate == SEMIDUAL_REPARAMETRISED_RATE:
+        changes["learning_rate"] = SemiDual.learning_rate
+        rates.append(f"rate {SemiDual.learning_rate:g}, not {SEMIDUAL_REPARAMETRISED_RATE:g}")
+    if scheme.finish_steps and scheme.finish_rate == SemiDual.finish_rate:
+        changes["finish_rate"] = SEMIDUAL_CLAMPED_FINISH_RATE
+        rates.append(
+            f"the descent after the game's rate {SEMIDUAL_CLAMPED_FINISH_RATE:g}, not "
+            f"{SemiDual.finish_rate:g}"
+        )
+    if not changes:
+        return scheme, None
     why = (
         "the network's weights are clamped, not reparametrised"
         if nonnegativity == "clamp"
         else "the potential given has no weights kept non-negative by an ICNN's "
-        "reparametrisation, the networks the rate was chosen for"
+        "reparametrisation, the networks the rates were chosen for"
     )
-    changes = {"learning_rate": rate}
-    rates = f"rate {rate:g}, not {SEMIDUAL_REPARAMETRISED_RATE:g}"
-    if scheme.finish_steps and scheme.finish_rate == SemiDual.finish_rate:
-        changes["finish_rate"] = SEMIDUAL_CLAMPED_FINISH_RATE
-        rates += (
-            f" (the descent after the game's {SEMIDUAL_CLAMPED_FINISH_RATE:g}, not "
-            f"{SemiDual.finish_rate:g})"
-        )
-    return dataclasses.replace(scheme, **changes), f"{rates}: {why}"
+    return dataclasses.replace(scheme, **changes), f"{'; '.join(rates)}: {why}"
 
 
-def rate_rechosen(reasons: Sequence[str], why: str | None) -> list[str]:
-    """``reasons`` with the rate re-chosen by :func:`rate_for_network` (its reason ``why``;
-    ``None``: not re-chosen): the game's sentence quotes the rate it is played at, and
-    ``why`` follows."""
+def rate_rechosen(
+    reasons: Sequence[str], why: str | None, chosen: Scheme, rated: Scheme
+) -> list[str]:
+    """``reasons`` with the rates re-chosen by :func:`rate_for_network` (``chosen`` became
+    ``rated``, for the reason ``why``; ``None``: not re-chosen): the game's sentence quotes
+    the rate it is played at, the descent's (:func:`finish_words`) its own, and ``why``
+    follows."""
     if why is None:
         return list(reasons)
 
     def rechosen(reason: str) -> str:
-        old, new = SEMIDUAL_REPARAMETRISED_RATE, SemiDual.learning_rate
-        if reason.startswith(FINISH_OPENING):  # the descent after the game (finish_words)
-            old, new = SemiDual.finish_rate, SEMIDUAL_CLAMPED_FINISH_RATE
+        name = "finish_rate" if reason.startswith(FINISH_OPENING) else "learning_rate"
+        old, new = getattr(chosen, name), getattr(rated, name)
         return reason.replace(f"rate {old:g} decaying", f"rate {new:g} decaying")
 
     return [rechosen(r) for r in reasons] + [why]
@@ -758,8 +765,9 @@ def configure(
         auto_batch = choice.batch_size
         reasons.extend(choice.reasons)
         chosen_for = scheme.default_nonnegativity(problem.dim)
-        scheme, why = rate_for_network(scheme, nonnegativity, chosen_for)
-        reasons = rate_rechosen(reasons, why)
+        rated, why = rate_for_network(scheme, nonnegativity, chosen_for)
+        reasons = rate_rechosen(reasons, why, scheme, rated)
+        scheme = rated
         if decays is False and getattr(scheme, "weight_decay", 0.0):
             reasons = [_undecayed(r, scheme.weight_decay) for r in reasons]
         if given:

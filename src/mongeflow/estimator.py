@@ -255,14 +255,15 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         scheme = _configured(scheme, self.scheme_settings, "scheme")
         if chosen and self.max_steps is None:  # the rule's: the game's and the descent's given
             steps = refinished_steps(choice, scheme)
-        given = _named(self.scheme_settings or {})
-        if chosen and "learning_rate" not in given:  # the automatic rates, for the network
+        if chosen:  # the automatic rates, for the network trained (a rate given is kept)
             rated, _ = rate_for_network(
                 scheme,
                 scheme.default_nonnegativity(problem.dim),
                 choice.scheme.default_nonnegativity(problem.dim),
             )
-            kept = {"finish_rate": scheme.finish_rate} if "finish_rate" in given else {}
+            given = _named(self.scheme_settings or {})
+            rates = ("learning_rate", "finish_rate")
+            kept = {k: getattr(scheme, k) for k in rates if k in given}
             scheme = dataclasses.replace(rated, **kept)
         batch_size = (
             default_batch_size(problem, batch) if self.batch_size is None else self.batch_size

@@ -386,8 +386,9 @@ def fit(
             and non-negativity (``default_widths``, ``default_activation``,
             ``default_nonnegativity``). Where the scheme is chosen and its rate is the
             reparametrised networks', a clamped network given, or a potential that is not
-            an input-convex network, gets ``SemiDual.learning_rate``
-            (:func:`mongeflow.auto.rate_for_network`; a potential that wraps a clamped
+            an input-convex network, gets ``SemiDual.learning_rate`` (and the descent
+            after the game, where there is one, ``auto.SEMIDUAL_CLAMPED_FINISH_RATE``:
+            :func:`mongeflow.auto.rate_for_network`; a potential that wraps a clamped
             network counts as clamped). Weight decay reaches the weights a potential's
             :meth:`~mongeflow.maps.Potential.decayed` marks (a wrapper's: those of the
             networks it holds); where a chosen decay reaches none, ``chosen`` says so.

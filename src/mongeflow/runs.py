@@ -825,14 +825,18 @@ def build(settings: dict):
     reasons = refinished(list(choice.reasons), choice.scheme, scheme)
     if settings.get("nonnegativity") is None:  # the rule, for the scheme as given
         settings["nonnegativity"] = scheme.default_nonnegativity(problem.dim)
-    # the automatic rate, for the network trained (a rate given is kept, and listed below
+    # the automatic rates, for the network trained (a rate given is kept, and listed below
     # when it differs from that rule's)
+    nonnegativity = settings["nonnegativity"]
     chosen_for = choice.scheme.default_nonnegativity(problem.dim)
-    automatic_scheme, why = rate_for_network(choice.scheme, settings["nonnegativity"], chosen_for)
-    if "learning_rate" not in given:
-        rated, _ = rate_for_network(scheme, settings["nonnegativity"], chosen_for)
-        kept = {"finish_rate": scheme.finish_rate} if "finish_rate" in given else {}
-        scheme = dataclasses.replace(rated, **kept)
+    automatic_scheme, why = rate_for_network(choice.scheme, nonnegativity, chosen_for)
+    finish = getattr(scheme, "finish_steps", 0)
+    if finish != getattr(choice.scheme, "finish_steps", 0):  # the descent's reason as run
+        trained = dataclasses.replace(choice.scheme, finish_steps=finish)
+        why = rate_for_network(trained, nonnegativity, chosen_for)[1]
+    rated, _ = rate_for_network(scheme, nonnegativity, chosen_for)
+    rates = ("learning_rate", "finish_rate")
+    scheme = dataclasses.replace(rated, **{k: getattr(scheme, k) for k in rates if k in given})
     automatic_flat, flat_scheme = flat(automatic_scheme), flat(scheme)
     changed = [f"{k} {v}" for k, v in flat_scheme.items() if _differs(automatic_flat.get(k), v)]
     if settings.get("activation") is None:
@@ -841,7 +845,7 @@ def build(settings: dict):
         changed.append(f"activation {settings['activation']}")
     if settings["nonnegativity"] != chosen_for:
         changed.append(f"nonnegativity {settings['nonnegativity']}")
-    reasons = rate_rechosen(reasons, why)
+    reasons = rate_rechosen(reasons, why, choice.scheme, automatic_scheme)
     if changed:
         reasons.append("given, over the choice above: " + ", ".join(changed))
     settings.setdefault("chosen", reasons)  # a resumed run keeps its record
