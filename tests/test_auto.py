@@ -708,6 +708,7 @@ def test_the_descent_after_the_game_given_on_the_command_line(tmp_path, monkeypa
     assert "rate 0.003 decaying" in said[0] and "rate 0.03 decaying" not in said[0]
     assert scheme_of(*args).finish_rate == 0.003
     assert scheme_of(*args, "--finish-rate", "0.03").finish_rate == 0.03
+    assert scheme_of("--finish-batches", "8").finish_batches == 8
     given_game = scheme_of(*args, "--learning-rate", "0.03")  # the game's rate alone given
     assert (given_game.learning_rate, given_game.finish_rate) == (0.03, 0.003)
     settings, _ = settings_and_scheme(*args, "--finish-steps", "0")  # no descent, no word on it

@@ -269,6 +269,7 @@ ADDED_SETTINGS = {
         "weight_decay": 0.0,
         "finish_steps": 0,
         "finish_rate": 0.03,
+        "finish_batches": 32,
     }
 }
 _ADDED = {k: v for table in ADDED_SETTINGS.values() for k, v in table.items()}

@@ -588,3 +588,42 @@ def test_the_descent_after_the_game_reaches_the_gaussian_optimum(x64):
     np.testing.assert_array_equal(np.asarray(done.dual.A), np.asarray(psi.A))
     assert int(done.step) == 305 and int(done.finish_state[0].count) == 300
     assert float(objective) == pytest.approx(w2_half, rel=0.02)  # target rows redrawn
+
+
+def test_each_step_of_the_descent_takes_finish_batches_of_the_loops_batches():
+    from mongeflow.settings import configure
+
+    """``finish_batches`` k: the step's own batch, and for k > 1 k − 1 more drawn from the
+    task in one vmapped draw."""
+    x, y, bures, _ = _gaussian_pair(n=200)
+    d = x.shape[1]
+    off = AffinePotential(d, A=1.3 * bures)
+    psi = AffinePotential(d, A=np.linalg.inv(1.3 * bures))
+    batch = Batch(jnp.asarray(x), jnp.asarray(y))
+    drawn = []
+
+    class Counting:  # the task, counting the batches the descent draws from it
+        def __init__(self, task):
+            self.task = task
+
+        def __getattr__(self, name):
+            return getattr(self.task, name)
+
+        def sample(self, key):
+            drawn.append(key.shape)
+            return self.task.sample(key)
+
+    moved, draws = [], []
+    for k in (1, 3):
+        scheme = SemiDual(decay_steps=1, finish_steps=5, finish_batches=k)
+        state = scheme.init(off)._replace(dual=psi, step=jnp.asarray(1, jnp.int32))
+        drawn.clear()
+        phi, _, _ = scheme._finish_step(off, state, batch, Counting(_task(x, y)), jax.random.key(0))
+        moved.append(np.asarray(phi.A))
+        draws.append(len(drawn))
+    assert draws[1] == draws[0] + 1  # k = 3: one more draw, a vmapped batch of two keys
+    for m in moved:
+        assert not np.allclose(m, np.asarray(off.A))
+    assert SemiDual(finish_batches=2, decay_steps=1).finish_batches == 2
+    with pytest.raises(ValueError, match="finish_batches must be"):
+        configure(SemiDual(decay_steps=1), {"finish_batches": 0}, "scheme 'semidual'")

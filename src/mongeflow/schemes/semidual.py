@@ -245,14 +245,18 @@ class SemiDual(Scheme):
         low=0.0,
         low_open=True,
     )
+    finish_batches: int = setting(
+        32,
+        help="the loop's batches each step of φ's descent after the game takes: a descent of "
+        "the loss itself, where the game's small batches are noise (semidual)",
+        static=True,
+        low=1,
+    )
     name: ClassVar[str] = "semidual"
     default_steps: ClassVar[int] = 48000
     #: Newton's steps that solve each conjugate in the descent after the game, from the
     #: dual's map ∇ψ(y)
     finish_newton: ClassVar[int] = 4
-    #: each step of the descent after the game takes this many of the loop's batches: a
-    #: descent of the loss itself, where the game's small batches are noise
-    finish_batches: ClassVar[int] = 32
     needs_target_samples: ClassVar[bool] = True
     #: each unit of both networks learns its sharpness β in softplus(β u)/β. On the
     #: Wasserstein-2 benchmark pair (both ways, 12 000 steps of 256, one seed) it left 0.17,
