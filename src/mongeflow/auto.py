@@ -38,7 +38,7 @@ The rules come from measurements on problems the defaults were not tuned on (the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from mongeflow.divergences import DIVERGENCES, Divergence, Drift
 from mongeflow.loop import MIN_STEPS
@@ -573,7 +573,7 @@ def refinished(reasons: list[str], chosen: Scheme, scheme: Scheme) -> list[str]:
 
 
 def rate_for_network(
-    scheme: Scheme, nonnegativity: str | None, chosen_for: str
+    scheme: Scheme, nonnegativity: str | None, chosen_for: str, given: Collection[str] = ()
 ) -> tuple[Scheme, str | None]:
     """``(scheme, reason)``: the automatic semi-dual game's rates re-chosen for the network it
     trains. :data:`SEMIDUAL_REPARAMETRISED_RATE` suits the reparametrised networks it was
@@ -588,8 +588,8 @@ def rate_for_network(
     benchmark pair (2^16 rows a side, the automatic settings otherwise, one seed) 0.03 left
     0.91 and 4.63 % L2-UVP at d = 2 and 8, and 0.01 0.18 and 1.93 %.
     Any other scheme or choice, and the scheme's own network (``nonnegativity`` ``None``)
-    or the one it was chosen for, come back as they are, with ``None``. A rate given is
-    the caller's to put back."""
+    or the one it was chosen for, come back as they are, with ``None``. A rate named in
+    ``given`` (``learning_rate``, ``finish_rate``: the settings given) is kept."""
     if (
         not isinstance(scheme, SemiDual)
         or chosen_for == "clamp"
@@ -597,10 +597,11 @@ def rate_for_network(
     ):
         return scheme, None
     changes, rates = {}, []
-    if scheme.learning_rate == SEMIDUAL_REPARAMETRISED_RATE:
+    if scheme.learning_rate == SEMIDUAL_REPARAMETRISED_RATE and "learning_rate" not in given:
         changes["learning_rate"] = SemiDual.learning_rate
         rates.append(f"rate {SemiDual.learning_rate:g}, not {SEMIDUAL_REPARAMETRISED_RATE:g}")
-    if scheme.finish_steps and scheme.finish_rate == SemiDual.finish_rate:
+    finish_given = "finish_rate" in given
+    if scheme.finish_steps and scheme.finish_rate == SemiDual.finish_rate and not finish_given:
         changes["finish_rate"] = SEMIDUAL_CLAMPED_FINISH_RATE
         rates.append(
             f"the descent after the game's rate {SEMIDUAL_CLAMPED_FINISH_RATE:g}, not "

@@ -13,7 +13,6 @@ density, used as a density model.
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -256,15 +255,12 @@ class MongeTransport(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if chosen and self.max_steps is None:  # the rule's: the game's and the descent's given
             steps = refinished_steps(choice, scheme)
         if chosen:  # the automatic rates, for the network trained (a rate given is kept)
-            rated, _ = rate_for_network(
+            scheme, _ = rate_for_network(
                 scheme,
                 scheme.default_nonnegativity(problem.dim),
                 choice.scheme.default_nonnegativity(problem.dim),
+                _named(self.scheme_settings or {}),
             )
-            given = _named(self.scheme_settings or {})
-            rates = ("learning_rate", "finish_rate")
-            kept = {k: getattr(scheme, k) for k in rates if k in given}
-            scheme = dataclasses.replace(rated, **kept)
         batch_size = (
             default_batch_size(problem, batch) if self.batch_size is None else self.batch_size
         )

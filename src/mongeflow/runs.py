@@ -835,9 +835,7 @@ def build(settings: dict):
     if finish != getattr(choice.scheme, "finish_steps", 0):  # the descent's reason as run
         trained = dataclasses.replace(choice.scheme, finish_steps=finish)
         why = rate_for_network(trained, nonnegativity, chosen_for)[1]
-    rated, _ = rate_for_network(scheme, nonnegativity, chosen_for)
-    rates = ("learning_rate", "finish_rate")
-    scheme = dataclasses.replace(rated, **{k: getattr(scheme, k) for k in rates if k in given})
+    scheme, _ = rate_for_network(scheme, nonnegativity, chosen_for, given)
     automatic_flat, flat_scheme = flat(automatic_scheme), flat(scheme)
     changed = [f"{k} {v}" for k, v in flat_scheme.items() if _differs(automatic_flat.get(k), v)]
     if settings.get("activation") is None:

@@ -591,10 +591,10 @@ def test_the_descent_after_the_game_reaches_the_gaussian_optimum(x64):
 
 
 def test_each_step_of_the_descent_takes_finish_batches_of_the_loops_batches():
-    from mongeflow.settings import configure
-
     """``finish_batches`` k: the step's own batch, and for k > 1 k − 1 more drawn from the
     task in one vmapped draw."""
+    from mongeflow.settings import configure
+
     x, y, bures, _ = _gaussian_pair(n=200)
     d = x.shape[1]
     off = AffinePotential(d, A=1.3 * bures)
