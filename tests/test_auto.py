@@ -695,8 +695,8 @@ def test_the_descent_after_the_game_given_on_the_command_line(tmp_path, monkeypa
         return settings_and_scheme(*flags)[1]
 
     steps, game, finish, said = built()
-    assert finish == 300 and steps == game + 300 and game >= 12_000
-    assert len(said) == 1 and said[0].startswith("then 300 steps")
+    assert finish == 2_000 and steps == game + 2_000 and game >= 12_000
+    assert len(said) == 1 and said[0].startswith("then 2000 steps")
     assert built("--finish-steps", "0") == (game, game, 0, [])
     steps, _, finish, said = built("--finish-steps", "600")
     assert (steps, finish) == (game + 600, 600) and said[0].startswith("then 600 steps")
@@ -704,7 +704,7 @@ def test_the_descent_after_the_game_given_on_the_command_line(tmp_path, monkeypa
     # sentence quotes the descent's rate; a rate of its own given is kept
     args = ["--nonnegativity", "clamp"]
     steps, _, finish, said = built(*args)
-    assert (steps, finish) == (game + 300, 300)
+    assert (steps, finish) == (game + 2_000, 2_000)
     assert "rate 0.003 decaying" in said[0] and "rate 0.03 decaying" not in said[0]
     assert scheme_of(*args).finish_rate == 0.003
     assert scheme_of(*args, "--finish-rate", "0.03").finish_rate == 0.03

@@ -178,8 +178,8 @@ def choose_divergence(problem: Problem, scheme: Scheme | str | None = None) -> D
     0.62 %, and 0.16 and 0.47 % with both sides' rows jittered)
     (``benchmarks/readme/output-samples.md``, ``benchmarks/w2/limits/output-cli.txt``; with
     softplus units 0.65, 1.26, 3.13, 2.80, 3.91, 5.48, 12.9 % and 0.13, 1.06 %). The descent
-    after the game (:data:`SEMIDUAL_FINISH_STEPS`) took d = 8, 16, 32 to 0.72, 0.82 and
-    0.82 %, and ``dense-pair`` at d = 16 to 0.17 %.
+    after the game (:data:`SEMIDUAL_FINISH_STEPS`, :data:`SEMIDUAL_REPARAMETRISED_FINISH_STEPS`)
+    took d = 8, 16, 32 to 0.69, 0.81 and 0.83 %, and ``dense-pair`` at d = 16 to 0.18 %.
 
     The drift against Adam on a sample divergence, measured earlier:
 
@@ -396,24 +396,36 @@ SEMIDUAL_JITTER = 0.1
 SEMIDUAL_JITTER_ROWS = "source"
 #: where the automatic game's rows are jittered and it is played both ways (above d =
 #: :data:`SEMIDUAL_MID_DIM`, up to :data:`SEMIDUAL_BIDIRECTIONAL_DIM`, a side a finite set
-#: of rows, the rule's steps), its networks reparametrised or above d = 8, this many steps
-#: follow it in which φ alone descends the semi-dual, its conjugates solved by Newton's
-#: method (``SemiDual.finish_steps``): the game, at the rates that carry its networks from
-#: the identity, settles where its own loss still descends. On the Wasserstein-2
-#: benchmark pair (2^16 rows a side, through the command line, a 2-core CPU):
-#: d = 8 (reparametrised networks, rate 0.03) 0.72 and 0.86 % L2-UVP (seeds 0, 1) in 327
-#: and 323 s against 0.93 and 1.13 % in 265 and 237 s without it (rate 0.01: 0.74 %,
-#: 0.003: 0.75 %, 0.1: 0.72 %; the rows whose conjugate Newton's steps had not solved left
-#: out, at rate 0.01: 0.90 %); d = 16 (clamped networks, rate
-#: :data:`SEMIDUAL_CLAMPED_FINISH_RATE`) 0.82 and 0.87 % (seeds 0, 1) against 1.38 and
-#: 1.39 %, 403 and 426 s; d = 32 0.82 % against 1.42 %, 531 s. On ``dense-pair`` (9 000
+#: of rows, the rule's steps), its networks clamped above d = 8, this many steps follow it
+#: in which φ alone descends the semi-dual, its conjugates solved by Newton's method
+#: (``SemiDual.finish_steps``; after reparametrised networks
+#: :data:`SEMIDUAL_REPARAMETRISED_FINISH_STEPS`): the game, at the rates that carry its
+#: networks from the identity, settles where its own loss still descends. On the
+#: Wasserstein-2 benchmark pair (2^16 rows a side, through the command line, a 2-core CPU),
+#: each conjugate solved afresh by 4 of Newton's steps: d = 8 (reparametrised networks,
+#: rate 0.03, 300 steps) 0.72 and 0.86 % L2-UVP (seeds 0, 1) in 327 and 323 s against 0.93
+#: and 1.13 % in 265 and 237 s without it (rate 0.01: 0.74 %, 0.003: 0.75 %, 0.1: 0.72 %;
+#: the rows whose conjugate Newton's steps had not solved left out, at rate 0.01: 0.90 %);
+#: d = 16 (clamped networks, rate :data:`SEMIDUAL_CLAMPED_FINISH_RATE`) 0.82 and 0.87 %
+#: (seeds 0, 1) against 1.38 and 1.39 %, 403 and 426 s; d = 32 0.82 % against 1.42 %, 531
+#: s. With each target row's conjugate kept from one visit to the next (one Newton's step
+#: a visit): d = 16 0.81 % in 320 s, d = 32 0.83 % in 432 s, ``dense-pair`` at d = 16
+#: 0.18 % in 81 s. On ``dense-pair`` (9 000
 #: rows a side, not tuned on; 8 100 steps, clamped networks) at d = 16 0.17 % against
 #: 0.55 % (206 against 68 s), but at d = 8, where the game already ends near its 8 100
 #: rows' floor, 0.16 and 0.15 % (seeds 0, 1) against 0.15 and 0.09 %: so up to d = 8 the
 #: descent follows only the reparametrised networks' game, which needs 12 000 steps' rows
-#: (there ``dense-pair`` with 20 000 rows a side: 0.101 % with it and without). Played one
-#: way (above d = 32) it was not measured
+#: (there ``dense-pair`` with 20 000 rows a side: 0.101 % with 300 steps and without).
+#: Played one way (above d = 32) it was not measured
 SEMIDUAL_FINISH_STEPS = 300
+#: the descent's steps after a game on reparametrised networks (up to d = 8, over 12 000
+#: steps or more), where it is cheapest: each target row's conjugate kept from one visit to
+#: the next (``SemiDualState.conjugates``), a step costs a third of one that solves them
+#: afresh. On the Wasserstein-2 benchmark pair at d = 8 (2^16 rows a side, through the
+#: command line, a 2-core CPU), from the same game (0.93 % L2-UVP): 300, 1 500 and 2 000
+#: steps left 0.729, 0.692 and 0.686 % in 31, 100 and 153 s (300 steps solving each
+#: conjugate afresh by 4 of Newton's steps: 0.728 % in 97 s; 1 500: 0.6955 % in 328 s)
+SEMIDUAL_REPARAMETRISED_FINISH_STEPS = 2000
 #: the descent's rate (``SemiDual.finish_rate``) after a game on clamped networks
 #: (``SemiDual.default_nonnegativity``), against 0.03 after one on reparametrised networks:
 #: on the benchmark pair at d = 16 the descent at 0.03 ran off (its held-out Sinkhorn
@@ -463,10 +475,10 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
     when the training rows are few), each batch's rows jittered by :data:`SEMIDUAL_JITTER`
     of their spread above d = :data:`SEMIDUAL_MID_DIM` when a side is a finite set of rows
     (with fresh samples on both sides there are no rows to fit, only the jitter's bias),
-    there, played both ways, :data:`SEMIDUAL_FINISH_STEPS` steps of φ's descent of the
-    semi-dual after the game (at 0.03 after reparametrised networks,
-    :data:`SEMIDUAL_CLAMPED_FINISH_RATE` after clamped ones above d = 8; the rule's steps
-    only),
+    there, played both ways, φ's descent of the semi-dual after the game
+    (:data:`SEMIDUAL_REPARAMETRISED_FINISH_STEPS` steps at 0.03 after reparametrised
+    networks, :data:`SEMIDUAL_FINISH_STEPS` at :data:`SEMIDUAL_CLAMPED_FINISH_RATE` after
+    clamped ones above d = 8; the rule's steps only),
     and there, played one way, the layers' weights decayed by :data:`SEMIDUAL_WEIGHT_DECAY`,
     batches of :data:`SEMIDUAL_BATCH`, every step run (a game between two networks: its
     held-out figures do not fall steadily, so no early stop), widths
@@ -499,6 +511,8 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         off_rows["finish_steps"] = SEMIDUAL_FINISH_STEPS
         if kind == "clamp":
             off_rows["finish_rate"] = SEMIDUAL_CLAMPED_FINISH_RATE
+        else:
+            off_rows["finish_steps"] = SEMIDUAL_REPARAMETRISED_FINISH_STEPS
     rate = SemiDual.learning_rate
     if one_way:
         rate = SEMIDUAL_ONE_WAY_RATE

@@ -17,7 +17,7 @@ import numpy as np
 from mongeflow.auto import checked_batch_size, configure, default_batch_size
 from mongeflow.devices import data_sharding
 from mongeflow.divergences import Divergence
-from mongeflow.divergences.base import make_task
+from mongeflow.divergences.base import Task, make_task
 from mongeflow.loop import (
     MIN_RECORDS,
     MIN_STEPS,
@@ -510,7 +510,7 @@ def fit(
     keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
     keys = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k), 3))(keys)
     init_keys, train_keys, eval_keys = keys[:, 0], keys[:, 1], keys[:, 2]
-    state = _initial_state(problem, config.scheme, potential, init_keys)
+    state = _initial_state(problem, config.scheme, potential, init_keys, task)
     starting = state.potentials  # before a checkpoint replaces them
     for callback in callbacks:
         state = callback.on_start(run, state)
@@ -748,9 +748,11 @@ def _nonnegativity(potential) -> str | None:
     return "clamp" if "clamp" in kinds else (kinds[0] if kinds else "none")
 
 
-def _initial_state(problem: Problem, scheme: Scheme, potential, init_keys) -> FitState:
+def _initial_state(
+    problem: Problem, scheme: Scheme, potential, init_keys, task: Task | None = None
+) -> FitState:
     """Every seed's starting potential (``potential``, a factory ``key -> potential``, or
-    :func:`~mongeflow.maps.default_potential`) and scheme state, at step 0."""
+    :func:`~mongeflow.maps.default_potential`) and scheme state, at step 0 (for ``task``)."""
     if potential is None:
         potential = default_potential(
             problem.dim,
@@ -763,7 +765,7 @@ def _initial_state(problem: Problem, scheme: Scheme, potential, init_keys) -> Fi
     n = init_keys.shape[0]
     return FitState(
         potentials=potentials,
-        states=eqx.filter_vmap(scheme.init)(potentials),
+        states=eqx.filter_vmap(lambda p: scheme.init(p, task))(potentials),
         alive=jnp.ones(n, bool),
         step=0,
         stopped_at=np.full(n, -1),

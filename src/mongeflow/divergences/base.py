@@ -109,6 +109,13 @@ class Task(eqx.Module):
         """A fresh mini-batch (the loop's sampler)."""
         return self.sampler(key)
 
+    @property
+    def target_rows(self) -> Array | None:
+        """The target's rows ``[N, d]`` when it is a finite set of them, which the sampler
+        draws its batches from, else ``None``: for a scheme that keeps something per target
+        row across its steps."""
+        return self.problem.target.rows
+
     def loss(self, potential: Potential, batch: Batch, key: Array) -> Array:
         return self.divergence.loss(potential, batch, self.problem, key)
 

@@ -92,6 +92,12 @@ class Target(eqx.Module):
         raise ValueError(f"{type(self).__name__} cannot be sampled")
 
     @property
+    def rows(self) -> Array | None:
+        """The finite set of rows ``[N, d]`` that :meth:`sample` draws from, or ``None`` when
+        it draws fresh samples (or none)."""
+        return None
+
+    @property
     def log_normaliser(self) -> Array | None:
         """log Z with γ = exp(−V) / Z, or ``None`` when unknown."""
         return None
@@ -156,6 +162,10 @@ class EmpiricalSource(Source):
     def sample(self, key: Array, n: int) -> Array:
         idx = jax.random.randint(key, (n,), 0, self.data.shape[0])
         return self.data[idx]
+
+    @property
+    def rows(self) -> Array:
+        return self.data
 
 
 def _as_cov(cov, dim: int) -> Array:
@@ -349,6 +359,10 @@ class EmpiricalTarget(Target):
     def sample(self, key: Array, n: int) -> Array:
         idx = jax.random.randint(key, (n,), 0, self.data.shape[0])
         return self.data[idx]
+
+    @property
+    def rows(self) -> Array:
+        return self.data
 
 
 class SamplerTarget(Target):

@@ -30,8 +30,8 @@ class Backtracking(Scheme):
     def default_steps(self) -> int:
         return self.scheme.default_steps
 
-    def init(self, potential):
-        return self.scheme.init(potential)
+    def init(self, potential, task=None):
+        return self.scheme.init(potential, task)
 
     def step(self, potential, state, batch, task, key):
         _, k_loss = jax.random.split(key)

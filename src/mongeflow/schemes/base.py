@@ -86,7 +86,9 @@ class Scheme(Settings):
         map's error, keeps the usual choice)."""
         return False
 
-    def init(self, potential: Potential) -> Any:
+    def init(self, potential: Potential, task: Task | None = None) -> Any:
+        """The scheme's state at the first step, for ``potential``; ``task`` (the fit's) for a
+        state shaped by the problem (its rows)."""
         return jnp.zeros((), jnp.int32)
 
     @abc.abstractmethod

@@ -32,6 +32,10 @@ class SemiDualState(NamedTuple):
         map_state, dual_state: Adam's states for φ and ψ.
         step: the outer step (the rates' schedule).
         finish_state: Adam's state for φ's descent after the game (``finish_steps``).
+        rows, conjugates, solved: for that descent on a target that is a finite set of rows,
+            ``[P]`` the indices of the P rows it draws from (all of them, or a random subset:
+            :meth:`SemiDual.cached_rows`), ``[P, d]`` the last conjugate point ∇φ*(y) found for
+            each, ``[P]`` whether it has been found yet; ``None`` otherwise.
     """
 
     dual: Potential
@@ -39,6 +43,9 @@ class SemiDualState(NamedTuple):
     dual_state: Any
     step: Array
     finish_state: Any = None
+    rows: Any = None
+    conjugates: Any = None
+    solved: Any = None
 
 
 def expectile(diff: Array, level: float) -> Array:
@@ -51,6 +58,11 @@ def expectile(diff: Array, level: float) -> Array:
 JITTER_STREAM = 0x6A17
 #: the stream folded into a step's key for the descent's further batches
 FINISH_STREAM = 0xF1A1
+#: the key of the subset of a target's rows whose conjugates the descent keeps, when it
+#: keeps fewer than all (:meth:`SemiDual.cached_rows`)
+CACHE_SEED = 0xCA
+#: the stream folded into a descent step's key for the rows whose conjugates it refines
+CACHE_STREAM = 0xCA5E
 
 
 def jittered(rows: Array, scale: float, key: Array, keep_variance: bool = False) -> Array:
@@ -152,23 +164,34 @@ class SemiDual(Scheme):
     ``finish_steps`` N: after the game's ``decay_steps`` (its rates then at 0), N more steps
     in which φ alone descends the semi-dual itself, E_μ φ(x) + E_ν φ*(y), on
     :attr:`finish_batches` of the loop's batches a step, unjittered, with φ*(y) = ⟨z, y⟩ −
-    φ(z) at z = ∇φ*(y) solved by :attr:`finish_newton` of Newton's steps from the dual's
-    map ∇ψ(y) (by the envelope theorem the gradient in φ's weights is that of mean φ(x) −
-    mean φ(z) at z fixed), by Adam at ``finish_rate`` decaying to 0 (a run's steps are then
-    ``decay_steps`` + N). The game, at the rates that carry its networks from the identity,
-    settles where its loss still descends. On the Wasserstein-2 benchmark pair at d = 8
-    (2^16 rows a side, the automatic game with the source's rows jittered, through the
-    command line) 300 such steps took the L2-UVP from 0.93 to 0.72 % (seed 1: 1.13 to
-    0.86 %) for a fifth more time; 1 500 steps reached 0.6955 % (540 s on a 2-core CPU),
-    and 1 500 steps of half the batches (``finish_batches`` 16) 0.705 %: the descent's
-    batches count as much as its steps. A prototype that kept every row's conjugate (300 steps of
-    8 192 rows, in the pair's own coordinates) took d = 16 from 1.43 to 0.80 %; this step,
-    on the clamped network there, ran off at 0.03, and at 0.003 left 0.82 % against 1.38 %
-    (0.17 % against 0.55 % on ``dense-pair``), and at d = 32 0.82 % against 1.42 %, for
-    four more minutes on a 2-core CPU (the automatic fit's rates:
-    :data:`mongeflow.auto.SEMIDUAL_CLAMPED_FINISH_RATE`); at d = 4, where the rows are not
-    jittered, the prototype went from 0.30 to 0.35 %: the game there already ends nearer T*
-    than the rows' own optimum.
+    φ(z) at z = ∇φ*(y) (by the envelope theorem the gradient in φ's weights is that of mean
+    φ(x) − mean φ(z) at z fixed), by Adam at ``finish_rate`` decaying to 0 (a run's steps
+    are then ``decay_steps`` + N). The game, at the rates that carry its networks from the
+    identity, settles where its loss still descends. Where the target is a finite set of
+    rows and the fit's task is given to :meth:`init`, the state keeps each row's z
+    (:attr:`SemiDualState.conjugates`; up to :meth:`cached_rows` rows) and each visit
+    refines it by :attr:`finish_newton_cached` Newton's step (from the dual's map ∇ψ(y) at
+    the first): φ moves little between two visits, so one step finds what
+    :attr:`finish_newton` steps from ∇ψ(y), the solve for a target that draws fresh samples,
+    find, at a third of a step's cost (Amos, ICLR 2023, starts each conjugate's solve from a
+    network's prediction; here the start is the row's own last solution). On the
+    Wasserstein-2 benchmark pair at d = 8 (2^16 rows a side, the automatic game with the
+    source's rows jittered, through the command line, a 2-core CPU), from one game (0.93 %
+    L2-UVP): 300 steps left 0.73 % with the conjugates kept (31 s) and with them solved
+    afresh (97 s); 1 500 and 2 000 steps kept 0.69 % (0.6915, 0.6857; 100 and 153 s), where
+    1 500 afresh had reached 0.6955 % in 328 s; 1 500 steps of half the batches
+    (``finish_batches`` 16) 0.705 %: the descent's batches count as much as its steps. Its
+    conjugates' precision counts too: solved afresh by 1, 2, 4 and 6 Newton's steps, 300
+    steps left 0.805, 0.738, 0.728 and 0.727 %; the conjugates of a fixed pool of target
+    rows drawn with replacement (a bootstrap of the rows, its weights fixed for the whole
+    descent) 0.79 %, of the rows themselves 0.73 %. On the clamped network at d = 16 the
+    step ran off at 0.03 and at 0.003 left 0.81 % against the game's 1.38 % (0.18 % against
+    0.55 % on ``dense-pair``), and at d = 32 0.83 % against 1.42 %, the conjugates kept (solved
+    afresh: 0.82, 0.17 and 0.82 %, the whole fits 403, 206 and 531 s against 320, 81 and
+    432 s; the automatic fit's rates:
+    :data:`mongeflow.auto.SEMIDUAL_CLAMPED_FINISH_RATE`); at d = 4, where the rows
+    are not jittered, a prototype went from 0.30 to 0.35 %: the game there already ends
+    nearer T* than the rows' own optimum.
 
     The scheme needs target rows in every batch (``needs_target_samples``) and does not use
     the fit's divergence to move: what it descends is the semi-dual itself; the divergence
@@ -259,6 +282,12 @@ class SemiDual(Scheme):
     #: Newton's steps that solve each conjugate in the descent after the game, from the
     #: dual's map ∇ψ(y)
     finish_newton: ClassVar[int] = 4
+    #: Newton's steps that refine a target row's kept conjugate at each visit (from the
+    #: dual's map ∇ψ(y) at its first)
+    finish_newton_cached: ClassVar[int] = 1
+    #: the descent keeps the conjugates of at most as many target rows as it visits this
+    #: many times each (:meth:`cached_rows`)
+    finish_visits: ClassVar[int] = 8
     needs_target_samples: ClassVar[bool] = True
     #: each unit of both networks learns its sharpness β in softplus(β u)/β. On the
     #: Wasserstein-2 benchmark pair (both ways, 12 000 steps of 256, one seed) it left 0.17,
@@ -372,16 +401,42 @@ class SemiDual(Scheme):
         over ``finish_steps``."""
         return optax.adam(optax.cosine_decay_schedule(self.finish_rate, self.finish_steps))
 
-    def init(self, potential: Potential) -> SemiDualState:
+    def cached_rows(self, rows: int, batch_size: int) -> int:
+        """How many of a target's ``rows`` the descent after the game draws from, keeping
+        each one's conjugate: all of them, or as many as the descent visits
+        :attr:`finish_visits` times each (``finish_steps`` × ``finish_batches`` ×
+        ``batch_size`` / :attr:`finish_visits`), whichever is fewer."""
+        visited = self.finish_steps * self.finish_batches * batch_size // self.finish_visits
+        return max(1, min(rows, visited))
+
+    def init(self, potential: Potential, task=None) -> SemiDualState:
+        """The state at the first step; with the fit's ``task`` and a target that is a finite
+        set of rows (``task.target_rows``), the descent after the game keeps each drawn row's
+        conjugate (:attr:`SemiDualState.conjugates`)."""
         map_opt, dual_opt = self._optimizers()
         params = params_of(potential)
         finish = self._finish_optimizer().init(params) if self.finish_steps else None
-        return SemiDualState(
+        state = SemiDualState(
             potential,
             map_opt.init(params),
             dual_opt.init(params),
             jnp.zeros((), jnp.int32),
             finish,
+        )
+        rows = None if task is None or not self.finish_steps else task.target_rows
+        if rows is None:
+            return state
+        n, d = rows.shape
+        kept = self.cached_rows(n, task.batch_size)
+        index = (
+            jnp.arange(n, dtype=jnp.int32)
+            if kept == n  # else a subset drawn once, without replacement
+            else jax.random.choice(jax.random.key(CACHE_SEED), n, (kept,), replace=False)
+        )
+        return state._replace(
+            rows=index.astype(jnp.int32),
+            conjugates=jnp.zeros((kept, d), rows.dtype),
+            solved=jnp.zeros(kept, bool),
         )
 
     def _half(self, phi, psi, phi_state, psi_state, x, y, phi_opt, psi_opt):
@@ -445,10 +500,14 @@ class SemiDual(Scheme):
         )
 
     def _finish_step(self, potential, state: SemiDualState, batch, task, key):
-        """φ descends the semi-dual E_μ φ(x) + E_ν φ*(y) on the batch's rows as drawn (no
-        jitter), φ*(y) = ⟨z, y⟩ − φ(z) at z = ∇φ*(y) solved by :attr:`finish_newton` of
-        Newton's steps from the dual's map ∇ψ(y) (ψ ≈ φ* after the game); by the envelope
-        theorem the gradient in φ's weights is that of mean φ(x) − mean φ(z) at z fixed."""
+        """φ descends the semi-dual E_μ φ(x) + E_ν φ*(y) on rows as drawn (no jitter),
+        φ*(y) = ⟨z, y⟩ − φ(z) at z = ∇φ*(y); by the envelope theorem the gradient in φ's
+        weights is that of mean φ(x) − mean φ(z) at z fixed. Where the state keeps the
+        target rows' conjugates, z is found by :attr:`finish_newton_cached` Newton's steps
+        from the row's last one (from the dual's map ∇ψ(y) at its first visit), the target
+        rows drawn from the state's (:attr:`SemiDualState.rows`); else by
+        :attr:`finish_newton` steps from ∇ψ(y) (ψ ≈ φ* after the game), on the batches'
+        own target rows."""
         if self.finish_batches > 1:  # the step's batch and more of the loop's own
             keys = jax.random.split(jax.random.fold_in(key, FINISH_STREAM), self.finish_batches - 1)
             more = jax.vmap(task.sample)(keys)
@@ -456,9 +515,23 @@ class SemiDual(Scheme):
             y = jnp.concatenate([batch.y, more.y.reshape(-1, batch.y.shape[-1])])
         else:
             x, y = batch.x, batch.y
-        start = transport(state.dual, y)
-        solve = lambda yi, zi: newton_conjugate(potential, yi, self.finish_newton, zi)  # noqa: E731
+        cached = state.conjugates is not None
+        if cached:  # as many of the rows whose conjugates are kept, drawn with replacement
+            draw = jax.random.fold_in(key, CACHE_STREAM)
+            which = jax.random.randint(draw, (y.shape[0],), 0, state.rows.shape[0])
+            y = task.target_rows[state.rows[which]]
+            if task.sampler.sharding is not None:
+                y = jax.lax.with_sharding_constraint(y, task.sampler.sharding)
+            solved = state.solved[which][:, None]
+            start = jnp.where(solved, state.conjugates[which], transport(state.dual, y))
+            steps = self.finish_newton_cached
+        else:
+            start, steps = transport(state.dual, y), self.finish_newton
+        solve = lambda yi, zi: newton_conjugate(potential, yi, steps, zi)  # noqa: E731
         z = jax.lax.stop_gradient(jax.vmap(solve)(y, start))  # a constant of the loss below
+        if cached:
+            conjugates = state.conjugates.at[which].set(z)
+            state = state._replace(conjugates=conjugates, solved=state.solved.at[which].set(True))
 
         def loss(phi):
             return jnp.mean(jax.vmap(phi)(x)) - jnp.mean(jax.vmap(phi)(z))
@@ -485,6 +558,8 @@ class SemiDual(Scheme):
             dual, moved, dual_state, map_state, _ = self._half(
                 dual, moved, dual_state, map_state, y, x, map_opt, map_opt
             )
-        new = SemiDualState(dual, map_state, dual_state, state.step + 1, state.finish_state)
+        new = state._replace(
+            dual=dual, map_state=map_state, dual_state=dual_state, step=state.step + 1
+        )
         info = StepInfo(start_loss(task, potential, key), w2_half)
         return moved, new, info
