@@ -419,12 +419,14 @@ SEMIDUAL_JITTER_ROWS = "source"
 #: Played one way (above d = 32) it was not measured
 SEMIDUAL_FINISH_STEPS = 300
 #: the descent's steps after a game on reparametrised networks (up to d = 8, over 12 000
-#: steps or more), where it is cheapest: each target row's conjugate kept from one visit to
-#: the next (``SemiDualState.conjugates``), a step costs a third of one that solves them
-#: afresh. On the Wasserstein-2 benchmark pair at d = 8 (2^16 rows a side, through the
-#: command line, a 2-core CPU), from the same game (0.93 % L2-UVP): 300, 1 500 and 2 000
-#: steps left 0.729, 0.692 and 0.686 % in 31, 100 and 153 s (300 steps solving each
-#: conjugate afresh by 4 of Newton's steps: 0.728 % in 97 s; 1 500: 0.6955 % in 328 s)
+#: steps or more) when the target is a finite set of rows, where it is cheapest: each
+#: row's conjugate kept from one visit to the next (``SemiDualState.conjugates``), a step
+#: costs a third of one that solves them afresh (for a target that draws fresh samples,
+#: :data:`SEMIDUAL_FINISH_STEPS`). On the Wasserstein-2 benchmark pair at d = 8 (2^16
+#: rows a side, through the command line, a 2-core CPU), from the same game (0.93 %
+#: L2-UVP): 300, 1 500 and 2 000 steps left 0.729, 0.692 and 0.686 % in 31, 100 and 153 s
+#: (300 steps solving each conjugate afresh by 4 of Newton's steps: 0.728 % in 97 s;
+#: 1 500: 0.6955 % in 328 s)
 SEMIDUAL_REPARAMETRISED_FINISH_STEPS = 2000
 #: the descent's rate (``SemiDual.finish_rate``) after a game on clamped networks
 #: (``SemiDual.default_nonnegativity``), against 0.03 after one on reparametrised networks:
@@ -511,7 +513,7 @@ def _semidual(problem: Problem, steps: int | None) -> Choice:
         off_rows["finish_steps"] = SEMIDUAL_FINISH_STEPS
         if kind == "clamp":
             off_rows["finish_rate"] = SEMIDUAL_CLAMPED_FINISH_RATE
-        else:
+        elif problem.target.rows is not None:  # the conjugates kept: a step a third the cost
             off_rows["finish_steps"] = SEMIDUAL_REPARAMETRISED_FINISH_STEPS
     rate = SemiDual.learning_rate
     if one_way:

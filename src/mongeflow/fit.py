@@ -765,7 +765,9 @@ def _initial_state(
     n = init_keys.shape[0]
     return FitState(
         potentials=potentials,
-        states=eqx.filter_vmap(lambda p: scheme.init(p, task))(potentials),
+        states=eqx.filter_vmap(lambda p: scheme.init(p) if task is None else scheme.start(p, task))(
+            potentials
+        ),
         alive=jnp.ones(n, bool),
         step=0,
         stopped_at=np.full(n, -1),

@@ -190,8 +190,9 @@ AUTOMATIC = {
     "jitter_keeps_variance": "semidual, where it jitters: on when only the source's rows are",
     "weight_decay": "semidual: 0.01 where it jitters and is played one way (d > 32), else 0",
     "finish_steps": "semidual, where it jitters, is played both ways and the steps are the "
-    "rule's: 2000 after reparametrised networks (4 < d <= 8, 12000 steps or more), 300 after "
-    "clamped ones above d = 8 (up to 32), else 0",
+    "rule's: 2000 where it chose reparametrised networks (4 < d <= 8, 12000 steps or more) "
+    "and the target is a set of rows, 300 after clamped ones above d = 8 (up to 32) or for a "
+    "target drawn afresh, else 0",
     "finish_rate": "semidual: 0.03 after reparametrised networks, 0.003 after clamped ones",
     "decay_steps": "the number of steps: a cosine decay to 0 over the run",
     "tau": "explicit on the drift: min(0.3, 0.6/sqrt(d)); decaying to 0 over the run",

@@ -10,7 +10,9 @@ WORK: the directory ``../cli/run.sh`` wrote (x.npy, y.npy, held_x.npy, held_true
 GAME: the file ``branch.py`` saved; VARIANT: ``afresh`` (``newton`` steps from ∇ψ(y) on
 fresh rows, as ``SemiDual`` without kept conjugates) or ``kept`` (``warm`` steps from the
 row's last conjugate, the first visit from ∇ψ(y); ``pool``: ``rows``, the target's training
-rows, or ``drawn``, as many rows drawn from them with replacement, 2^16).
+rows, or ``drawn``, 2^16 rows drawn from them with replacement). Options also: ``rate``
+(Adam's, decaying to 0; 0.03), ``seed`` (the descent's key; 7). The rows' residual is over
+the whole pool, rows not yet visited (z = 0) included.
 """
 
 import json

@@ -163,10 +163,6 @@ class EmpiricalSource(Source):
         idx = jax.random.randint(key, (n,), 0, self.data.shape[0])
         return self.data[idx]
 
-    @property
-    def rows(self) -> Array:
-        return self.data
-
 
 def _as_cov(cov, dim: int) -> Array:
     cov = jnp.asarray(cov)

@@ -30,8 +30,11 @@ class Backtracking(Scheme):
     def default_steps(self) -> int:
         return self.scheme.default_steps
 
-    def init(self, potential, task=None):
-        return self.scheme.init(potential, task)
+    def init(self, potential):
+        return self.scheme.init(potential)
+
+    def start(self, potential, task):
+        return self.scheme.start(potential, task)
 
     def step(self, potential, state, batch, task, key):
         _, k_loss = jax.random.split(key)

@@ -86,10 +86,13 @@ class Scheme(Settings):
         map's error, keeps the usual choice)."""
         return False
 
-    def init(self, potential: Potential, task: Task | None = None) -> Any:
-        """The scheme's state at the first step, for ``potential``; ``task`` (the fit's) for a
-        state shaped by the problem (its rows)."""
+    def init(self, potential: Potential) -> Any:
         return jnp.zeros((), jnp.int32)
+
+    def start(self, potential: Potential, task: Task) -> Any:
+        """The state a fit on ``task`` starts from: :meth:`init`'s; a scheme whose state is
+        shaped by the problem (its rows: ``task.target_rows``) adds to it here."""
+        return self.init(potential)
 
     @abc.abstractmethod
     def step(self, potential: Potential, state: Any, batch: Batch, task: Task, key: Array):

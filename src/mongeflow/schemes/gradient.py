@@ -20,7 +20,7 @@ class _OptaxScheme(UpdateScheme):
             return optax.cosine_decay_schedule(self.learning_rate, self.decay_steps)
         return self.learning_rate
 
-    def init(self, potential, task=None):
+    def init(self, potential):
         return self.optimizer().init(params_of(potential))
 
     def propose(self, potential, state, task, batch, key):

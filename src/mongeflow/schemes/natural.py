@@ -39,7 +39,7 @@ class Natural(UpdateScheme):
     name: ClassVar[str] = "natural"
     default_steps: ClassVar[int] = 100
 
-    def init(self, potential, task=None):
+    def init(self, potential):
         return None
 
     def propose(self, potential, state, task, batch, key):

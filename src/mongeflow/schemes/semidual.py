@@ -168,7 +168,7 @@ class SemiDual(Scheme):
     φ(x) − mean φ(z) at z fixed), by Adam at ``finish_rate`` decaying to 0 (a run's steps
     are then ``decay_steps`` + N). The game, at the rates that carry its networks from the
     identity, settles where its loss still descends. Where the target is a finite set of
-    rows and the fit's task is given to :meth:`init`, the state keeps each row's z
+    rows (a fit's state, :meth:`start`), the state keeps each row's z
     (:attr:`SemiDualState.conjugates`; up to :meth:`cached_rows` rows) and each visit
     refines it by :attr:`finish_newton_cached` Newton's step (from the dual's map ∇ψ(y) at
     the first): φ moves little between two visits, so one step finds what
@@ -184,14 +184,14 @@ class SemiDual(Scheme):
     conjugates' precision counts too: solved afresh by 1, 2, 4 and 6 Newton's steps, 300
     steps left 0.805, 0.738, 0.728 and 0.727 %; the conjugates of a fixed pool of target
     rows drawn with replacement (a bootstrap of the rows, its weights fixed for the whole
-    descent) 0.79 %, of the rows themselves 0.73 %. On the clamped network at d = 16 the
-    step ran off at 0.03 and at 0.003 left 0.81 % against the game's 1.38 % (0.18 % against
-    0.55 % on ``dense-pair``), and at d = 32 0.83 % against 1.42 %, the conjugates kept (solved
-    afresh: 0.82, 0.17 and 0.82 %, the whole fits 403, 206 and 531 s against 320, 81 and
-    432 s; the automatic fit's rates:
-    :data:`mongeflow.auto.SEMIDUAL_CLAMPED_FINISH_RATE`); at d = 4, where the rows
-    are not jittered, a prototype went from 0.30 to 0.35 %: the game there already ends
-    nearer T* than the rows' own optimum.
+    descent) 0.79 %, of the rows themselves 0.73 % (both in-process, not through the command
+    line). On the clamped network at d = 16 the step ran off at 0.03 and at 0.003 left
+    0.81 % against the game's 1.38 % (0.18 % against 0.55 % on ``dense-pair``), and at d = 32
+    0.83 % against 1.42 %, the conjugates kept (solved afresh: 0.82, 0.17 and 0.82 %, the
+    whole fits 403, 206 and 531 s against 320, 81 and 432 s; the automatic fit's rates:
+    :data:`mongeflow.auto.SEMIDUAL_CLAMPED_FINISH_RATE`); at d = 4, where the rows are not
+    jittered, a prototype went from 0.30 to 0.35 %: the game there already ends nearer T*
+    than the rows' own optimum.
 
     The scheme needs target rows in every batch (``needs_target_samples``) and does not use
     the fit's divergence to move: what it descends is the semi-dual itself; the divergence
@@ -409,21 +409,24 @@ class SemiDual(Scheme):
         visited = self.finish_steps * self.finish_batches * batch_size // self.finish_visits
         return max(1, min(rows, visited))
 
-    def init(self, potential: Potential, task=None) -> SemiDualState:
-        """The state at the first step; with the fit's ``task`` and a target that is a finite
-        set of rows (``task.target_rows``), the descent after the game keeps each drawn row's
-        conjugate (:attr:`SemiDualState.conjugates`)."""
+    def init(self, potential: Potential) -> SemiDualState:
         map_opt, dual_opt = self._optimizers()
         params = params_of(potential)
         finish = self._finish_optimizer().init(params) if self.finish_steps else None
-        state = SemiDualState(
+        return SemiDualState(
             potential,
             map_opt.init(params),
             dual_opt.init(params),
             jnp.zeros((), jnp.int32),
             finish,
         )
-        rows = None if task is None or not self.finish_steps else task.target_rows
+
+    def start(self, potential: Potential, task) -> SemiDualState:
+        """:meth:`init`'s state; for a target that is a finite set of rows
+        (``task.target_rows``) and a descent after the game, with room for the conjugates
+        of up to :meth:`cached_rows` of them (:attr:`SemiDualState.conjugates`)."""
+        state = self.init(potential)
+        rows = task.target_rows if self.finish_steps else None
         if rows is None:
             return state
         n, d = rows.shape
