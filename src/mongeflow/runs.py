@@ -401,10 +401,12 @@ class Checkpoint(Callback):
             raise
         except Exception as err:
             raise ReadError(
-                f"the checkpoint in {str(self.path)!r} does not match this map: {err} (a "
-                "checkpoint made with another network, other widths or activation, resumes "
-                "with that network given: potential=mf.default_potential(d, widths, "
-                "activation=...))"
+                f"the checkpoint in {str(self.path)!r} does not match this map or this "
+                f"scheme's state: {err} (a checkpoint made with another network, other widths "
+                "or activation, resumes with that network given: "
+                "potential=mf.default_potential(d, widths, activation=...); one written by a "
+                "version whose scheme kept another state, such as a semi-dual fit's before it "
+                "kept its target rows' conjugates, cannot be resumed: start the run again)"
             ) from None
 
     def load(self, run: Run, template: FitState) -> FitState:
