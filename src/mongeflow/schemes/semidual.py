@@ -171,10 +171,10 @@ class SemiDual(Scheme):
     rows (a fit's state, :meth:`start`), the state keeps each row's z
     (:attr:`SemiDualState.conjugates`; up to :meth:`cached_rows` rows) and each visit
     refines it by :attr:`finish_newton_cached` Newton's step (from the dual's map ∇ψ(y) at
-    the first): φ moves little between two visits, so one step finds what
-    :attr:`finish_newton` steps from ∇ψ(y), the solve for a target that draws fresh samples,
-    find, at a third of a step's cost (Amos, ICLR 2023, starts each conjugate's solve from a
-    network's prediction; here the start is the row's own last solution). On the
+    the first): φ moves little between two visits, so that one step finds what
+    :attr:`finish_newton` steps from ∇ψ(y) find (the solve for a target that draws fresh
+    samples), at a third of a step's cost (Amos, ICLR 2023, starts each conjugate's solve
+    from a network's prediction; here the start is the row's own last solution). On the
     Wasserstein-2 benchmark pair at d = 8 (2^16 rows a side, the automatic game with the
     source's rows jittered, through the command line, a 2-core CPU), from one game (0.93 %
     L2-UVP): 300 steps left 0.73 % with the conjugates kept (31 s) and with them solved
